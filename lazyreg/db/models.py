@@ -1,0 +1,228 @@
+"""The data model.
+
+Content (tags, manifests, blobs) is global and deduplicated; a repository version
+is the set of content whose membership range covers its number:
+`version_added <= N and (version_removed is null or version_removed > N)`.
+Artifacts are what storage holds; a blob without an artifact is fetched lazily
+from one of its `BlobSource`s.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Remote(Base):
+    __tablename__ = "remotes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    upstream_name: Mapped[str] = mapped_column(String(255))
+    policy: Mapped[str] = mapped_column(String(16), default="on_demand")
+    include_tags: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    exclude_tags: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    username: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    password: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tls_verify: Mapped[bool] = mapped_column(Boolean, default=True)
+    ca_cert: Mapped[str | None] = mapped_column(Text, nullable=True)
+    proxy_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    download_concurrency: Mapped[int] = mapped_column(Integer, default=8)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Repository(Base):
+    __tablename__ = "repositories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    latest_version: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RepositoryVersion(Base):
+    __tablename__ = "repository_versions"
+    __table_args__ = (UniqueConstraint("repository_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # {"tags": n, "manifests": n, "blobs": n} for content, added and removed.
+    content_counts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    added_counts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    removed_counts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    task_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class Content(Base):
+    """One row per content unit; `kind` says which detail table holds it."""
+
+    __tablename__ = "content"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # tag | manifest | blob
+
+
+class Manifest(Base):
+    __tablename__ = "manifests"
+
+    id: Mapped[int] = mapped_column(ForeignKey("content.id"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(80), unique=True)
+    media_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    config_digest: Mapped[str | None] = mapped_column(String(80), nullable=True)
+
+
+class Blob(Base):
+    __tablename__ = "blobs"
+
+    id: Mapped[int] = mapped_column(ForeignKey("content.id"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(80), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    media_type: Mapped[str] = mapped_column(String(255))
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("name", "manifest_id"),)
+
+    id: Mapped[int] = mapped_column(ForeignKey("content.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    manifest_id: Mapped[int] = mapped_column(ForeignKey("manifests.id"))
+
+
+class ManifestBlob(Base):
+    """The config (position -1) and layers (0..n) of an image manifest."""
+
+    __tablename__ = "manifest_blobs"
+
+    manifest_id: Mapped[int] = mapped_column(ForeignKey("manifests.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    blob_id: Mapped[int] = mapped_column(ForeignKey("blobs.id"), index=True)
+
+
+class ManifestChild(Base):
+    """The entries of a manifest list / OCI index, with their platform."""
+
+    __tablename__ = "manifest_children"
+
+    list_id: Mapped[int] = mapped_column(ForeignKey("manifests.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    child_id: Mapped[int] = mapped_column(ForeignKey("manifests.id"), index=True)
+    os: Mapped[str] = mapped_column(String(64), default="")
+    architecture: Mapped[str] = mapped_column(String(64), default="")
+    variant: Mapped[str] = mapped_column(String(64), default="")
+
+
+class RepositoryContent(Base):
+    """Membership range of a content unit in a repository's versions."""
+
+    __tablename__ = "repository_content"
+    __table_args__ = (
+        Index("ix_repo_content_added", "repository_id", "version_added"),
+        Index("ix_repo_content_unit", "repository_id", "content_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    content_id: Mapped[int] = mapped_column(ForeignKey("content.id"))
+    version_added: Mapped[int] = mapped_column(Integer)
+    version_removed: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Artifact(Base):
+    """A blob or manifest that storage holds, keyed by digest."""
+
+    __tablename__ = "artifacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(80), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))  # manifest | config | layer | blob
+    location: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BlobSource(Base):
+    """Where a blob can be fetched: a remote and the upstream repository that listed it."""
+
+    __tablename__ = "blob_sources"
+    __table_args__ = (UniqueConstraint("blob_id", "remote_id", "upstream_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    blob_id: Mapped[int] = mapped_column(ForeignKey("blobs.id"), index=True)
+    remote_id: Mapped[int] = mapped_column(ForeignKey("remotes.id", ondelete="CASCADE"))
+    upstream_name: Mapped[str] = mapped_column(String(255))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cooldown_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Distribution(Base):
+    __tablename__ = "distributions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    base_path: Mapped[str] = mapped_column(String(255), unique=True)
+    repository_id: Mapped[int | None] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), nullable=True)
+    repository_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("repository_versions.id", ondelete="CASCADE"), nullable=True)
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="waiting", index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_resources: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The repository a sync works on: at most one running sync per repository.
+    lock_key: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    worker: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Lease(Base):
+    """A claim on a named job (e.g. downloading one blob) by one server process."""
+
+    __tablename__ = "leases"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    expires: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,74 @@
+"""The errors lazyreg reports to its users, and the one table of OCI error codes.
+
+    LazyregError
+    ├── RegistryError      an OCI distribution error (code + HTTP status), for /v2
+    └── ApiError           a management API error, for /api/v1
+        ├── NotFound       404, names the resource
+        ├── Conflict       409
+        └── InvalidField   400, names the field
+
+Handlers raise these; `lazyreg.web` renders them in one place.
+Upstream failures have their own tree in `lazyreg.upstream.errors`.
+"""
+
+from __future__ import annotations
+
+# code -> (HTTP status, default message), as registered by the distribution spec.
+OCI_ERROR_CODES: dict[str, tuple[int, str]] = {
+    "BLOB_UNKNOWN": (404, "blob unknown to registry"),
+    "BLOB_UPLOAD_UNKNOWN": (404, "blob upload unknown to registry"),
+    "DIGEST_INVALID": (400, "provided digest did not match uploaded content"),
+    "MANIFEST_UNKNOWN": (404, "manifest unknown"),
+    "MANIFEST_INVALID": (400, "manifest invalid"),
+    "NAME_INVALID": (400, "invalid repository name"),
+    "NAME_UNKNOWN": (404, "repository name not known to registry"),
+    "SIZE_INVALID": (400, "provided length did not match content length"),
+    "UNAUTHORIZED": (401, "authentication required"),
+    "DENIED": (403, "requested access to the resource is denied"),
+    "UNSUPPORTED": (405, "the operation is unsupported"),
+    "TOOMANYREQUESTS": (429, "too many requests"),
+    "RANGE_INVALID": (416, "requested range not satisfiable"),
+    "UNAVAILABLE": (503, "upstream unavailable"),
+}
+
+
+class LazyregError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RegistryError(LazyregError):
+    def __init__(self, code: str, message: str | None = None, detail: object = None,
+                 status: int | None = None) -> None:
+        default_status, default_message = OCI_ERROR_CODES[code]
+        super().__init__(message or default_message)
+        self.code = code
+        self.status = status or default_status
+        self.detail = detail
+
+
+class ApiError(LazyregError):
+    status = 400
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(ApiError):
+    status = 404
+
+    def __init__(self, kind: str, name: object) -> None:
+        super().__init__(f"{kind} {name!r} not found")
+
+
+class Conflict(ApiError):
+    status = 409
+
+
+class InvalidField(ApiError):
+    status = 400
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", field=field)

@@ -1,0 +1,122 @@
+"""Parse image manifests and manifest lists into the references they make.
+
+Parsing never changes the bytes: the stored manifest is the upstream's exact
+bytes, and these dataclasses only describe what it points to.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from lazyreg.oci import mediatypes as mt
+from lazyreg.oci.digest import DIGEST_RE
+
+
+class InvalidManifest(ValueError):
+    """Bytes that do not form a manifest lazyreg can understand."""
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    digest: str
+    size: int
+    media_type: str
+
+
+@dataclass(frozen=True)
+class Platform:
+    os: str = ""
+    architecture: str = ""
+    variant: str = ""
+
+
+@dataclass(frozen=True)
+class ChildManifest:
+    descriptor: Descriptor
+    platform: Platform | None
+
+
+@dataclass(frozen=True)
+class ParsedManifest:
+    media_type: str
+    config: Descriptor | None = None
+    layers: tuple[Descriptor, ...] = ()
+    children: tuple[ChildManifest, ...] = field(default=())
+
+    @property
+    def is_list(self) -> bool:
+        return mt.is_list(self.media_type)
+
+    @property
+    def blobs(self) -> tuple[Descriptor, ...]:
+        return ((self.config,) if self.config else ()) + self.layers
+
+
+def _descriptor(obj: object, where: str) -> Descriptor:
+    if not isinstance(obj, dict):
+        raise InvalidManifest(f"{where}: descriptor is not an object")
+    digest, size = obj.get("digest"), obj.get("size")
+    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        raise InvalidManifest(f"{where}: invalid or unsupported digest {digest!r}")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise InvalidManifest(f"{where}: invalid size {size!r}")
+    media_type = obj.get("mediaType")
+    return Descriptor(digest, size, media_type if isinstance(media_type, str) else mt.OCTET_STREAM)
+
+
+def detect_media_type(doc: dict[str, object], content_type: str | None) -> str:
+    declared = doc.get("mediaType")
+    if isinstance(declared, str) and declared:
+        return declared
+    if content_type:
+        base = content_type.split(";", 1)[0].strip()
+        if base and base not in ("application/json", mt.OCTET_STREAM):
+            return base
+    # OCI manifests may omit mediaType; their shape tells them apart.
+    if "manifests" in doc:
+        return mt.OCI_INDEX
+    if "config" in doc:
+        return mt.OCI_MANIFEST
+    return content_type or mt.OCTET_STREAM
+
+
+def parse_manifest(data: bytes, content_type: str | None = None) -> ParsedManifest:
+    """Describe a manifest; unknown media types are opaque (no references)."""
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidManifest(f"manifest is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidManifest("manifest is not a JSON object")
+    media_type = detect_media_type(doc, content_type)
+
+    if media_type in mt.MANIFEST_LISTS:
+        entries = doc.get("manifests")
+        if not isinstance(entries, list):
+            raise InvalidManifest("manifest list has no 'manifests' array")
+        children = []
+        for i, entry in enumerate(entries):
+            desc = _descriptor(entry, f"manifests[{i}]")
+            plat = entry.get("platform")
+            platform = None
+            if isinstance(plat, dict):
+                platform = Platform(
+                    os=str(plat.get("os", "")),
+                    architecture=str(plat.get("architecture", "")),
+                    variant=str(plat.get("variant", "")),
+                )
+            children.append(ChildManifest(desc, platform))
+        return ParsedManifest(media_type, children=tuple(children))
+
+    if media_type in mt.IMAGE_MANIFESTS:
+        if "config" not in doc:
+            raise InvalidManifest("image manifest has no 'config'")
+        config = _descriptor(doc["config"], "config")
+        layers_doc = doc.get("layers")
+        if not isinstance(layers_doc, list):
+            raise InvalidManifest("image manifest has no 'layers' array")
+        layers = tuple(_descriptor(layer, f"layers[{i}]") for i, layer in enumerate(layers_doc))
+        return ParsedManifest(media_type, config=config, layers=layers)
+
+    return ParsedManifest(media_type)

@@ -1,0 +1,22 @@
+"""The manifest and blob media types lazyreg knows about."""
+
+from __future__ import annotations
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+IMAGE_MANIFESTS = frozenset({DOCKER_MANIFEST, OCI_MANIFEST})
+MANIFEST_LISTS = frozenset({DOCKER_MANIFEST_LIST, OCI_INDEX})
+KNOWN_MANIFESTS = IMAGE_MANIFESTS | MANIFEST_LISTS
+
+# Sent on every upstream manifest request: without the schema2 types distribution
+# converts to schema1 (another digest), without the OCI types it answers 404.
+MANIFEST_ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST])
+
+OCTET_STREAM = "application/octet-stream"
+
+
+def is_list(media_type: str) -> bool:
+    return media_type in MANIFEST_LISTS

@@ -1,0 +1,1 @@
+"""The upstream registry client: auth, retries, tags, manifests and blob streams."""

@@ -1,0 +1,42 @@
+"""What can go wrong talking to an upstream registry.
+
+    UpstreamError
+    ├── Unavailable        connection refused/reset, timeout, 5xx (after retries)
+    │   └── TooManyRequests    429 (after retries)
+    ├── NotFound           404: the repository, manifest or blob is not there
+    ├── AuthError          401/403 that credentials did not fix
+    ├── InvalidResponse    the upstream answered something that is not a registry answer
+    └── DigestMismatch     bytes that do not hash to the digest they were asked by
+
+Retry code catches `Unavailable`; everything else is final.
+"""
+
+from __future__ import annotations
+
+
+class UpstreamError(Exception):
+    pass
+
+
+class Unavailable(UpstreamError):
+    pass
+
+
+class TooManyRequests(Unavailable):
+    pass
+
+
+class NotFound(UpstreamError):
+    pass
+
+
+class AuthError(UpstreamError):
+    pass
+
+
+class InvalidResponse(UpstreamError):
+    pass
+
+
+class DigestMismatch(UpstreamError):
+    pass
