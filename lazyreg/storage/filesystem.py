@@ -39,6 +39,13 @@ class FilesystemStaged:
             view = view[written:]
         self.size += len(data)
 
+    def reset(self) -> None:
+        """Start over at byte 0 in the same file (readers keep their descriptors)."""
+        self._file.seek(0)
+        self._file.truncate()
+        self.size = 0
+        self._hash = hashlib.sha256()
+
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 

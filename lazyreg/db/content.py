@@ -1,0 +1,152 @@
+"""Queries over repository content: what a version holds, and writing a new version."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.orm import Session
+
+from lazyreg.db.models import (
+    Blob,
+    Content,
+    Manifest,
+    ManifestBlob,
+    ManifestChild,
+    Repository,
+    RepositoryContent,
+    RepositoryVersion,
+    Tag,
+)
+
+T = TypeVar("T")
+CHUNK = 900  # stays under every database's limit of bound parameters
+
+
+def chunked(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def in_version(repository_id: int, number: int) -> Select[tuple[int]]:
+    """The content ids of repository version `number`: one indexed range query."""
+    rc = RepositoryContent
+    return select(rc.content_id).where(
+        rc.repository_id == repository_id,
+        rc.version_added <= number,
+        or_(rc.version_removed.is_(None), rc.version_removed > number),
+    )
+
+
+def version_content_ids(session: Session, repository_id: int, number: int) -> set[int]:
+    return set(session.scalars(in_version(repository_id, number)))
+
+
+def manifest_closure(session: Session, manifest_ids: Iterable[int]) -> tuple[set[int], set[int]]:
+    """Manifests and blobs reachable from `manifest_ids` (lists -> children -> blobs)."""
+    manifests = set(manifest_ids)
+    for batch in chunked(list(manifests)):
+        manifests.update(session.scalars(
+            select(ManifestChild.child_id).where(ManifestChild.list_id.in_(batch))))
+    blobs: set[int] = set()
+    for batch in chunked(list(manifests)):
+        blobs.update(session.scalars(
+            select(ManifestBlob.blob_id).where(ManifestBlob.manifest_id.in_(batch))))
+    return manifests, blobs
+
+
+def count_by_kind(session: Session, content_ids: Iterable[int]) -> dict[str, int]:
+    counts = {"tags": 0, "manifests": 0, "blobs": 0}
+    for batch in chunked(list(content_ids)):
+        for kind in session.scalars(select(Content.kind).where(Content.id.in_(batch))):
+            counts[kind + "s"] += 1
+    return counts
+
+
+def tag_names(session: Session, tag_ids: Iterable[int]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for batch in chunked(list(tag_ids)):
+        out.update(session.execute(select(Tag.id, Tag.name).where(Tag.id.in_(batch))).tuples())
+    return out
+
+
+def create_version(session: Session, repository: Repository, content_ids: set[int],
+                   task_id: str | None = None) -> RepositoryVersion | None:
+    """Write version latest+1 holding exactly `content_ids`; None if nothing changed."""
+    current_number = repository.latest_version
+    current = version_content_ids(session, repository.id, current_number)
+    added = content_ids - current
+    removed = current - content_ids
+    if not added and not removed:
+        return None
+    number = current_number + 1
+    rc = RepositoryContent
+    for batch in chunked(sorted(removed)):
+        session.query(rc).filter(
+            rc.repository_id == repository.id,
+            rc.content_id.in_(batch),
+            rc.version_removed.is_(None),
+        ).update({rc.version_removed: number}, synchronize_session=False)
+    session.add_all(
+        rc(repository_id=repository.id, content_id=cid, version_added=number)
+        for cid in sorted(added))
+    version = RepositoryVersion(
+        repository_id=repository.id,
+        number=number,
+        content_counts=count_by_kind(session, content_ids),
+        added_counts=count_by_kind(session, added),
+        removed_counts=count_by_kind(session, removed),
+        task_id=task_id,
+    )
+    session.add(version)
+    repository.latest_version = number
+    session.flush()
+    return version
+
+
+def get_or_create_blob(session: Session, digest: str, size: int, media_type: str,
+                       cache: dict[str, int]) -> int:
+    if digest in cache:
+        return cache[digest]
+    blob_id = session.scalar(select(Blob.id).where(Blob.digest == digest))
+    if blob_id is None:
+        content = Content(kind="blob")
+        session.add(content)
+        session.flush()
+        session.add(Blob(id=content.id, digest=digest, size=size, media_type=media_type))
+        blob_id = content.id
+    cache[digest] = blob_id
+    return blob_id
+
+
+def manifest_ids_by_digest(session: Session, digests: Sequence[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for batch in chunked(list(digests)):
+        out.update(session.execute(
+            select(Manifest.digest, Manifest.id).where(Manifest.digest.in_(batch))).tuples())
+    return out
+
+
+def tags_in_version(session: Session, repository_id: int, number: int
+                    ) -> Select[tuple[str, int]]:
+    return (select(Tag.name, Tag.manifest_id)
+            .where(Tag.id.in_(in_version(repository_id, number))))
+
+
+def find_tag_id(session: Session, name: str, manifest_id: int) -> int:
+    tag_id = session.scalar(select(Tag.id).where(and_(Tag.name == name,
+                                                      Tag.manifest_id == manifest_id)))
+    if tag_id is None:
+        content = Content(kind="tag")
+        session.add(content)
+        session.flush()
+        session.add(Tag(id=content.id, name=name, manifest_id=manifest_id))
+        tag_id = content.id
+    return tag_id

@@ -1,0 +1,185 @@
+"""One upstream download of one blob into a staging file, which readers follow as it grows.
+
+The download's lifetime is its own: readers attach and detach freely, and a
+reader leaving does not stop it. Bytes are hashed and written in a worker
+thread while the event loop receives the next chunk. Readers are never given
+the last byte before the digest is verified, so a client of a bad download sees
+a cut connection, never a complete wrong blob.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from lazyreg.storage.filesystem import FilesystemStaged
+from lazyreg.upstream.client import UpstreamClient
+from lazyreg.upstream.errors import DigestMismatch, Unavailable, UpstreamError
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+READ_CHUNK = 1024 * 1024
+MAX_RESUMES = 5
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a blob can be fetched: a remote's client and the upstream repository name."""
+
+    client: UpstreamClient
+    upstream_name: str
+    source_id: int | None = None  # the BlobSource row, when there is one
+    remote_name: str = ""
+
+
+class Download:
+    def __init__(self, digest: str, size: int, staged: FilesystemStaged) -> None:
+        self.digest = digest
+        self.size = size
+        self.staged = staged
+        self.written = 0  # bytes readable from the staging file
+        self.verified = False
+        self.error: BaseException | None = None
+        self.finished = asyncio.Event()
+        self._changed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.upstream_requests = 0
+        # Held open for the download's life: a reader dups it, so it keeps
+        # reading after the staging file is renamed into storage or unlinked.
+        self._fd = os.open(staged.path, os.O_RDONLY)
+
+    # ------------------------------------------------------------ download side
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def run(self, sources: list[Source],
+                  on_verified: Callable[[Download], Awaitable[None]],
+                  on_source_failed: Callable[[Source, BaseException], Awaitable[None]]) -> None:
+        try:
+            last: BaseException | None = None
+            for source in sources:
+                try:
+                    await self._fetch_from(source)
+                    break
+                except (UpstreamError, OSError) as exc:
+                    last = exc
+                    await on_source_failed(source, exc)
+                    if self.written:
+                        # Bytes already went to readers; another source may not
+                        # be trusted to continue them, so stop here.
+                        raise
+                    await asyncio.to_thread(self.staged.reset)
+            else:
+                raise last or Unavailable(f"no upstream source for {self.digest}")
+            self._verify()
+            await on_verified(self)
+            self.verified = True
+        except BaseException as exc:
+            self.error = exc
+            self.staged.discard()
+            raise
+        finally:
+            os.close(self._fd)
+            self.finished.set()
+            self._notify()
+
+    def _verify(self) -> None:
+        self.staged.close()
+        actual = "sha256:" + self.staged.hexdigest()
+        if self.staged.size != self.size or actual != self.digest:
+            raise DigestMismatch(
+                f"upstream sent {self.staged.size} bytes hashing to {actual};"
+                f" expected {self.size} bytes with {self.digest}")
+
+    async def _fetch_from(self, source: Source) -> None:
+        resumes = 0
+        while True:
+            offset = self.staged.size
+            try:
+                self.upstream_requests += 1
+                async with source.client.open_blob(source.upstream_name, self.digest,
+                                                   offset) as resp:
+                    skip = offset if resp.status == 200 else 0
+                    await self._receive(resp.content, skip)
+                if self.staged.size > self.size:
+                    raise DigestMismatch(f"upstream sent more than {self.size} bytes")
+                if self.staged.size < self.size:
+                    raise aiohttp.ClientPayloadError("body ended early")
+                return
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError,
+                    TimeoutError) as exc:
+                if resumes >= MAX_RESUMES:
+                    raise Unavailable(f"blob {self.digest}: {exc}") from exc
+                resumes += 1
+                log.info("blob %s cut at %d bytes (%s); resuming", self.digest,
+                         self.staged.size, exc)
+                await asyncio.sleep(min(0.2 * 2 ** resumes, 5.0))
+
+    async def _receive(self, stream: aiohttp.StreamReader, skip: int) -> None:
+        """Copy the body into the staging file, hashing in a thread while receiving."""
+        pending: asyncio.Future[None] | None = None
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                chunk = await stream.read(CHUNK)
+                if not chunk:
+                    break
+                if skip:
+                    # The upstream ignored Range: drop what we already have.
+                    cut = min(skip, len(chunk))
+                    chunk, skip = chunk[cut:], skip - cut
+                    if not chunk:
+                        continue
+                if pending is not None:
+                    await pending
+                    self._advance()
+                if self.staged.size + len(chunk) > self.size:
+                    raise DigestMismatch(f"upstream sent more than {self.size} bytes")
+                pending = loop.run_in_executor(None, self.staged.write, chunk)
+        finally:
+            if pending is not None:
+                await asyncio.shield(pending)
+                self._advance()
+
+    def _advance(self) -> None:
+        self.written = self.staged.size
+        self._notify()
+
+    # ------------------------------------------------------------ reader side
+
+    def open(self) -> int:
+        """A file descriptor on the staging file, for `read`; only before `finished`."""
+        return os.dup(self._fd)
+
+    async def read(self, fd: int, start: int = 0, end: int | None = None
+                   ) -> AsyncIterator[bytes]:
+        """Yield bytes [start, end) as they land, the last one only once verified."""
+        end = self.size if end is None else end
+        pos = start
+        try:
+            while pos < end:
+                if self.error is not None:
+                    raise self.error
+                limit = end if self.verified else min(end, self.size - 1, self.written)
+                limit = min(limit, self.written)
+                if pos < limit:
+                    data = os.pread(fd, min(READ_CHUNK, limit - pos), pos)
+                    if not data:
+                        raise OSError(f"staging file of {self.digest} shrank")
+                    pos += len(data)
+                    yield data
+                    continue
+                changed = self._changed
+                if self.finished.is_set() and not changed.is_set() and not self.verified:
+                    raise self.error or Unavailable(f"download of {self.digest} stopped")
+                await changed.wait()
+        finally:
+            os.close(fd)

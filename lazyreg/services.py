@@ -1,0 +1,39 @@
+"""The long-lived parts a request or a task works with, owned by the application."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+from lazyreg.config import Settings
+from lazyreg.db.engine import Database
+from lazyreg.db.models import Remote
+from lazyreg.storage.filesystem import FilesystemStore
+from lazyreg.upstream.client import RemoteConfig, UpstreamClient
+from lazyreg.upstream.pool import UpstreamPool
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    store: FilesystemStore
+    upstreams: UpstreamPool
+    # Identifies this process in leases and task rows.
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+    def upstream_for(self, remote: Remote) -> UpstreamClient:
+        return self.upstreams.client(remote.id, remote_config(remote))
+
+
+def remote_config(remote: Remote) -> RemoteConfig:
+    return RemoteConfig(
+        url=remote.url,
+        username=remote.username,
+        password=remote.password,
+        tls_verify=remote.tls_verify,
+        ca_cert=remote.ca_cert,
+        proxy_url=remote.proxy_url,
+        concurrency=remote.download_concurrency,
+    )

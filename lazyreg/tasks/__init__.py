@@ -1,0 +1,1 @@
+"""Background tasks: a row per task, run in the server's event loop, progress recorded."""
