@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     detached_fetch_timeout: float = 3600.0
     # Seconds a download lease is valid before another process may take it over.
     lease_ttl: float = 30.0
+    # Retries of a failed upstream request, and the first backoff (doubling, with jitter).
+    upstream_retries: int = Field(4, ge=0, le=20)
+    upstream_backoff: float = Field(0.5, ge=0)
     log_level: str = "info"
 
     @classmethod

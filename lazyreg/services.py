@@ -24,10 +24,10 @@ class Services:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
     def upstream_for(self, remote: Remote) -> UpstreamClient:
-        return self.upstreams.client(remote.id, remote_config(remote))
+        return self.upstreams.client(remote.id, remote_config(remote, self.settings))
 
 
-def remote_config(remote: Remote) -> RemoteConfig:
+def remote_config(remote: Remote, settings: Settings) -> RemoteConfig:
     return RemoteConfig(
         url=remote.url,
         username=remote.username,
@@ -36,4 +36,6 @@ def remote_config(remote: Remote) -> RemoteConfig:
         ca_cert=remote.ca_cert,
         proxy_url=remote.proxy_url,
         concurrency=remote.download_concurrency,
+        retries=settings.upstream_retries,
+        backoff=settings.upstream_backoff,
     )

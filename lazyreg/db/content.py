@@ -53,12 +53,14 @@ def manifest_closure(session: Session, manifest_ids: Iterable[int]) -> tuple[set
     """Manifests and blobs reachable from `manifest_ids` (lists -> children -> blobs)."""
     manifests = set(manifest_ids)
     for batch in chunked(list(manifests)):
-        manifests.update(session.scalars(
-            select(ManifestChild.child_id).where(ManifestChild.list_id.in_(batch))))
+        manifests.update(
+            session.scalars(select(ManifestChild.child_id).where(ManifestChild.list_id.in_(batch)))
+        )
     blobs: set[int] = set()
     for batch in chunked(list(manifests)):
-        blobs.update(session.scalars(
-            select(ManifestBlob.blob_id).where(ManifestBlob.manifest_id.in_(batch))))
+        blobs.update(
+            session.scalars(select(ManifestBlob.blob_id).where(ManifestBlob.manifest_id.in_(batch)))
+        )
     return manifests, blobs
 
 
@@ -73,12 +75,15 @@ def count_by_kind(session: Session, content_ids: Iterable[int]) -> dict[str, int
 def tag_names(session: Session, tag_ids: Iterable[int]) -> dict[int, str]:
     out: dict[int, str] = {}
     for batch in chunked(list(tag_ids)):
-        out.update(session.execute(select(Tag.id, Tag.name).where(Tag.id.in_(batch))).tuples())
+        out.update(
+            session.execute(select(Tag.id, Tag.name).where(Tag.id.in_(batch))).tuples().all()
+        )
     return out
 
 
-def create_version(session: Session, repository: Repository, content_ids: set[int],
-                   task_id: str | None = None) -> RepositoryVersion | None:
+def create_version(
+    session: Session, repository: Repository, content_ids: set[int], task_id: str | None = None
+) -> RepositoryVersion | None:
     """Write version latest+1 holding exactly `content_ids`; None if nothing changed."""
     current_number = repository.latest_version
     current = version_content_ids(session, repository.id, current_number)
@@ -96,7 +101,8 @@ def create_version(session: Session, repository: Repository, content_ids: set[in
         ).update({rc.version_removed: number}, synchronize_session=False)
     session.add_all(
         rc(repository_id=repository.id, content_id=cid, version_added=number)
-        for cid in sorted(added))
+        for cid in sorted(added)
+    )
     version = RepositoryVersion(
         repository_id=repository.id,
         number=number,
@@ -111,8 +117,9 @@ def create_version(session: Session, repository: Repository, content_ids: set[in
     return version
 
 
-def get_or_create_blob(session: Session, digest: str, size: int, media_type: str,
-                       cache: dict[str, int]) -> int:
+def get_or_create_blob(
+    session: Session, digest: str, size: int, media_type: str, cache: dict[str, int]
+) -> int:
     if digest in cache:
         return cache[digest]
     blob_id = session.scalar(select(Blob.id).where(Blob.digest == digest))
@@ -129,20 +136,22 @@ def get_or_create_blob(session: Session, digest: str, size: int, media_type: str
 def manifest_ids_by_digest(session: Session, digests: Sequence[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for batch in chunked(list(digests)):
-        out.update(session.execute(
-            select(Manifest.digest, Manifest.id).where(Manifest.digest.in_(batch))).tuples())
+        out.update(
+            session.execute(select(Manifest.digest, Manifest.id).where(Manifest.digest.in_(batch)))
+            .tuples()
+            .all()
+        )
     return out
 
 
-def tags_in_version(session: Session, repository_id: int, number: int
-                    ) -> Select[tuple[str, int]]:
-    return (select(Tag.name, Tag.manifest_id)
-            .where(Tag.id.in_(in_version(repository_id, number))))
+def tags_in_version(session: Session, repository_id: int, number: int) -> Select[tuple[str, int]]:
+    return select(Tag.name, Tag.manifest_id).where(Tag.id.in_(in_version(repository_id, number)))
 
 
 def find_tag_id(session: Session, name: str, manifest_id: int) -> int:
-    tag_id = session.scalar(select(Tag.id).where(and_(Tag.name == name,
-                                                      Tag.manifest_id == manifest_id)))
+    tag_id = session.scalar(
+        select(Tag.id).where(and_(Tag.name == name, Tag.manifest_id == manifest_id))
+    )
     if tag_id is None:
         content = Content(kind="tag")
         session.add(content)

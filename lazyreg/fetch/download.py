@@ -36,6 +36,7 @@ class Source:
     upstream_name: str
     source_id: int | None = None  # the BlobSource row, when there is one
     remote_name: str = ""
+    policy: str = "on_demand"
 
 
 class Download:

@@ -115,7 +115,7 @@ class Fetcher:
                 return [], (f"every upstream source is cooling down after a failure"
                             f" (until {first.cooldown_until}): {first.last_error}")
             return [], "no upstream source is recorded for this blob"
-        return [Source(self.services.upstream_for(r), s.upstream_name, s.id, r.name)
+        return [Source(self.services.upstream_for(r), s.upstream_name, s.id, r.name, r.policy)
                 for s, r in usable], None
 
 

@@ -1,0 +1,131 @@
+"""`GET|HEAD /v2/<name>/blobs/<digest>`: from storage with sendfile, or lazily from upstream.
+
+A blob is served only if it belongs to the distribution's repository version.
+A stored blob goes out with aiohttp's FileResponse (sendfile, Range, 416). A
+blob not stored joins or starts the single download of it and streams the
+staging file as it grows; see `lazyreg.fetch`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lazyreg.db import content as q
+from lazyreg.db.models import Artifact, Blob
+from lazyreg.errors import RegistryError
+from lazyreg.oci.digest import DIGEST_RE
+from lazyreg.registry.listing import API_HEADERS
+from lazyreg.registry.ranges import parse_range
+from lazyreg.registry.resolve import resolve
+from lazyreg.state import AppState, state
+from lazyreg.upstream.errors import AuthError, TooManyRequests, UpstreamError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    blob_id: int
+    size: int
+    stored: bool
+
+
+def _lookup(session: Session, name: str, digest: str) -> BlobInfo:
+    target = resolve(session, name)
+    row = session.execute(
+        select(Blob.id, Blob.size, Artifact.id)
+        .outerjoin(Artifact, Artifact.digest == Blob.digest)
+        .where(Blob.digest == digest,
+               Blob.id.in_(q.in_version(target.repository_id, target.version)))).first()
+    if row is None:
+        raise RegistryError("BLOB_UNKNOWN", f"blob {digest} unknown to repository {name!r}",
+                            detail={"digest": digest})
+    return BlobInfo(row[0], row[1], row[2] is not None)
+
+
+def _headers(digest: str, size: int | None = None) -> dict[str, str]:
+    headers = {**API_HEADERS, "Docker-Content-Digest": digest, "ETag": f'"{digest}"',
+               "Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"}
+    if size is not None:
+        headers["Content-Length"] = str(size)
+    return headers
+
+
+async def get_blob(request: web.Request) -> web.StreamResponse:
+    name, digest = request.match_info["name"], request.match_info["digest"]
+    if not DIGEST_RE.match(digest):
+        raise RegistryError("DIGEST_INVALID", f"invalid digest {digest!r}")
+    app = state(request)
+    info = await app.services.db.read(lambda s: _lookup(s, name, digest))
+    if info.stored:
+        path = app.services.store.local_path(digest)
+        if path.is_file():
+            return web.FileResponse(path, headers=_headers(digest))
+        log.error("artifact %s has a row but no file; fetching it again", digest)
+    if request.method == "HEAD":
+        return web.Response(status=200, headers=_headers(digest, info.size))
+    return await _serve_lazily(request, app, info, digest)
+
+
+async def _serve_lazily(request: web.Request, app: AppState, info: BlobInfo,
+                        digest: str) -> web.StreamResponse:
+    download = app.fetcher.in_flight(digest)
+    if download is None:
+        sources, why_none = await app.services.db.read(
+            lambda s: app.fetcher.sources_for(s, info.blob_id))
+        if not sources:
+            raise RegistryError("BLOB_UNKNOWN", f"blob {digest} is not stored and {why_none}",
+                                status=503 if "cooling" in (why_none or "") else 404)
+        keep = sources[0].policy != "streamed"
+        # The lookup above awaited: another request may have started it meanwhile.
+        download = app.fetcher.start(digest, info.size, sources, keep=keep,
+                                     kind="layer")
+    fd = download.open()  # no await between finding the download and opening it
+
+    span = parse_range(request.headers.get("Range"), info.size)
+    start, end = span or (0, info.size)
+    response = web.StreamResponse(status=206 if span else 200,
+                                  headers=_headers(digest, end - start))
+    if span:
+        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
+
+    chunks = download.read(fd, start, end)
+    async with contextlib.aclosing(chunks):
+        try:
+            first = await anext(chunks, b"")
+        except UpstreamError as exc:
+            raise _as_registry_error(exc) from exc
+        await response.prepare(request)
+        try:
+            if first:
+                await response.write(first)
+            async for chunk in chunks:
+                await response.write(chunk)
+        except (ConnectionError, RuntimeError) as exc:
+            # The client went away; the download goes on without it.
+            log.info("client left during blob %s: %s", digest, exc)
+            return response
+        except Exception as exc:
+            # Headers (with the full length) are out: cut the connection so the
+            # client sees an error, never a short or wrong blob that ends cleanly.
+            log.warning("aborting response for blob %s: %s", digest, exc)
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+    await response.write_eof()
+    return response
+
+
+def _as_registry_error(exc: UpstreamError) -> RegistryError:
+    if isinstance(exc, TooManyRequests):
+        return RegistryError("TOOMANYREQUESTS", f"upstream rate limit: {exc}")
+    if isinstance(exc, AuthError):
+        return RegistryError("UNAVAILABLE", f"upstream refused our credentials: {exc}",
+                             status=502)
+    return RegistryError("UNAVAILABLE", f"upstream fetch failed: {exc}", status=502)

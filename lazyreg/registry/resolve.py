@@ -1,0 +1,32 @@
+"""From a /v2 name to the repository version its distribution serves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lazyreg.db.models import Distribution, Repository, RepositoryVersion
+from lazyreg.errors import RegistryError
+from lazyreg.oci.names import is_repository_name
+
+
+@dataclass(frozen=True)
+class Target:
+    repository_id: int
+    version: int
+
+
+def resolve(session: Session, base_path: str) -> Target:
+    if not is_repository_name(base_path):
+        raise RegistryError("NAME_INVALID", f"invalid repository name {base_path!r}")
+    dist = session.scalar(select(Distribution).where(Distribution.base_path == base_path))
+    if dist is None:
+        raise RegistryError("NAME_UNKNOWN", f"repository {base_path!r} not known to registry",
+                            detail={"name": base_path})
+    if dist.repository_version_id is not None:
+        pinned = session.get_one(RepositoryVersion, dist.repository_version_id)
+        return Target(pinned.repository_id, pinned.number)
+    repo = session.get_one(Repository, dist.repository_id)
+    return Target(repo.id, repo.latest_version)

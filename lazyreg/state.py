@@ -1,0 +1,25 @@
+"""What the running application holds: services, the fetcher and the task runner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from lazyreg.fetch import Fetcher
+from lazyreg.services import Services
+from lazyreg.tasks.runner import TaskRunner
+
+
+@dataclass
+class AppState:
+    services: Services
+    fetcher: Fetcher
+    tasks: TaskRunner
+
+
+STATE = web.AppKey("state", AppState)
+
+
+def state(request: web.Request) -> AppState:
+    return request.app[STATE]

@@ -1,0 +1,1 @@
+"""The sync pipeline: tags -> manifests -> blobs -> a new repository version."""
