@@ -117,7 +117,7 @@ class FilesystemStore:
                     yield "sha256:" + f.name
 
     def clean_staging(self, stale_after: float = 3600.0) -> int:
-        """Remove what dead processes left half-written; returns the count of entries.
+        """Remove what dead processes left half-written; returns the count of files.
 
         A directory of this host is dead when its process is; another host's is
         judged by age, since its processes cannot be seen from here.
@@ -133,7 +133,8 @@ class FilesystemStore:
             else:
                 stale = now - entry.stat().st_mtime > stale_after
             if stale:
-                removed += sum(1 for _ in entry.rglob("*")) if entry.is_dir() else 1
+                removed += (sum(1 for f in entry.rglob("*") if f.is_file())
+                            if entry.is_dir() else 1)
                 if entry.is_dir():
                     shutil.rmtree(entry, ignore_errors=True)
                 else:

@@ -125,13 +125,13 @@ async def _fetch_manifests(client: UpstreamClient, name: str, tag_digests: dict[
 
     async def get(reference: str, expected: str | None) -> str:
         data, content_type = await client.get_manifest(name, reference)
-        digest = sha256_digest(data)
-        if expected and digest != expected:
-            raise DigestMismatch(f"manifest {name}@{reference}: upstream sent {digest}")
         try:
             parsed = parse_manifest(data, content_type)
         except InvalidManifest as exc:
             raise InvalidResponse(f"manifest {name}:{reference} is malformed: {exc}") from exc
+        digest = sha256_digest(data)
+        if expected and digest != expected:
+            raise DigestMismatch(f"manifest {name}@{reference}: upstream sent {digest}")
         fetched[digest] = FetchedManifest(digest, data, parsed, location="")
         ctx.progress.advance("manifests")
         children = [c.descriptor.digest for c in parsed.children

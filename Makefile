@@ -1,0 +1,52 @@
+# The two commands of the README:
+#   make run    create the virtual environment if needed and start lazyreg on 127.0.0.1:5000
+#   make test   install what the tests need (Debian packages, Python packages) and run them all
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+SHARED ?= $(abspath ../shared)
+HOST ?= 127.0.0.1
+PORT ?= 5000
+DATA_DIR ?= ./lazyreg-data
+PYTEST_ARGS ?=
+
+.PHONY: run test deps venv lint bench bench-quick demo clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(VENV)/bin/lazyreg serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+
+# Debian packages for the end-to-end tests: the CNCF registry, skopeo, podman
+# (via the rig's install-deps) and a PostgreSQL server.
+deps:
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO $(SHARED)/upstream/install-deps; \
+	if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+test: deps venv
+	LAZYREG_SHARED=$(SHARED) $(VENV)/bin/ruff check .
+	LAZYREG_SHARED=$(SHARED) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+bench: deps venv
+	LAZYREG_SHARED=$(SHARED) $(VENV)/bin/python -m bench.run
+
+bench-quick: deps venv
+	LAZYREG_SHARED=$(SHARED) $(VENV)/bin/python -m bench.run --quick
+
+demo: deps venv
+	SHARED=$(SHARED) ./demo.sh
+
+clean:
+	rm -rf $(VENV) lazyreg-data .pytest_cache .ruff_cache *.egg-info

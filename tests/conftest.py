@@ -1,0 +1,49 @@
+"""Fixtures for the real parts: an upstream registry seeded once per session, lazyreg servers."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.rig import Lazyreg, Upstream, start_lazyreg, start_upstream
+
+
+def _need(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} is not installed: run `make test`, which installs it")
+
+
+@pytest.fixture(scope="session")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    """No-auth upstream with every fixture (64 MiB big image, 200 many tags)."""
+    _need("docker-registry")
+    up = start_upstream(tmp_path_factory.mktemp("upstream-none"), seed=[])
+    yield up
+    up.stop()
+
+
+@pytest.fixture(scope="session")
+def upstream_basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    up = start_upstream(tmp_path_factory.mktemp("upstream-basic"), auth="basic",
+                        seed=["--big-mib", "0", "--many-tags", "3"])
+    yield up
+    up.stop()
+
+
+@pytest.fixture(scope="session")
+def upstream_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    up = start_upstream(tmp_path_factory.mktemp("upstream-token"), auth="token",
+                        seed=["--big-mib", "0", "--many-tags", "3"])
+    yield up
+    up.stop()
+
+
+@pytest.fixture
+def lazyreg(tmp_path: Path) -> Iterator[Lazyreg]:
+    """A fresh lazyreg server (SQLite, local storage) on a free port."""
+    server = start_lazyreg(tmp_path / "data")
+    yield server
+    server.stop()
