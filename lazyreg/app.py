@@ -82,11 +82,13 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         services = Services(settings, db, store, UpstreamPool(session))
         tasks = TaskRunner(services)
         await tasks.recover()
-        app[STATE] = AppState(services, Fetcher(services), tasks)
+        fetcher = Fetcher(services)
+        app[STATE] = AppState(services, fetcher, tasks)
         try:
             yield
         finally:
             await tasks.shutdown()
+            await fetcher.close()
             await session.close()
             db.dispose()
     return lifespan

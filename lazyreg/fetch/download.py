@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 READ_CHUNK = 1024 * 1024
 MAX_RESUMES = 5
+FOLLOW_POLL = 0.005
+FOLLOW_CHECK = 0.1
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,17 @@ class Source:
 
 
 class Download:
-    def __init__(self, digest: str, size: int, staged: FilesystemStaged) -> None:
+    """A blob on its way: fetched here (`run`) or by another process (`follow`).
+
+    Either way readers see the same thing: `written` bytes readable from the
+    file, `verified` once the digest matched, `error` if it went wrong.
+    """
+
+    def __init__(self, digest: str, size: int, staged: FilesystemStaged | None,
+                 path: Path | None = None) -> None:
         self.digest = digest
         self.size = size
-        self.staged = staged
+        self._staging = staged
         self.written = 0  # bytes readable from the staging file
         self.verified = False
         self.error: BaseException | None = None
@@ -53,9 +63,15 @@ class Download:
         self.upstream_requests = 0
         # Held open for the download's life: a reader dups it, so it keeps
         # reading after the staging file is renamed into storage or unlinked.
-        self._fd = os.open(staged.path, os.O_RDONLY)
+        self._fd = os.open(path or self.staged.path, os.O_RDONLY)
 
     # ------------------------------------------------------------ download side
+
+    @property
+    def staged(self) -> FilesystemStaged:
+        if self._staging is None:
+            raise RuntimeError("a followed download has no staging file of its own")
+        return self._staging
 
     def _notify(self) -> None:
         self._changed.set()
@@ -153,6 +169,39 @@ class Download:
     def _advance(self) -> None:
         self.written = self.staged.size
         self._notify()
+
+    async def follow(self, state: Callable[[], Awaitable[str]]) -> None:
+        """Follow another process's download of this blob through its staging file.
+
+        `state()` says "running", "verified" or "failed"; it is asked about ten
+        times a second, the file's size far more often.
+        """
+        try:
+            checked = 0.0
+            loop = asyncio.get_running_loop()
+            while True:
+                grown = min(os.fstat(self._fd).st_size, self.size)
+                if grown > self.written:
+                    self.written = grown
+                    self._notify()
+                if loop.time() - checked >= FOLLOW_CHECK:
+                    checked = loop.time()
+                    status = await state()
+                    if status == "verified":
+                        self.written = self.size
+                        self.verified = True
+                        return
+                    if status != "running":
+                        raise Unavailable(f"the download of {self.digest} by another"
+                                          " server process failed")
+                await asyncio.sleep(FOLLOW_POLL)
+        except BaseException as exc:
+            self.error = exc
+            raise
+        finally:
+            os.close(self._fd)
+            self.finished.set()
+            self._notify()
 
     # ------------------------------------------------------------ reader side
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -12,20 +13,25 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lazyreg.db.models import Artifact, BlobSource, Remote, utcnow
+from lazyreg.fetch import lease
 from lazyreg.fetch.download import Download, Source
 from lazyreg.services import Services
-from lazyreg.upstream.errors import AuthError, DigestMismatch, NotFound
+from lazyreg.upstream.errors import AuthError, DigestMismatch, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 
 # Failures that say this source will not give the right bytes soon: skip it for a while.
 COOLDOWN_ERRORS = (DigestMismatch, NotFound, AuthError)
+STORED = "stored"
 
 
 class Fetcher:
+    """Downloads in flight in this process, by digest; other processes are reached via leases."""
+
     def __init__(self, services: Services) -> None:
         self.services = services
         self._downloads: dict[str, Download] = {}
+        self._starting: dict[str, asyncio.Future[Download | None]] = {}
 
     def in_flight(self, digest: str) -> Download | None:
         download = self._downloads.get(digest)
@@ -33,42 +39,142 @@ class Fetcher:
             return None
         return download
 
-    def start(self, digest: str, size: int, sources: list[Source], *, keep: bool,
-              kind: str = "layer") -> Download:
-        """Join the download of `digest` in flight, or start one."""
+    async def join(self, digest: str, size: int, sources: list[Source], *, keep: bool,
+                   kind: str = "layer") -> Download | None:
+        """The download of `digest` to read from: joined, followed or started.
+
+        None means the blob is now in storage (another process just committed it).
+        """
         existing = self.in_flight(digest)
         if existing is not None:
             return existing
-        download = Download(digest, size, self.services.store.stage())
-        self._downloads[digest] = download
-        download.task = asyncio.create_task(self._run(download, sources, keep, kind))
-        return download
+        starting = self._starting.get(digest)
+        if starting is not None:
+            return await asyncio.shield(starting)
+        future: asyncio.Future[Download | None] = asyncio.get_running_loop().create_future()
+        self._starting[digest] = future
+        try:
+            download = await self._claim_or_follow(digest, size, sources, keep, kind)
+            future.set_result(download)
+            return download
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters, if any, get it from await
+            raise
+        finally:
+            del self._starting[digest]
 
     async def fetch(self, digest: str, size: int, sources: list[Source], *,
                     kind: str) -> None:
         """Download into storage (or join the download in flight) and wait for it."""
-        download = self.start(digest, size, sources, keep=True, kind=kind)
+        download = await self.join(digest, size, sources, keep=True, kind=kind)
+        if download is None:
+            return
         await download.finished.wait()
         if download.error is not None:
             raise download.error
 
-    async def _run(self, download: Download, sources: list[Source], keep: bool,
-                   kind: str) -> None:
+    async def _claim_or_follow(self, digest: str, size: int, sources: list[Source],
+                               keep: bool, kind: str) -> Download | None:
+        services = self.services
+        key, me, ttl = f"blob:{digest}", services.worker_id, services.settings.lease_ttl
+        name = digest[7:] + ".part"
+
+        def claim(session: Session) -> lease.Holder | str | None:
+            if session.scalar(select(Artifact.id).where(Artifact.digest == digest)):
+                return STORED  # committed meanwhile
+            return lease.claim(session, key, me, ttl)
+
+        for _ in range(200):
+            holder = await services.db.write(claim)
+            if holder == STORED:
+                return None
+            if holder is None:
+                download = Download(digest, size, services.store.stage(name))
+                self._downloads[digest] = download
+                download.task = asyncio.create_task(
+                    self._lead(download, sources, keep, kind, key))
+                return download
+            assert isinstance(holder, lease.Holder)
+            path = services.store.staging_path(holder.owner, name)
+            try:
+                download = Download(digest, size, None, path=path)
+            except FileNotFoundError:
+                await asyncio.sleep(0.02)  # its owner is about to create it, or just finished
+                continue
+            self._downloads[digest] = download
+            download.task = asyncio.create_task(self._follow(download, key, holder.owner))
+            return download
+        raise Unavailable(f"could not start or join a download of {digest}")
+
+    async def _lead(self, download: Download, sources: list[Source], keep: bool, kind: str,
+                    key: str) -> None:
+        services = self.services
+        me, ttl = services.worker_id, services.settings.lease_ttl
+
         async def on_verified(d: Download) -> None:
             if keep:
                 await self._commit(d, kind)
             else:
-                d.staged.discard()
+                d.staged.discard()  # readers keep their descriptors
 
+        async def keep_lease() -> None:
+            while True:
+                await asyncio.sleep(ttl / 3)
+                await services.db.write(lambda s: lease.renew(s, key, me, ttl))
+
+        renewer = asyncio.create_task(keep_lease())
+        ok = False
         try:
-            async with asyncio.timeout(self.services.settings.detached_fetch_timeout):
+            async with asyncio.timeout(services.settings.detached_fetch_timeout):
                 await download.run(sources, on_verified, self._source_failed)
+            ok = True
         except BaseException as exc:  # recorded on the download for every reader
             if not isinstance(exc, asyncio.CancelledError):
                 log.warning("download of %s failed: %s", download.digest, exc)
         finally:
-            if self._downloads.get(download.digest) is download:
-                del self._downloads[download.digest]
+            renewer.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(services.db.write(
+                    lambda s: lease.finish(s, key, me, ttl, ok)))
+            self._forget(download)
+
+    async def _follow(self, download: Download, key: str, owner: str) -> None:
+        digest = download.digest
+
+        def status(session: Session) -> str:
+            if session.scalar(select(Artifact.id).where(Artifact.digest == digest)):
+                return "verified"
+            held = lease.holder(session, key)
+            if held is None:
+                return "failed"
+            if held.owner == lease.DONE + owner:
+                return "verified"
+            if held.owner != owner or held.expires < time.time():
+                return "failed"
+            return "running"
+
+        try:
+            await download.follow(lambda: self.services.db.read(status))
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                log.warning("followed download of %s failed: %s", digest, exc)
+        finally:
+            self._forget(download)
+
+    def _forget(self, download: Download) -> None:
+        if self._downloads.get(download.digest) is download:
+            del self._downloads[download.digest]
+
+    async def close(self) -> None:
+        """Stop downloads and give up this process's leases, so others take over at once."""
+        tasks = [d.task for d in self._downloads.values() if d.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        me = self.services.worker_id
+        with contextlib.suppress(Exception):
+            await self.services.db.write(lambda s: lease.release_all(s, me))
 
     async def _commit(self, download: Download, kind: str) -> None:
         store = self.services.store

@@ -83,9 +83,10 @@ async def _serve_lazily(request: web.Request, app: AppState, info: BlobInfo,
             raise RegistryError("BLOB_UNKNOWN", f"blob {digest} is not stored and {why_none}",
                                 status=503 if "cooling" in (why_none or "") else 404)
         keep = sources[0].policy != "streamed"
-        # The lookup above awaited: another request may have started it meanwhile.
-        download = app.fetcher.start(digest, info.size, sources, keep=keep,
-                                     kind="layer")
+        download = await app.fetcher.join(digest, info.size, sources, keep=keep, kind="layer")
+        if download is None:  # another server process stored it meanwhile
+            return web.FileResponse(app.services.store.local_path(digest),
+                                    headers=_headers(digest))
     fd = download.open()  # no await between finding the download and opening it
 
     span = parse_range(request.headers.get("Range"), info.size)

@@ -22,10 +22,15 @@ from lazyreg.storage.base import DigestMismatch
 
 
 class FilesystemStaged:
-    def __init__(self, staging_dir: Path) -> None:
-        fd, name = tempfile.mkstemp(dir=staging_dir, prefix="blob-")
+    def __init__(self, staging_dir: Path, name: str | None = None) -> None:
+        if name is None:
+            fd, path = tempfile.mkstemp(dir=staging_dir, prefix="blob-")
+        else:
+            # A known name lets other processes find (and follow) this download.
+            path = str(staging_dir / name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         self._file = os.fdopen(fd, "wb", buffering=0)
-        self.path = Path(name)
+        self.path = Path(path)
         self.size = 0
         self._hash = hashlib.sha256()
 
@@ -68,8 +73,12 @@ class FilesystemStore:
         self.blobs_dir.mkdir(parents=True, exist_ok=True)
         self.staging_dir.mkdir(parents=True, exist_ok=True)
 
-    def stage(self) -> FilesystemStaged:
-        return FilesystemStaged(self.staging_dir)
+    def stage(self, name: str | None = None) -> FilesystemStaged:
+        return FilesystemStaged(self.staging_dir, name)
+
+    def staging_path(self, worker_id: str, name: str) -> Path:
+        """Where process `worker_id` stages `name` (see `stage`)."""
+        return self.staging_root / worker_id / name
 
     def local_path(self, digest: str) -> Path:
         if not DIGEST_RE.match(digest):
