@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from lazyreg import api, registry
+from lazyreg.check import adopt_orphan_files
 from lazyreg.config import Settings
 from lazyreg.db.engine import Database
 from lazyreg.errors import ApiError, RegistryError
@@ -74,8 +75,10 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         db.migrate()
         store = FilesystemStore(settings.storage_dir)
         cleaned = store.clean_staging()
-        if cleaned:
-            log.info("removed %d leftover staging entries", cleaned)
+        adopted = adopt_orphan_files(db, store)
+        if cleaned or adopted:
+            log.info("start-up repair: removed %d staging files of dead processes,"
+                     " adopted %d stored files that had no artifact row", cleaned, adopted)
         timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=120)
         session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False,
                                         connector=aiohttp.TCPConnector(limit=0))
