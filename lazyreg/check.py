@@ -71,7 +71,7 @@ def check(db: Database, store: FilesystemStore, verify: bool = False) -> CheckRe
     """Compare database and storage; with `verify`, hash every stored file too."""
     report = CheckReport(verified=verify)
     with db.read_session() as session:
-        rows = dict(session.execute(select(Artifact.digest, Artifact.size)).tuples().all())
+        rows = dict(session.execute(select(Artifact.digest, Artifact.size)).all())
         report.inconsistent_repositories = _repository_problems(session)
     files = set(store.iter_digests())
     report.artifacts, report.files = len(rows), len(files)

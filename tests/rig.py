@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -125,6 +127,8 @@ class FaultProxy:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
         self._out.close()
 
 
@@ -256,9 +260,14 @@ def skopeo_copy(src: str, dest: Path, *args: str, check: bool = True,
 
 def podman_pull(ref: str, root: Path, *args: str, check: bool = True
                 ) -> subprocess.CompletedProcess[str]:
-    return run(["podman", "--storage-driver", "vfs", "--root", str(root / "root"),
-                "--runroot", str(root / "run"), "pull", "--tls-verify=false", *args, ref],
-               check=check, timeout=300)
+    # podman refuses a runroot path longer than 50 characters: pytest's are longer.
+    runroot = tempfile.mkdtemp(prefix="lzr-", dir="/tmp")
+    try:
+        return run(["podman", "--storage-driver", "vfs", "--root", str(root / "root"),
+                    "--runroot", runroot, "pull", "--tls-verify=false", *args, ref],
+                   check=check, timeout=300)
+    finally:
+        shutil.rmtree(runroot, ignore_errors=True)
 
 
 def dir_blobs(path: Path) -> dict[str, int]:

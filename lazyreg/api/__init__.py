@@ -9,3 +9,6 @@ def setup_routes(app: web.Application) -> None:
     from lazyreg.api.routes import ROUTES
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
+        # Clients (and people with curl) often drop the trailing slash; answer both.
+        if route.path.endswith("/"):
+            app.router.add_route(route.method, route.path.rstrip("/"), route.handler)

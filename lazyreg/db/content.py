@@ -76,7 +76,7 @@ def tag_names(session: Session, tag_ids: Iterable[int]) -> dict[int, str]:
     out: dict[int, str] = {}
     for batch in chunked(list(tag_ids)):
         out.update(
-            session.execute(select(Tag.id, Tag.name).where(Tag.id.in_(batch))).tuples().all()
+            session.execute(select(Tag.id, Tag.name).where(Tag.id.in_(batch))).all()
         )
     return out
 
@@ -138,7 +138,6 @@ def manifest_ids_by_digest(session: Session, digests: Sequence[str]) -> dict[str
     for batch in chunked(list(digests)):
         out.update(
             session.execute(select(Manifest.digest, Manifest.id).where(Manifest.digest.in_(batch)))
-            .tuples()
             .all()
         )
     return out

@@ -170,7 +170,7 @@ def _blob_needs(session: Session, fetched: dict[str, FetchedManifest],
             select(Blob.digest, Blob.size, Manifest.config_digest)
             .join(ManifestBlob, ManifestBlob.blob_id == Blob.id)
             .join(Manifest, Manifest.id == ManifestBlob.manifest_id)
-            .where(ManifestBlob.manifest_id.in_(batch))).tuples()
+            .where(ManifestBlob.manifest_id.in_(batch)))
         for digest, size, config_digest in rows:
             is_config = digest == config_digest
             if is_config or digest not in needs:

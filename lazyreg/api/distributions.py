@@ -1,0 +1,105 @@
+"""`distributions/`: publish a repository (its latest or a pinned version) at a base path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from lazyreg.api import paging
+from lazyreg.api.http import json_object, no_content, parse_body, path_name, read, respond, write
+from lazyreg.api.lookup import ensure_unique, referenced
+from lazyreg.api.schemas import DistributionIn, DistributionOut, Page
+from lazyreg.db.models import Distribution, Repository, RepositoryVersion
+from lazyreg.errors import Conflict, InvalidField, NotFound
+
+Joined = tuple[Distribution, str | None, int | None]
+
+
+def _joined() -> Select[Distribution, str, int]:
+    # Outer joins: the name and the number are None when the distribution has none.
+    return (select(Distribution, Repository.name, RepositoryVersion.number)
+            .outerjoin(Repository, Repository.id == Distribution.repository_id)
+            .outerjoin(RepositoryVersion,
+                       RepositoryVersion.id == Distribution.repository_version_id))
+
+
+def _out(dist: Distribution, repository: str | None, version: int | None) -> DistributionOut:
+    return DistributionOut(name=dist.name, base_path=dist.base_path,
+                           repository=repository or "", repository_version=version,
+                           private=dist.private, created=dist.created)
+
+
+def _load(session: Session, name: str) -> Joined:
+    row = session.execute(_joined().where(Distribution.name == name)).first()
+    if row is None:
+        raise NotFound("distribution", name)
+    dist, repository, version = row
+    return dist, repository, version
+
+
+def _assign(session: Session, dist: Distribution, values: DistributionIn) -> DistributionOut:
+    ensure_unique(session, Distribution, values.name, dist.id)
+    holder = session.scalar(select(Distribution.name).where(
+        Distribution.base_path == values.base_path, Distribution.id != dist.id))
+    if holder is not None:
+        raise Conflict(f"base_path {values.base_path!r} is already served by distribution"
+                       f" {holder!r}", field="base_path")
+    repository = referenced(session, Repository, values.repository, "repository")
+    version_id = None
+    if values.repository_version is not None:
+        version_id = session.scalar(select(RepositoryVersion.id).where(
+            RepositoryVersion.repository_id == repository.id,
+            RepositoryVersion.number == values.repository_version))
+        if version_id is None:
+            raise InvalidField("repository_version", f"repository {repository.name!r} has no"
+                               f" version {values.repository_version}")
+    dist.name, dist.base_path, dist.private = values.name, values.base_path, values.private
+    # The repository is kept even when a version is pinned, so that unpinning
+    # (repository_version: null) knows which repository's latest to follow.
+    dist.repository_id, dist.repository_version_id = repository.id, version_id
+    session.add(dist)
+    session.flush()
+    return _out(dist, repository.name, values.repository_version)
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await parse_body(request, DistributionIn)
+    return respond(await write(request, lambda s: _assign(s, Distribution(), body)), status=201)
+
+
+async def list_(request: web.Request) -> web.Response:
+    window = paging.Window.of(request)
+
+    def query(session: Session) -> tuple[int, list[DistributionOut]]:
+        count, rows = paging.fetch(session, _joined().order_by(Distribution.name), window)
+        return count, [_out(row[0], row[1], row[2]) for row in rows]
+    count, results = await read(request, query)
+    return respond(Page[DistributionOut](**paging.envelope(request, window, count),
+                                         results=results))
+
+
+async def show(request: web.Request) -> web.Response:
+    name = path_name(request)
+    return respond(await read(request, lambda s: _out(*_load(s, name))))
+
+
+async def update(request: web.Request) -> web.Response:
+    name = path_name(request)
+    given = await json_object(request)
+
+    def apply(session: Session) -> DistributionOut:
+        dist, repository, version = _load(session, name)
+        current: dict[str, Any] = {
+            "name": dist.name, "base_path": dist.base_path, "repository": repository,
+            "repository_version": version, "private": dist.private}
+        return _assign(session, dist, DistributionIn.model_validate({**current, **given}))
+    return respond(await write(request, apply))
+
+
+async def delete(request: web.Request) -> web.Response:
+    name = path_name(request)
+    await write(request, lambda s: s.delete(_load(s, name)[0]))
+    return no_content()

@@ -1,0 +1,102 @@
+"""`remotes/`: where and how to reach an upstream repository. The password is write-only."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lazyreg.api import paging
+from lazyreg.api.http import json_object, no_content, parse_body, path_name, read, respond, write
+from lazyreg.api.lookup import by_name, ensure_unique
+from lazyreg.api.schemas import Page, Policy, RemoteIn, RemoteOut
+from lazyreg.db.models import Remote
+from lazyreg.state import state
+
+FIELDS = tuple(RemoteIn.model_fields)
+
+
+def to_out(remote: Remote) -> RemoteOut:
+    return RemoteOut(
+        name=remote.name, url=remote.url, upstream_name=remote.upstream_name,
+        policy=cast(Policy, remote.policy),  # the column is text; the API wrote it
+        include_tags=remote.include_tags, exclude_tags=remote.exclude_tags,
+        username=remote.username, has_password=bool(remote.password),
+        tls_verify=remote.tls_verify, ca_cert=remote.ca_cert, proxy_url=remote.proxy_url,
+        download_concurrency=remote.download_concurrency, created=remote.created)
+
+
+def _current(remote: Remote) -> dict[str, Any]:
+    return {f: getattr(remote, f) for f in FIELDS}
+
+
+def _assign(session: Session, remote: Remote, values: RemoteIn) -> None:
+    ensure_unique(session, Remote, values.name, remote.id)
+    for field, value in values.model_dump().items():
+        setattr(remote, field, value)
+    session.flush()
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await parse_body(request, RemoteIn)
+
+    def insert(session: Session) -> RemoteOut:
+        ensure_unique(session, Remote, body.name)
+        remote = Remote(**body.model_dump())
+        session.add(remote)
+        session.flush()
+        return to_out(remote)
+    return respond(await write(request, insert), status=201)
+
+
+async def list_(request: web.Request) -> web.Response:
+    window = paging.Window.of(request)
+
+    def query(session: Session) -> tuple[int, list[RemoteOut]]:
+        count, rows = paging.fetch(session, select(Remote).order_by(Remote.name), window)
+        return count, [to_out(row[0]) for row in rows]
+    count, results = await read(request, query)
+    return respond(Page[RemoteOut](**paging.envelope(request, window, count), results=results))
+
+
+async def show(request: web.Request) -> web.Response:
+    name = path_name(request)
+    return respond(await read(request, lambda s: to_out(by_name(s, Remote, name))))
+
+
+async def _change(request: web.Request, replace: bool) -> web.Response:
+    name = path_name(request)
+    given = await json_object(request)
+
+    def apply(session: Session) -> tuple[int, RemoteOut]:
+        remote = by_name(session, Remote, name)
+        # A PATCH is validated as the whole remote it produces, so that every
+        # rule (and every field name in an error) is the same as for a create.
+        values = RemoteIn.model_validate(given if replace else {**_current(remote), **given})
+        _assign(session, remote, values)
+        return remote.id, to_out(remote)
+    remote_id, out = await write(request, apply)
+    # The pooled upstream client holds the old URL, credentials and token cache.
+    state(request).services.upstreams.forget(remote_id)
+    return respond(out)
+
+
+async def update(request: web.Request) -> web.Response:
+    return await _change(request, replace=False)
+
+
+async def replace(request: web.Request) -> web.Response:
+    return await _change(request, replace=True)
+
+
+async def delete(request: web.Request) -> web.Response:
+    name = path_name(request)
+
+    def remove(session: Session) -> int:
+        remote = by_name(session, Remote, name)
+        session.delete(remote)
+        return remote.id
+    state(request).services.upstreams.forget(await write(request, remove))
+    return no_content()

@@ -1,0 +1,133 @@
+"""`repositories/`, their versions, and `sync/`, which starts a task."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lazyreg.api import paging
+from lazyreg.api.http import json_object, no_content, parse_body, path_name, read, respond, write
+from lazyreg.api.lookup import by_name, ensure_unique, referenced, version_row
+from lazyreg.api.routing import PREFIX
+from lazyreg.api.schemas import Counts, Page, RepositoryIn, RepositoryOut, SyncIn, VersionOut
+from lazyreg.api.tasks import to_out as task_out
+from lazyreg.db.models import Remote, Repository, RepositoryVersion
+from lazyreg.errors import NotFound
+from lazyreg.state import state
+from lazyreg.sync.pipeline import sync_repository
+
+EMPTY = {"tags": 0, "manifests": 0, "blobs": 0}
+
+
+def to_out(repository: Repository) -> RepositoryOut:
+    return RepositoryOut(
+        name=repository.name, description=repository.description,
+        latest_version=repository.latest_version, created=repository.created,
+        versions_href=f"{PREFIX}/repositories/{repository.name}/versions/")
+
+
+def version_out(version: RepositoryVersion) -> VersionOut:
+    return VersionOut(
+        number=version.number, created=version.created,
+        content_counts=Counts(**version.content_counts), added=Counts(**version.added_counts),
+        removed=Counts(**version.removed_counts))
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await parse_body(request, RepositoryIn)
+
+    def insert(session: Session) -> RepositoryOut:
+        ensure_unique(session, Repository, body.name)
+        repository = Repository(name=body.name, description=body.description, latest_version=0)
+        session.add(repository)
+        session.flush()
+        # Version 0 is the empty repository; a distribution may serve it before any sync.
+        session.add(RepositoryVersion(repository_id=repository.id, number=0,
+                                      content_counts=dict(EMPTY), added_counts=dict(EMPTY),
+                                      removed_counts=dict(EMPTY)))
+        return to_out(repository)
+    return respond(await write(request, insert), status=201)
+
+
+async def list_(request: web.Request) -> web.Response:
+    window = paging.Window.of(request)
+
+    def query(session: Session) -> tuple[int, list[RepositoryOut]]:
+        stmt = select(Repository).order_by(Repository.name)
+        count, rows = paging.fetch(session, stmt, window)
+        return count, [to_out(row[0]) for row in rows]
+    count, results = await read(request, query)
+    return respond(Page[RepositoryOut](**paging.envelope(request, window, count),
+                                       results=results))
+
+
+async def show(request: web.Request) -> web.Response:
+    name = path_name(request)
+    return respond(await read(request, lambda s: to_out(by_name(s, Repository, name))))
+
+
+async def update(request: web.Request) -> web.Response:
+    name = path_name(request)
+    given = await json_object(request)
+
+    def apply(session: Session) -> RepositoryOut:
+        repository = by_name(session, Repository, name)
+        current = {"name": repository.name, "description": repository.description}
+        values = RepositoryIn.model_validate({**current, **given})
+        ensure_unique(session, Repository, values.name, repository.id)
+        repository.name, repository.description = values.name, values.description
+        session.flush()
+        return to_out(repository)
+    return respond(await write(request, apply))
+
+
+async def delete(request: web.Request) -> web.Response:
+    name = path_name(request)
+    # Versions, membership rows and the distributions serving it go by ON DELETE CASCADE;
+    # content and artifacts are global and stay.
+    await write(request, lambda s: s.delete(by_name(s, Repository, name)))
+    return no_content()
+
+
+async def versions(request: web.Request) -> web.Response:
+    name = path_name(request)
+    window = paging.Window.of(request)
+
+    def query(session: Session) -> tuple[int, list[VersionOut]]:
+        repository = by_name(session, Repository, name)
+        stmt = (select(RepositoryVersion)
+                .where(RepositoryVersion.repository_id == repository.id)
+                .order_by(RepositoryVersion.number.desc()))
+        count, rows = paging.fetch(session, stmt, window)
+        return count, [version_out(row[0]) for row in rows]
+    count, results = await read(request, query)
+    return respond(Page[VersionOut](**paging.envelope(request, window, count), results=results))
+
+
+async def version(request: web.Request) -> web.Response:
+    name, raw = path_name(request), path_name(request, "number")
+
+    def query(session: Session) -> VersionOut:
+        repository = by_name(session, Repository, name)
+        if not raw.isdigit():
+            raise NotFound("repository version", f"{name}/{raw}")
+        return version_out(version_row(session, repository, int(raw)))
+    return respond(await read(request, query))
+
+
+async def sync(request: web.Request) -> web.Response:
+    name = path_name(request)
+    body = await parse_body(request, SyncIn)
+
+    def check(session: Session) -> None:
+        by_name(session, Repository, name)
+        referenced(session, Remote, body.remote, "remote")
+    await read(request, check)
+    st = state(request)
+    params = {"repository": name, "remote": body.remote, "mirror": body.mirror}
+    task = await st.tasks.submit(
+        "sync", params,
+        lambda ctx: sync_repository(ctx, st.fetcher, name, body.remote, body.mirror),
+        lock_key=f"repository:{name}")
+    return respond(task_out(task), status=202)

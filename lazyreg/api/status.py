@@ -1,0 +1,45 @@
+"""`status/`: version, backends, what is stored and how much is going on."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+from aiohttp import web
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+import lazyreg
+from lazyreg.api.artifacts import summary
+from lazyreg.api.http import read, respond
+from lazyreg.api.schemas import ArtifactSummary, StatusCounts, StatusOut, StorageStatus
+from lazyreg.db.models import Distribution, Remote, Repository, Task
+from lazyreg.state import state
+
+
+def _counts(session: Session) -> tuple[StatusCounts, ArtifactSummary]:
+    def count(model: type[Remote] | type[Repository] | type[Distribution]) -> int:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+    running = session.scalar(select(func.count()).select_from(Task)
+                             .where(Task.state == "running")) or 0
+    counts = StatusCounts(remotes=count(Remote), repositories=count(Repository),
+                          distributions=count(Distribution), tasks_running=running)
+    return counts, summary(session)
+
+
+async def show(request: web.Request) -> web.Response:
+    services = state(request).services
+    path = services.settings.storage_dir.resolve()
+    total: int | None = None
+    free: int | None = None
+    try:
+        usage = await asyncio.to_thread(shutil.disk_usage, path)
+        total, free = usage.total, usage.free
+    except OSError:
+        pass  # storage not created yet, or unmounted: the status still answers
+    counts, artifacts = await read(request, _counts)
+    return respond(StatusOut(
+        version=lazyreg.__version__,
+        database="sqlite" if services.db.is_sqlite else "postgresql",
+        storage=StorageStatus(path=str(path), total_bytes=total, free_bytes=free),
+        artifacts=artifacts, counts=counts))
