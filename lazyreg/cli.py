@@ -589,6 +589,26 @@ def status(ctx: typer.Context) -> None:
 
 
 @app.command()
+def check(ctx: typer.Context,
+          verify: Annotated[bool, typer.Option(help="Also hash every stored file")] = False
+          ) -> None:
+    """Compare database and storage; exit 1 if anything is wrong."""
+    cli = cli_of(ctx)
+    report = cli.client.get("check/", verify="true" if verify else None)
+
+    def render(r: dict[str, Any]) -> None:
+        problems = {k: v for k, v in r.items() if isinstance(v, list) and v}
+        record(cli, {"ok": r["ok"], "artifacts": r["artifacts"], "files": r["files"],
+                     "verified": r["verified"], **{k: len(v) for k, v in problems.items()}})
+        for kind, items in problems.items():
+            for item in items[:20]:
+                cli.out.print(f"{kind}: {item}", markup=False)
+    cli.emit(report, render)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [5000]")] = None,

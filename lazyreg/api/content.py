@@ -17,9 +17,9 @@ from lazyreg.api import paging
 from lazyreg.api.http import query_choice, query_int, read, respond
 from lazyreg.api.lookup import referenced
 from lazyreg.api.routing import Query
-from lazyreg.api.schemas import ArtifactRef, BlobOut, ManifestOut, Page, TagOut
+from lazyreg.api.schemas import ArtifactRef, BlobOut, ManifestOut, Page, SourceOut, TagOut
 from lazyreg.db import content as q
-from lazyreg.db.models import Artifact, Blob, Manifest, Repository, Tag
+from lazyreg.db.models import Artifact, Blob, BlobSource, Manifest, Remote, Repository, Tag
 from lazyreg.errors import InvalidField
 from lazyreg.oci.mediatypes import is_list
 
@@ -106,19 +106,38 @@ async def blobs(request: web.Request) -> web.Response:
 
     def query(session: Session) -> tuple[int, list[BlobOut]]:
         stmt = (select(Blob.digest, Blob.size, Blob.media_type, Artifact.id, Artifact.size,
-                       Artifact.kind, Artifact.location)
+                       Artifact.kind, Artifact.location, Blob.id)
                 .outerjoin(Artifact, Artifact.digest == Blob.digest)
                 .order_by(Blob.id))
         if digest:
             stmt = stmt.where(Blob.digest == digest)
         stmt = _stored_filter(request, stmt)
         count, rows = paging.fetch(session, scope.restrict(session, stmt, Blob.id), window)
+        sources = _sources(session, [r[7] for r in rows])
         results = []
         for r in rows:
             artifact = None if r[3] is None else ArtifactRef(digest=r[0], size=r[4], kind=r[5],
                                                              location=r[6])
             results.append(BlobOut(digest=r[0], size=r[1], media_type=r[2],
-                                   stored=artifact is not None, artifact=artifact))
+                                   stored=artifact is not None, artifact=artifact,
+                                   sources=sources.get(r[7], [])))
         return count, results
     count, results = await read(request, query)
     return respond(Page[BlobOut](**paging.envelope(request, window, count), results=results))
+
+
+def _sources(session: Session, blob_ids: list[int]) -> dict[int, list[SourceOut]]:
+    """The upstream sources of a page of blobs, in one query."""
+    out: dict[int, list[SourceOut]] = {}
+    if not blob_ids:
+        return out
+    rows = session.execute(
+        select(BlobSource.blob_id, Remote.name, BlobSource.upstream_name, BlobSource.failures,
+               BlobSource.last_error, BlobSource.cooldown_until)
+        .join(Remote, Remote.id == BlobSource.remote_id)
+        .where(BlobSource.blob_id.in_(blob_ids)).order_by(BlobSource.id))
+    for blob_id, remote, upstream_name, failures, last_error, cooldown_until in rows:
+        out.setdefault(blob_id, []).append(SourceOut(
+            remote=remote, upstream_name=upstream_name, failures=failures,
+            last_error=last_error, cooldown_until=cooldown_until))
+    return out

@@ -16,6 +16,7 @@ from lazyreg.api.routing import PAGING, PREFIX, Query, Route
 from lazyreg.api.schemas import (
     ArtifactPage,
     BlobOut,
+    CheckOut,
     DistributionIn,
     DistributionOut,
     ManifestOut,
@@ -100,6 +101,10 @@ ROUTES: list[Route] = [
                                 "waiting, running, completed, failed or canceled"))),
     Route("GET", f"{P}/tasks/{{id}}/", tasks.show, "Show a task", "tasks", response=TaskOut),
     Route("GET", f"{P}/status/", status.show, "Server status", "status", response=StatusOut),
+    Route("GET", f"{P}/check/", status.check,
+          "Compare database and storage: artifacts without files, files without artifacts,"
+          " unfinished versions", "status", response=CheckOut,
+          query=(Query("verify", "boolean", "Also hash every stored file"),)),
 ]
 ROUTES.append(Route("GET", f"{P}/openapi.json", openapi.handler(ROUTES),
                     "This OpenAPI document", "status"))

@@ -195,12 +195,37 @@ class ArtifactRef(BaseModel):
     location: str
 
 
+class SourceOut(BaseModel):
+    """Where a blob not stored can be fetched; a failing one cools down for a while."""
+
+    remote: str
+    upstream_name: str
+    failures: int
+    last_error: str | None
+    cooldown_until: Timestamp | None
+
+
 class BlobOut(BaseModel):
     digest: str
     size: int
     media_type: str
     stored: bool
     artifact: ArtifactRef | None
+    sources: list[SourceOut]
+
+
+class CheckOut(BaseModel):
+    """Database and storage compared; `ok` when every list is empty."""
+
+    ok: bool
+    artifacts_without_file: list[str]
+    files_without_artifact: list[str]
+    size_mismatches: list[str]
+    digest_mismatches: list[str]
+    inconsistent_repositories: list[str]
+    artifacts: int
+    files: int
+    verified: bool
 
 
 class ArtifactOut(ArtifactRef):

@@ -11,8 +11,15 @@ from sqlalchemy.orm import Session
 
 import lazyreg
 from lazyreg.api.artifacts import summary
-from lazyreg.api.http import read, respond
-from lazyreg.api.schemas import ArtifactSummary, StatusCounts, StatusOut, StorageStatus
+from lazyreg.api.http import query_choice, read, respond
+from lazyreg.api.schemas import (
+    ArtifactSummary,
+    CheckOut,
+    StatusCounts,
+    StatusOut,
+    StorageStatus,
+)
+from lazyreg.check import check as run_check
 from lazyreg.db.models import Distribution, Remote, Repository, Task
 from lazyreg.state import state
 
@@ -43,3 +50,11 @@ async def show(request: web.Request) -> web.Response:
         database="sqlite" if services.db.is_sqlite else "postgresql",
         storage=StorageStatus(path=str(path), total_bytes=total, free_bytes=free),
         artifacts=artifacts, counts=counts))
+
+
+async def check(request: web.Request) -> web.Response:
+    """Compare database and storage (`?verify=true` also hashes every stored file)."""
+    services = state(request).services
+    verify = query_choice(request, "verify", ("true", "false")) == "true"
+    report = await asyncio.to_thread(run_check, services.db, services.store, verify)
+    return respond(CheckOut(**report.as_dict()))

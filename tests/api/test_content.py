@@ -52,7 +52,8 @@ async def test_blobs_say_whether_stored(client: Client, alpine: str) -> None:
         "digest": digest_of("base"), "size": 40,
         "media_type": "application/vnd.oci.image.layer.v1.tar", "stored": True,
         "artifact": {"digest": digest_of("base"), "size": 40, "kind": "layer",
-                     "location": "/storage/base"}}
+                     "location": "/storage/base"},
+        "sources": []}
     assert by_digest[digest_of("app")]["stored"] is False
     assert by_digest[digest_of("app")]["artifact"] is None
     assert (await get(client, "content/blobs/"))["count"] == 3
