@@ -85,6 +85,7 @@ class Download:
             for source in sources:
                 try:
                     await self._fetch_from(source)
+                    self._verify()
                     break
                 except (UpstreamError, OSError) as exc:
                     last = exc
@@ -96,7 +97,6 @@ class Download:
                     await asyncio.to_thread(self.staged.reset)
             else:
                 raise last or Unavailable(f"no upstream source for {self.digest}")
-            self._verify()
             await on_verified(self)
             self.verified = True
         except BaseException as exc:
