@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres import PostgresServer, start_postgres
 from tests.rig import Lazyreg, Upstream, start_lazyreg, start_upstream
 
 
@@ -47,3 +48,18 @@ def lazyreg(tmp_path: Path) -> Iterator[Lazyreg]:
     server = start_lazyreg(tmp_path / "data")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = start_postgres()
+    if server is None:
+        pytest.fail("no PostgreSQL server binaries: run `make test`, which installs them")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    return postgres.create_database()

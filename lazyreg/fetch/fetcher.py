@@ -86,7 +86,10 @@ class Fetcher:
             return lease.claim(session, key, me, ttl)
 
         for _ in range(200):
-            holder = await services.db.write(claim)
+            try:
+                holder = await services.db.write(claim)
+            except IntegrityError:
+                continue  # PostgreSQL: another process inserted the lease first; look again
             if holder == STORED:
                 return None
             if holder is None:

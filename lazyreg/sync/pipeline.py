@@ -17,10 +17,20 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lazyreg.db import content as q
-from lazyreg.db.models import Artifact, Blob, Manifest, ManifestBlob, Remote, Repository
+from lazyreg.db.engine import Database
+from lazyreg.db.models import (
+    Artifact,
+    Blob,
+    Manifest,
+    ManifestBlob,
+    Remote,
+    Repository,
+    RepositoryVersion,
+)
 from lazyreg.errors import NotFound
 from lazyreg.fetch import Fetcher, Source
 from lazyreg.oci.digest import sha256_digest
@@ -94,7 +104,7 @@ async def sync_repository(ctx: TaskContext, fetcher: Fetcher, repository_name: s
                 m.location = services.store.location(m.digest)
         findings = SyncFindings(repository_id=repo.id, remote_id=remote.id, upstream_name=name,
                                 mirror=mirror, tags=tag_digests, new_manifests=fetched)
-        version = await services.db.write(lambda s: record_sync(s, findings, ctx.task_id))
+        version = await _record(services.db, findings, ctx.task_id)
     except BaseException:
         for digest in written:  # manifest files whose rows were not committed
             services.store.delete(digest)
@@ -106,6 +116,19 @@ async def sync_repository(ctx: TaskContext, fetcher: Fetcher, repository_name: s
     progress.message = (f"created version {version.number}: {counts.get('tags', 0)} tags,"
                         f" {counts.get('manifests', 0)} manifests, {counts.get('blobs', 0)} blobs")
     return [f"repositories/{repository_name}/versions/{version.number}/"]
+
+
+async def _record(db: Database, findings: SyncFindings, task_id: str) -> RepositoryVersion | None:
+    # A concurrent sync of another repository may insert the same new content
+    # first (a unique violation on PostgreSQL): the next attempt finds it.
+    attempts = 3
+    while True:
+        try:
+            return await db.write(lambda s: record_sync(s, findings, task_id))
+        except IntegrityError:
+            attempts -= 1
+            if not attempts:
+                raise
 
 
 async def _resolve_tags(client: UpstreamClient, name: str, tags: list[str],
