@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     # Seconds a failed upstream source is skipped before it is tried again.
     source_cooldown: float = 300.0
-    # Seconds a detached lazy download may run after its last client left.
+    # Seconds a lazy download may take in all (it goes on when its clients leave).
     detached_fetch_timeout: float = 3600.0
     # Seconds a download lease is valid before another process may take it over.
     lease_ttl: float = 30.0

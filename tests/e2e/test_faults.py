@@ -207,6 +207,14 @@ def _check(server: Lazyreg) -> dict:
     return server.ok("GET", "check/?verify=true")
 
 
+def _wait_until_midway(staging: Path) -> None:
+    """Until a download has staged 4 MiB of its 64: the moment to kill the server."""
+    deadline = time.monotonic() + 30
+    while not any(p.stat().st_size > 4 << 20 for p in staging.rglob("*.part")):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
 def test_kill_9_during_lazy_fetch_leaves_a_consistent_store(
         tmp_path: Path, upstream: Upstream, faults: FaultProxy) -> None:
     data = tmp_path / "data"
@@ -224,10 +232,7 @@ def test_kill_9_during_lazy_fetch_leaves_a_consistent_store(
     reader = threading.Thread(target=pull)
     reader.start()
     staging = data / "storage" / "tmp"
-    deadline = time.monotonic() + 30
-    while not any(p.stat().st_size > 4 << 20 for p in staging.rglob("*.part")):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _wait_until_midway(staging)
     server.kill()
     reader.join(30)
 
@@ -255,11 +260,7 @@ def test_kill_9_during_immediate_sync_then_sync_again(
                                    "upstream_name": "fixtures/big", "policy": "immediate"})
     server.ok("POST", "repositories/", {"name": "big"})
     task = server.ok("POST", "repositories/big/sync/", {"remote": "big"})
-    staging = data / "storage" / "tmp"
-    deadline = time.monotonic() + 30
-    while not any(p.stat().st_size > 4 << 20 for p in staging.rglob("*.part")):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _wait_until_midway(data / "storage" / "tmp")
     server.kill()
 
     restarted = start_lazyreg(data)
