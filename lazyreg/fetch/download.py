@@ -104,9 +104,7 @@ class Download:
             self.staged.discard()
             raise
         finally:
-            os.close(self._fd)
-            self.finished.set()
-            self._notify()
+            self._close()
 
     def _verify(self) -> None:
         self.staged.close()
@@ -199,14 +197,22 @@ class Download:
             self.error = exc
             raise
         finally:
-            os.close(self._fd)
-            self.finished.set()
-            self._notify()
+            self._close()
 
     # ------------------------------------------------------------ reader side
 
-    def open(self) -> int:
-        """A file descriptor on the staging file, for `read`; only before `finished`."""
+    def _close(self) -> None:
+        # Closing and marking finished happen together, with no await between:
+        # `open` can never dup a descriptor number that was closed and reused.
+        os.close(self._fd)
+        self._fd = -1
+        self.finished.set()
+        self._notify()
+
+    def open(self) -> int | None:
+        """A descriptor on the staging file for `read`; None once the download has finished."""
+        if self.finished.is_set():
+            return None
         return os.dup(self._fd)
 
     async def read(self, fd: int, start: int = 0, end: int | None = None

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from lazyreg.db import content as q
 from lazyreg.db.models import Artifact, Blob
 from lazyreg.errors import RegistryError
+from lazyreg.fetch import Download
 from lazyreg.oci.digest import DIGEST_RE
 from lazyreg.registry.listing import API_HEADERS
 from lazyreg.registry.ranges import parse_range
@@ -73,21 +74,41 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     return await _serve_lazily(request, app, info, digest)
 
 
+async def _attach(app: AppState, info: BlobInfo, digest: str) -> tuple[Download, int] | None:
+    """Join (or start) the download of a blob: the download and a descriptor to read it.
+
+    None when the blob landed in storage meanwhile.
+    """
+    for _ in range(3):
+        download = app.fetcher.in_flight(digest)
+        if download is None:
+            sources, why_none = await app.services.db.read(
+                lambda s: app.fetcher.sources_for(s, info.blob_id))
+            if not sources:
+                raise RegistryError("BLOB_UNKNOWN", f"blob {digest} is not stored and {why_none}",
+                                    status=503 if "cooling" in (why_none or "") else 404)
+            keep = sources[0].policy != "streamed"
+            download = await app.fetcher.join(digest, info.size, sources, keep=keep,
+                                              kind="layer")
+            if download is None:
+                return None
+        fd = download.open()
+        if fd is not None:
+            return download, fd
+        # It finished while we awaited: stored, failed, or relayed and gone.
+        if app.services.store.exists(digest):
+            return None
+        if download.error is not None and isinstance(download.error, UpstreamError):
+            raise _as_registry_error(download.error)
+    raise RegistryError("UNAVAILABLE", f"could not join a download of {digest}", status=503)
+
+
 async def _serve_lazily(request: web.Request, app: AppState, info: BlobInfo,
                         digest: str) -> web.StreamResponse:
-    download = app.fetcher.in_flight(digest)
-    if download is None:
-        sources, why_none = await app.services.db.read(
-            lambda s: app.fetcher.sources_for(s, info.blob_id))
-        if not sources:
-            raise RegistryError("BLOB_UNKNOWN", f"blob {digest} is not stored and {why_none}",
-                                status=503 if "cooling" in (why_none or "") else 404)
-        keep = sources[0].policy != "streamed"
-        download = await app.fetcher.join(digest, info.size, sources, keep=keep, kind="layer")
-        if download is None:  # another server process stored it meanwhile
-            return web.FileResponse(app.services.store.local_path(digest),
-                                    headers=_headers(digest))
-    fd = download.open()  # no await between finding the download and opening it
+    attached = await _attach(app, info, digest)
+    if attached is None:  # stored meanwhile, by this process or another
+        return web.FileResponse(app.services.store.local_path(digest), headers=_headers(digest))
+    download, fd = attached
 
     span = parse_range(request.headers.get("Range"), info.size)
     start, end = span or (0, info.size)
