@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 READ_CHUNK = 1024 * 1024
 MAX_RESUMES = 5
+MAX_PENDING = 8  # chunks received but not yet written: the memory bound of a download
 FOLLOW_POLL = 0.005
 FOLLOW_CHECK = 0.1
 
@@ -61,6 +64,8 @@ class Download:
         self._changed = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.upstream_requests = 0
+        self._queued = 0  # bytes handed to the writer thread
+        self._writer: ThreadPoolExecutor | None = None
         # Held open for the download's life: a reader dups it, so it keeps
         # reading after the staging file is renamed into storage or unlinked.
         self._fd = os.open(path or self.staged.path, os.O_RDONLY)
@@ -80,6 +85,7 @@ class Download:
     async def run(self, sources: list[Source],
                   on_verified: Callable[[Download], Awaitable[None]],
                   on_source_failed: Callable[[Source, BaseException], Awaitable[None]]) -> None:
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-writer")
         try:
             last: BaseException | None = None
             for source in sources:
@@ -94,7 +100,8 @@ class Download:
                         # Bytes already went to readers; another source may not
                         # be trusted to continue them, so stop here.
                         raise
-                    await asyncio.to_thread(self.staged.reset)
+                    await asyncio.get_running_loop().run_in_executor(self._writer,
+                                                                     self.staged.reset)
             else:
                 raise last or Unavailable(f"no upstream source for {self.digest}")
             await on_verified(self)
@@ -104,6 +111,7 @@ class Download:
             self.staged.discard()
             raise
         finally:
+            self._writer.shutdown(wait=False)
             self._close()
 
     def _verify(self) -> None:
@@ -117,7 +125,7 @@ class Download:
     async def _fetch_from(self, source: Source) -> None:
         resumes = 0
         while True:
-            offset = self.staged.size
+            offset = self._queued = self.staged.size
             try:
                 self.upstream_requests += 1
                 async with source.client.open_blob(source.upstream_name, self.digest,
@@ -139,9 +147,14 @@ class Download:
                 await asyncio.sleep(min(0.2 * 2 ** resumes, 5.0))
 
     async def _receive(self, stream: aiohttp.StreamReader, skip: int) -> None:
-        """Copy the body into the staging file, hashing in a thread while receiving."""
-        pending: asyncio.Future[None] | None = None
+        """Copy the body into the staging file while receiving the next chunks.
+
+        Chunks are hashed and written in order by this download's own thread
+        (hashlib and file writes release the GIL); at most MAX_PENDING chunks
+        wait for it, so memory stays flat whatever the blob size.
+        """
         loop = asyncio.get_running_loop()
+        pending: deque[asyncio.Future[None]] = deque()
         try:
             while True:
                 chunk = await stream.read(CHUNK)
@@ -153,18 +166,21 @@ class Download:
                     chunk, skip = chunk[cut:], skip - cut
                     if not chunk:
                         continue
-                if pending is not None:
-                    await pending
-                    self._advance()
-                if self.staged.size + len(chunk) > self.size:
+                self._queued += len(chunk)
+                if self._queued > self.size:
                     raise DigestMismatch(f"upstream sent more than {self.size} bytes")
-                pending = loop.run_in_executor(None, self.staged.write, chunk)
+                future = loop.run_in_executor(self._writer, self.staged.write, chunk)
+                future.add_done_callback(self._advance)
+                pending.append(future)
+                while len(pending) > MAX_PENDING or (pending and pending[0].done()):
+                    await pending.popleft()
         finally:
-            if pending is not None:
-                await asyncio.shield(pending)
-                self._advance()
+            for future in pending:
+                await asyncio.shield(future)
 
-    def _advance(self) -> None:
+    def _advance(self, _: object = None) -> None:
+        # The writer thread updates `staged.size` after each write: every byte
+        # below it is on disk, in order.
         self.written = self.staged.size
         self._notify()
 
@@ -215,27 +231,40 @@ class Download:
             return None
         return os.dup(self._fd)
 
-    async def read(self, fd: int, start: int = 0, end: int | None = None
-                   ) -> AsyncIterator[bytes]:
-        """Yield bytes [start, end) as they land, the last one only once verified."""
+    async def ranges(self, start: int = 0, end: int | None = None
+                     ) -> AsyncIterator[tuple[int, int]]:
+        """Yield (offset, count) spans of [start, end) as they become readable.
+
+        The last byte is held back until the digest is verified, so a reader of
+        a bad download never completes its body.
+        """
         end = self.size if end is None else end
         pos = start
+        while pos < end:
+            if self.error is not None:
+                raise self.error
+            limit = end if self.verified else min(end, self.size - 1)
+            limit = min(limit, self.written)
+            if pos < limit:
+                yield pos, limit - pos
+                pos = limit
+                continue
+            changed = self._changed
+            if self.finished.is_set() and not changed.is_set() and not self.verified:
+                raise self.error or Unavailable(f"download of {self.digest} stopped")
+            await changed.wait()
+
+    async def read(self, fd: int, start: int = 0, end: int | None = None
+                   ) -> AsyncIterator[bytes]:
+        """Bytes [start, end) as they land, read from `fd` (which this closes)."""
         try:
-            while pos < end:
-                if self.error is not None:
-                    raise self.error
-                limit = end if self.verified else min(end, self.size - 1, self.written)
-                limit = min(limit, self.written)
-                if pos < limit:
-                    data = os.pread(fd, min(READ_CHUNK, limit - pos), pos)
+            async for offset, count in self.ranges(start, end):
+                while count:
+                    data = os.pread(fd, min(READ_CHUNK, count), offset)
                     if not data:
                         raise OSError(f"staging file of {self.digest} shrank")
-                    pos += len(data)
+                    offset += len(data)
+                    count -= len(data)
                     yield data
-                    continue
-                changed = self._changed
-                if self.finished.is_set() and not changed.is_set() and not self.verified:
-                    raise self.error or Unavailable(f"download of {self.digest} stopped")
-                await changed.wait()
         finally:
             os.close(fd)

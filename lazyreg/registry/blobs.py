@@ -8,9 +8,12 @@ staging file as it grows; see `lazyreg.fetch`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import os
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from aiohttp import web
 from sqlalchemy import select
@@ -117,31 +120,40 @@ async def _serve_lazily(request: web.Request, app: AppState, info: BlobInfo,
     if span:
         response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
 
-    chunks = download.read(fd, start, end)
-    async with contextlib.aclosing(chunks):
-        try:
-            first = await anext(chunks, b"")
-        except UpstreamError as exc:
-            raise _as_registry_error(exc) from exc
-        await response.prepare(request)
-        try:
-            if first:
-                await response.write(first)
-            async for chunk in chunks:
-                await response.write(chunk)
-        except (ConnectionError, RuntimeError) as exc:
-            # The client went away; the download goes on without it.
-            log.info("client left during blob %s: %s", digest, exc)
-            return response
-        except Exception as exc:
-            # Headers (with the full length) are out: cut the connection so the
-            # client sees an error, never a short or wrong blob that ends cleanly.
-            log.warning("aborting response for blob %s: %s", digest, exc)
-            if request.transport is not None:
-                request.transport.abort()
-            return response
+    spans = download.ranges(start, end)
+    with os.fdopen(fd, "rb") as staging:
+        async with contextlib.aclosing(spans):
+            try:
+                first = await anext(spans, None)
+            except UpstreamError as exc:
+                raise _as_registry_error(exc) from exc
+            await response.prepare(request)
+            try:
+                # Each span that has landed goes out with sendfile, like a stored blob.
+                if first is not None:
+                    await _send(request, staging, *first)
+                async for offset, count in spans:
+                    await _send(request, staging, offset, count)
+            except (ConnectionError, RuntimeError) as exc:
+                # The client went away; the download goes on without it.
+                log.info("client left during blob %s: %s", digest, exc)
+                return response
+            except Exception as exc:
+                # Headers (with the full length) are out: cut the connection so the
+                # client sees an error, never a short or wrong blob that ends cleanly.
+                log.warning("aborting response for blob %s: %s", digest, exc)
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
     await response.write_eof()
     return response
+
+
+async def _send(request: web.Request, staging: BinaryIO, offset: int, count: int) -> None:
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        raise ConnectionResetError("client connection lost")
+    await asyncio.get_running_loop().sendfile(transport, staging, offset, count)
 
 
 def _as_registry_error(exc: UpstreamError) -> RegistryError:
