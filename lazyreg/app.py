@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from lazyreg import api, registry
+from lazyreg.cache import LookupCache
 from lazyreg.check import adopt_orphan_files
 from lazyreg.config import Settings
 from lazyreg.db.engine import Database
@@ -52,7 +53,11 @@ def render_validation_error(exc: ValidationError) -> web.Response:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response = await handler(request)
+        if request.method not in ("GET", "HEAD") and request.path.startswith("/api/"):
+            # A management change may move what a base path serves.
+            request.app[STATE].lookups.invalidate_targets()
+        return response
     except RegistryError as exc:
         return render_registry_error(exc)
     except ApiError as exc:
@@ -86,7 +91,7 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         tasks = TaskRunner(services)
         await tasks.recover()
         fetcher = Fetcher(services)
-        app[STATE] = AppState(services, fetcher, tasks)
+        app[STATE] = AppState(services, fetcher, tasks, LookupCache())
         try:
             yield
         finally:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from lazyreg.cache import LookupCache
 from lazyreg.fetch import Fetcher
 from lazyreg.services import Services
 from lazyreg.tasks.runner import TaskRunner
@@ -16,6 +17,7 @@ class AppState:
     services: Services
     fetcher: Fetcher
     tasks: TaskRunner
+    lookups: LookupCache
 
 
 STATE = web.AppKey("state", AppState)

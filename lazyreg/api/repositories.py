@@ -16,6 +16,7 @@ from lazyreg.db.models import Remote, Repository, RepositoryVersion
 from lazyreg.errors import NotFound
 from lazyreg.state import state
 from lazyreg.sync.pipeline import sync_repository
+from lazyreg.tasks.runner import TaskContext
 
 EMPTY = {"tags": 0, "manifests": 0, "blobs": 0}
 
@@ -126,8 +127,10 @@ async def sync(request: web.Request) -> web.Response:
     await read(request, check)
     st = state(request)
     params = {"repository": name, "remote": body.remote, "mirror": body.mirror}
-    task = await st.tasks.submit(
-        "sync", params,
-        lambda ctx: sync_repository(ctx, st.fetcher, name, body.remote, body.mirror),
-        lock_key=f"repository:{name}")
+
+    async def sync(ctx: TaskContext) -> list[str]:
+        created = await sync_repository(ctx, st.fetcher, name, body.remote, body.mirror)
+        st.lookups.invalidate_targets()  # the base paths following it serve the new version
+        return created
+    task = await st.tasks.submit("sync", params, sync, lock_key=f"repository:{name}")
     return respond(task_out(task), status=202)

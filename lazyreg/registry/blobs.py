@@ -20,13 +20,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lazyreg.db import content as q
-from lazyreg.db.models import Artifact, Blob
+from lazyreg.db.models import Blob
 from lazyreg.errors import RegistryError
 from lazyreg.fetch import Download
 from lazyreg.oci.digest import DIGEST_RE
 from lazyreg.registry.listing import API_HEADERS
 from lazyreg.registry.ranges import parse_range
-from lazyreg.registry.resolve import resolve
+from lazyreg.registry.resolve import Target, target_of
 from lazyreg.state import AppState, state
 from lazyreg.upstream.errors import AuthError, TooManyRequests, UpstreamError
 
@@ -37,20 +37,17 @@ log = logging.getLogger(__name__)
 class BlobInfo:
     blob_id: int
     size: int
-    stored: bool
 
 
-def _lookup(session: Session, name: str, digest: str) -> BlobInfo:
-    target = resolve(session, name)
+def _lookup(session: Session, target: Target, name: str, digest: str) -> BlobInfo:
     row = session.execute(
-        select(Blob.id, Blob.size, Artifact.id)
-        .outerjoin(Artifact, Artifact.digest == Blob.digest)
+        select(Blob.id, Blob.size)
         .where(Blob.digest == digest,
                Blob.id.in_(q.in_version(target.repository_id, target.version)))).first()
     if row is None:
         raise RegistryError("BLOB_UNKNOWN", f"blob {digest} unknown to repository {name!r}",
                             detail={"digest": digest})
-    return BlobInfo(row[0], row[1], row[2] is not None)
+    return BlobInfo(row[0], row[1])
 
 
 def _headers(digest: str, size: int | None = None) -> dict[str, str]:
@@ -66,12 +63,17 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     if not DIGEST_RE.match(digest):
         raise RegistryError("DIGEST_INVALID", f"invalid digest {digest!r}")
     app = state(request)
-    info = await app.services.db.read(lambda s: _lookup(s, name, digest))
-    if info.stored:
-        path = app.services.store.local_path(digest)
-        if path.is_file():
-            return web.FileResponse(path, headers=_headers(digest))
-        log.error("artifact %s has a row but no file; fetching it again", digest)
+    target = await target_of(app, name)
+    key = ("blob", target.repository_id, target.version, digest)
+    info: BlobInfo | None = app.lookups.get(key)
+    if info is None:
+        info = await app.services.db.read(lambda s: _lookup(s, target, name, digest))
+        app.lookups.put(key, info)
+    # A file under its digest is verified content (it is renamed there only
+    # after its digest matched), so its presence is what "stored" means here.
+    path = app.services.store.local_path(digest)
+    if path.is_file():
+        return web.FileResponse(path, headers=_headers(digest))
     if request.method == "HEAD":
         return web.Response(status=200, headers=_headers(digest, info.size))
     return await _serve_lazily(request, app, info, digest)

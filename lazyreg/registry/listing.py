@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from lazyreg.db import content as q
 from lazyreg.db.models import Distribution
 from lazyreg.errors import RegistryError
-from lazyreg.registry.resolve import resolve
+from lazyreg.registry.resolve import target_of
 from lazyreg.state import state
 
 API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
@@ -55,10 +55,12 @@ async def catalog(request: web.Request) -> web.Response:
 async def tags_list(request: web.Request) -> web.Response:
     name = request.match_info["name"]
 
+    app = state(request)
+    target = await target_of(app, name)
+
     def tags(session: Session) -> list[str]:
-        target = resolve(session, name)
         rows = session.execute(q.tags_in_version(session, target.repository_id,
                                                  target.version)).all()
         return sorted({row[0] for row in rows})
-    page, headers = _page(request, await state(request).services.db.read(tags))
+    page, headers = _page(request, await app.services.db.read(tags))
     return web.json_response({"name": name, "tags": page}, headers=headers)

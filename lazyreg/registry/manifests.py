@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,22 +15,34 @@ from lazyreg.oci import mediatypes as mt
 from lazyreg.oci.digest import DIGEST_RE, is_digest
 from lazyreg.oci.names import is_tag
 from lazyreg.registry.listing import API_HEADERS
-from lazyreg.registry.resolve import resolve
+from lazyreg.registry.resolve import Target, target_of
 from lazyreg.state import state
 
 
-def _accepted(request: web.Request) -> set[str] | None:
+def _accepted(request: web.Request) -> frozenset[str] | None:
     """Media types the client accepts; None when it accepts anything."""
     values = request.headers.getall("Accept", [])
     types = {part.split(";")[0].strip() for v in values for part in v.split(",")}
     types.discard("")
     if not types or "*/*" in types:
         return None
-    return types
+    return frozenset(types)
 
 
-def _find(session: Session, name: str, reference: str, accepted: set[str] | None) -> Manifest:
-    target = resolve(session, name)
+@dataclass(frozen=True)
+class ManifestView:
+    digest: str
+    media_type: str
+    size: int
+    data: bytes
+
+
+def _view(manifest: Manifest) -> ManifestView:
+    return ManifestView(manifest.digest, manifest.media_type, manifest.size, manifest.data)
+
+
+def _find(session: Session, target: Target, name: str, reference: str,
+          accepted: frozenset[str] | None) -> ManifestView:
     members = q.in_version(target.repository_id, target.version)
     if reference.startswith("sha256:") or is_digest(reference):
         if not DIGEST_RE.match(reference):
@@ -38,7 +52,7 @@ def _find(session: Session, name: str, reference: str, accepted: set[str] | None
         if manifest is None:
             raise RegistryError("MANIFEST_UNKNOWN", f"manifest {reference} unknown",
                                 detail={"name": name, "reference": reference})
-        return manifest
+        return _view(manifest)
     if not is_tag(reference):
         raise RegistryError("MANIFEST_INVALID", f"invalid tag {reference!r}")
     manifest = session.scalar(
@@ -56,15 +70,22 @@ def _find(session: Session, name: str, reference: str, accepted: set[str] | None
             .where(ManifestChild.list_id == manifest.id, ManifestChild.os == "linux",
                    ManifestChild.architecture == "amd64"))
         if child is not None and child.media_type in accepted:
-            return child
-    return manifest
+            return _view(child)
+    return _view(manifest)
 
 
 async def get_manifest(request: web.Request) -> web.Response:
     name, reference = request.match_info["name"], request.match_info["reference"]
     accepted = _accepted(request)
-    manifest = await state(request).services.db.read(
-        lambda s: _find(s, name, reference, accepted))
+    app = state(request)
+    target = await target_of(app, name)
+    # A version's content never changes: its answers are cached for good.
+    key = ("manifest", target.repository_id, target.version, reference, accepted)
+    manifest: ManifestView | None = app.lookups.get(key)
+    if manifest is None:
+        manifest = await app.services.db.read(
+            lambda s: _find(s, target, name, reference, accepted))
+        app.lookups.put(key, manifest)
     headers = {
         **API_HEADERS,
         "Docker-Content-Digest": manifest.digest,

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from lazyreg.db.models import Distribution, Repository, RepositoryVersion
 from lazyreg.errors import RegistryError
 from lazyreg.oci.names import is_repository_name
+from lazyreg.state import AppState
 
 
 @dataclass(frozen=True)
@@ -30,3 +31,12 @@ def resolve(session: Session, base_path: str) -> Target:
         return Target(pinned.repository_id, pinned.number)
     repo = session.get_one(Repository, dist.repository_id)
     return Target(repo.id, repo.latest_version)
+
+
+async def target_of(app: AppState, base_path: str) -> Target:
+    """The version `base_path` serves, from the lookup cache when it is fresh."""
+    target: Target | None = app.lookups.target(base_path)
+    if target is None:
+        target = await app.services.db.read(lambda s: resolve(s, base_path))
+        app.lookups.put_target(base_path, target)
+    return target
