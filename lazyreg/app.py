@@ -85,7 +85,9 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
             log.info("start-up repair: removed %d staging files of dead processes,"
                      " adopted %d stored files that had no artifact row", cleaned, adopted)
         timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=120)
+        # A large read buffer: the default 64 KiB pauses the socket many times per blob.
         session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False,
+                                        read_bufsize=4 * 1024 * 1024,
                                         connector=aiohttp.TCPConnector(limit=0))
         services = Services(settings, db, store, UpstreamPool(session))
         tasks = TaskRunner(services)

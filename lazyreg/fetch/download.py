@@ -104,8 +104,10 @@ class Download:
                                                                      self.staged.reset)
             else:
                 raise last or Unavailable(f"no upstream source for {self.digest}")
-            await on_verified(self)
+            # The bytes are proven: readers may have the last one while we commit.
             self.verified = True
+            self._notify()
+            await on_verified(self)
         except BaseException as exc:
             self.error = exc
             self.staged.discard()
@@ -241,7 +243,7 @@ class Download:
         end = self.size if end is None else end
         pos = start
         while pos < end:
-            if self.error is not None:
+            if self.error is not None and not self.verified:
                 raise self.error
             limit = end if self.verified else min(end, self.size - 1)
             limit = min(limit, self.written)
