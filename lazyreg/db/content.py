@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from lazyreg.db.models import (
@@ -117,20 +117,12 @@ def create_version(
     return version
 
 
-def get_or_create_blob(
-    session: Session, digest: str, size: int, media_type: str, cache: dict[str, int]
-) -> int:
-    if digest in cache:
-        return cache[digest]
-    blob_id = session.scalar(select(Blob.id).where(Blob.digest == digest))
-    if blob_id is None:
-        content = Content(kind="blob")
-        session.add(content)
-        session.flush()
-        session.add(Blob(id=content.id, digest=digest, size=size, media_type=media_type))
-        blob_id = content.id
-    cache[digest] = blob_id
-    return blob_id
+def blob_ids_by_digest(session: Session, digests: Sequence[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for batch in chunked(list(digests)):
+        out.update(
+            session.execute(select(Blob.digest, Blob.id).where(Blob.digest.in_(batch))).all())
+    return out
 
 
 def manifest_ids_by_digest(session: Session, digests: Sequence[str]) -> dict[str, int]:
@@ -145,16 +137,3 @@ def manifest_ids_by_digest(session: Session, digests: Sequence[str]) -> dict[str
 
 def tags_in_version(session: Session, repository_id: int, number: int) -> Select[tuple[str, int]]:
     return select(Tag.name, Tag.manifest_id).where(Tag.id.in_(in_version(repository_id, number)))
-
-
-def find_tag_id(session: Session, name: str, manifest_id: int) -> int:
-    tag_id = session.scalar(
-        select(Tag.id).where(and_(Tag.name == name, Tag.manifest_id == manifest_id))
-    )
-    if tag_id is None:
-        content = Content(kind="tag")
-        session.add(content)
-        session.flush()
-        session.add(Tag(id=content.id, name=name, manifest_id=manifest_id))
-        tag_id = content.id
-    return tag_id

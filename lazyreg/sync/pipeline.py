@@ -7,7 +7,8 @@
 5. write content and one new version in one transaction.
 
 Nothing is written to the database before step 5 except the artifacts of
-blobs stored in step 4, which are whole, verified and reusable.
+what step 4 stored (and of the new manifests), which are whole, verified and
+reusable whether or not a version follows.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from lazyreg.errors import NotFound
 from lazyreg.fetch import Fetcher, Source
 from lazyreg.oci.digest import sha256_digest
 from lazyreg.oci.manifest import InvalidManifest, parse_manifest
+from lazyreg.storage.filesystem import FilesystemStore
 from lazyreg.sync.filters import filter_tags
 from lazyreg.sync.record import FetchedManifest, SyncFindings, record_sync
 from lazyreg.tasks.runner import TaskContext
@@ -42,6 +44,9 @@ from lazyreg.upstream.client import UpstreamClient
 from lazyreg.upstream.errors import DigestMismatch, InvalidResponse
 
 log = logging.getLogger(__name__)
+
+
+SMALL_BLOB = 4 * 1024 * 1024  # configs up to this size are fetched whole, in memory
 
 
 @dataclass(frozen=True)
@@ -87,28 +92,35 @@ async def sync_repository(ctx: TaskContext, fetcher: Fetcher, repository_name: s
     progress.add_total("blobs", len(wanted))
     source = Source(client, name, remote_name=remote.name)
 
-    async def fetch_blob(need: BlobNeed) -> None:
-        await fetcher.fetch(need.digest, need.size, [source],
-                            kind="config" if need.is_config else "layer")
+    async def fetch_config(need: BlobNeed) -> tuple[str, int, str]:
+        # Configs are small: fetched whole, without the lease machinery of layers.
+        data = await client.get_blob_bytes(name, need.digest)
+        if len(data) != need.size or sha256_digest(data) != need.digest:
+            raise DigestMismatch(f"config blob {need.digest} of {name}: upstream sent"
+                                 f" {len(data)} bytes hashing to {sha256_digest(data)}")
+        await asyncio.to_thread(services.store.put_bytes, data, need.digest)
         progress.advance("blobs")
-    await asyncio.gather(*(fetch_blob(n) for n in wanted))
+        return need.digest, need.size, "config"
+
+    async def fetch_layer(need: BlobNeed) -> None:
+        await fetcher.fetch(need.digest, need.size, [source], kind="layer")
+        progress.advance("blobs")
+
+    configs = [n for n in wanted if n.is_config and n.size <= SMALL_BLOB]
+    layers = [n for n in wanted if n not in configs]
+    stored_now = list(await asyncio.gather(*(fetch_config(n) for n in configs)))
+    await asyncio.gather(*(fetch_layer(n) for n in layers))
 
     progress.message = "creating the repository version"
-    written: list[str] = []
-    try:
-        for m in fetched.values():
-            if not services.store.exists(m.digest):
-                m.location = await asyncio.to_thread(services.store.put_bytes, m.data, m.digest)
-                written.append(m.digest)
-            else:
-                m.location = services.store.location(m.digest)
-        findings = SyncFindings(repository_id=repo.id, remote_id=remote.id, upstream_name=name,
-                                mirror=mirror, tags=tag_digests, new_manifests=fetched)
-        version = await _record(services.db, findings, ctx.task_id)
-    except BaseException:
-        for digest in written:  # manifest files whose rows were not committed
-            services.store.delete(digest)
-        raise
+    for m in fetched.values():
+        if not services.store.exists(m.digest):
+            await asyncio.to_thread(services.store.put_bytes, m.data, m.digest)
+        stored_now.append((m.digest, len(m.data), "manifest"))
+    # Whole, verified blobs: recorded now, whatever happens to the version below.
+    await services.db.write(lambda s: _record_artifacts(s, services.store, stored_now))
+    findings = SyncFindings(repository_id=repo.id, remote_id=remote.id, upstream_name=name,
+                            mirror=mirror, tags=tag_digests, new_manifests=fetched)
+    version = await _record(services.db, findings, ctx.task_id)
     if version is None:
         progress.message = f"no changes: version {repo.latest_version} is up to date"
         return []
@@ -155,7 +167,7 @@ async def _fetch_manifests(client: UpstreamClient, name: str, tag_digests: dict[
         digest = sha256_digest(data)
         if expected and digest != expected:
             raise DigestMismatch(f"manifest {name}@{reference}: upstream sent {digest}")
-        fetched[digest] = FetchedManifest(digest, data, parsed, location="")
+        fetched[digest] = FetchedManifest(digest, data, parsed)
         ctx.progress.advance("manifests")
         children = [c.descriptor.digest for c in parsed.children
                     if c.descriptor.digest not in known and c.descriptor.digest not in scheduled]
@@ -199,6 +211,14 @@ def _blob_needs(session: Session, fetched: dict[str, FetchedManifest],
             if is_config or digest not in needs:
                 needs[digest] = BlobNeed(digest, size, is_config)
     return list(needs.values())
+
+
+def _record_artifacts(session: Session, store: FilesystemStore,
+                      stored: list[tuple[str, int, str]]) -> None:
+    existing = _stored(session, [digest for digest, _, _ in stored])
+    session.add_all(Artifact(digest=digest, size=size, kind=kind,
+                             location=store.location(digest))
+                    for digest, size, kind in stored if digest not in existing)
 
 
 def _stored(session: Session, digests: list[str]) -> set[str]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from lazyreg.db import content as q
 from lazyreg.db.models import (
-    Artifact,
+    Blob,
     BlobSource,
     Content,
     Manifest,
@@ -17,6 +17,7 @@ from lazyreg.db.models import (
     ManifestChild,
     Repository,
     RepositoryVersion,
+    Tag,
 )
 from lazyreg.oci.manifest import ParsedManifest
 
@@ -26,7 +27,6 @@ class FetchedManifest:
     digest: str
     data: bytes
     parsed: ParsedManifest
-    location: str  # where its bytes were stored
 
 
 @dataclass
@@ -37,41 +37,80 @@ class SyncFindings:
     mirror: bool
     tags: dict[str, str]  # tag name -> manifest digest
     new_manifests: dict[str, FetchedManifest] = field(default_factory=dict)
-    # Stored during this sync (config blobs, immediate layers): digest -> (size, kind, location)
-    stored_blobs: dict[str, tuple[int, str, str]] = field(default_factory=dict)
 
 
-def _insert_manifest(session: Session, m: FetchedManifest, manifest_ids: dict[str, int],
-                     blob_ids: dict[str, int]) -> None:
-    if m.digest in manifest_ids:
+def _new_content_ids(session: Session, kind: str, n: int) -> list[int]:
+    """Insert `n` content rows of one kind in one statement; their ids, in order."""
+    if not n:
+        return []
+    rows = session.execute(insert(Content).returning(Content.id, sort_by_parameter_order=True),
+                           [{"kind": kind}] * n)
+    return list(rows.scalars())
+
+
+def _insert_blobs(session: Session, manifests: list[FetchedManifest]) -> dict[str, int]:
+    """Blob ids by digest for every blob the manifests name, inserting the new ones."""
+    wanted = {d.digest: d for m in manifests for d in m.parsed.blobs}
+    ids = q.blob_ids_by_digest(session, sorted(wanted))
+    new = [wanted[d] for d in sorted(wanted) if d not in ids]
+    new_ids = _new_content_ids(session, "blob", len(new))
+    if new:
+        session.execute(insert(Blob), [
+            {"id": i, "digest": d.digest, "size": d.size, "media_type": d.media_type}
+            for i, d in zip(new_ids, new, strict=True)])
+    ids.update((d.digest, i) for d, i in zip(new, new_ids, strict=True))
+    return ids
+
+
+def _insert_manifests(session: Session, manifests: list[FetchedManifest],
+                      manifest_ids: dict[str, int]) -> None:
+    """Insert new manifests with their blobs and children, a few statements in all."""
+    new = [m for m in manifests if m.digest not in manifest_ids]
+    if not new:
         return
-    for child in m.parsed.children:
-        if child.descriptor.digest not in manifest_ids:
-            raise ValueError(f"child manifest {child.descriptor.digest} was not fetched")
-    content = Content(kind="manifest")
-    session.add(content)
-    session.flush()
-    config = m.parsed.config
-    session.add(Manifest(id=content.id, digest=m.digest, media_type=m.parsed.media_type,
-                         size=len(m.data), data=m.data,
-                         config_digest=config.digest if config else None))
-    manifest_ids[m.digest] = content.id
-    session.flush()
-    for position, desc in enumerate(m.parsed.blobs):
-        blob_id = q.get_or_create_blob(session, desc.digest, desc.size, desc.media_type, blob_ids)
-        # the config is position -1 so that layers keep their own order from 0
-        session.add(ManifestBlob(manifest_id=content.id,
-                                 position=position - 1 if config else position, blob_id=blob_id))
-    for position, child in enumerate(m.parsed.children):
-        plat = child.platform
-        session.add(ManifestChild(
-            list_id=content.id, position=position,
-            child_id=manifest_ids[child.descriptor.digest],
-            os=plat.os if plat else "", architecture=plat.architecture if plat else "",
-            variant=plat.variant if plat else ""))
-    if not session.scalar(select(Artifact.id).where(Artifact.digest == m.digest)):
-        session.add(Artifact(digest=m.digest, size=len(m.data), kind="manifest",
-                             location=m.location))
+    blob_ids = _insert_blobs(session, new)
+    for m, i in zip(new, _new_content_ids(session, "manifest", len(new)), strict=True):
+        manifest_ids[m.digest] = i
+    session.execute(insert(Manifest), [
+        {"id": manifest_ids[m.digest], "digest": m.digest, "media_type": m.parsed.media_type,
+         "size": len(m.data), "data": m.data,
+         "config_digest": m.parsed.config.digest if m.parsed.config else None}
+        for m in new])
+    # The config is position -1 so that layers keep their own order from 0.
+    links = [{"manifest_id": manifest_ids[m.digest],
+              "position": pos - 1 if m.parsed.config else pos,
+              "blob_id": blob_ids[d.digest]}
+             for m in new for pos, d in enumerate(m.parsed.blobs)]
+    children = []
+    for m in new:
+        for pos, child in enumerate(m.parsed.children):
+            if child.descriptor.digest not in manifest_ids:
+                raise ValueError(f"child manifest {child.descriptor.digest} was not fetched")
+            plat = child.platform
+            children.append({"list_id": manifest_ids[m.digest], "position": pos,
+                             "child_id": manifest_ids[child.descriptor.digest],
+                             "os": plat.os if plat else "",
+                             "architecture": plat.architecture if plat else "",
+                             "variant": plat.variant if plat else ""})
+    if links:
+        session.execute(insert(ManifestBlob), links)
+    if children:
+        session.execute(insert(ManifestChild), children)
+
+
+def _tag_ids(session: Session, tags: dict[str, int]) -> set[int]:
+    """Ids of the (name, manifest) tags, inserting the new ones."""
+    existing: dict[tuple[str, int], int] = {}
+    for batch in q.chunked(sorted(set(tags.values()))):
+        for tag_id, name, manifest_id in session.execute(
+                select(Tag.id, Tag.name, Tag.manifest_id).where(Tag.manifest_id.in_(batch))):
+            existing[(name, manifest_id)] = tag_id
+    new = [(n, m) for n, m in sorted(tags.items()) if (n, m) not in existing]
+    new_ids = _new_content_ids(session, "tag", len(new))
+    if new:
+        session.execute(insert(Tag), [{"id": i, "name": n, "manifest_id": m}
+                                      for i, (n, m) in zip(new_ids, new, strict=True)])
+    return {existing[pair] for pair in tags.items() if pair in existing} | set(new_ids)
 
 
 def _ordered(manifests: dict[str, FetchedManifest]) -> list[FetchedManifest]:
@@ -98,19 +137,12 @@ def record_sync(session: Session, findings: SyncFindings,
     repository = session.get_one(Repository, findings.repository_id)
     all_digests = set(findings.tags.values()) | set(findings.new_manifests)
     manifest_ids = q.manifest_ids_by_digest(session, sorted(all_digests))
-    blob_ids: dict[str, int] = {}
-    for m in _ordered(findings.new_manifests):
-        _insert_manifest(session, m, manifest_ids, blob_ids)
-    session.flush()
-
-    tag_ids = {q.find_tag_id(session, name, manifest_ids[digest])
-               for name, digest in findings.tags.items()}
+    _insert_manifests(session, _ordered(findings.new_manifests), manifest_ids)
+    tag_ids = _tag_ids(session, {name: manifest_ids[digest]
+                                 for name, digest in findings.tags.items()})
     top = {manifest_ids[d] for d in findings.tags.values()}
     manifests, blobs = q.manifest_closure(session, top)
     _record_sources(session, findings, blobs)
-    for digest, (size, kind, location) in findings.stored_blobs.items():
-        if not session.scalar(select(Artifact.id).where(Artifact.digest == digest)):
-            session.add(Artifact(digest=digest, size=size, kind=kind, location=location))
 
     synced = tag_ids | manifests | blobs
     if findings.mirror:

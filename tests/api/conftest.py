@@ -16,7 +16,7 @@ from lazyreg.app import create_app
 from lazyreg.config import Settings
 from lazyreg.db import content as q
 from lazyreg.db.engine import Database
-from lazyreg.db.models import Artifact, Content, Manifest, ManifestBlob, Repository
+from lazyreg.db.models import Artifact, Blob, Content, Manifest, ManifestBlob, Repository, Tag
 from lazyreg.oci.mediatypes import OCI_MANIFEST
 from lazyreg.state import STATE
 
@@ -73,6 +73,31 @@ def database(client: Client) -> Database:
     return db
 
 
+def _blob_id(session: Session, digest: str, size: int, cache: dict[str, int]) -> int:
+    if digest not in cache:
+        found = session.scalar(select(Blob.id).where(Blob.digest == digest))
+        if found is None:
+            content = Content(kind="blob")
+            session.add(content)
+            session.flush()
+            session.add(Blob(id=content.id, digest=digest, size=size,
+                             media_type="application/vnd.oci.image.layer.v1.tar"))
+            found = content.id
+        cache[digest] = found
+    return cache[digest]
+
+
+def _tag_id(session: Session, name: str, manifest_id: int) -> int:
+    found = session.scalar(select(Tag.id).where(Tag.name == name, Tag.manifest_id == manifest_id))
+    if found is None:
+        content = Content(kind="tag")
+        session.add(content)
+        session.flush()
+        session.add(Tag(id=content.id, name=name, manifest_id=manifest_id))
+        found = content.id
+    return found
+
+
 def _seed(session: Session, repository: str, images: dict[str, list[str]]) -> int:
     """Write a new version of `repository` holding exactly `images` (tag -> layer names)."""
     repo = session.scalars(select(Repository).where(Repository.name == repository)).one()
@@ -89,13 +114,12 @@ def _seed(session: Session, repository: str, images: dict[str, list[str]]) -> in
                                  size=100 + len(layers), data=b"{}"))
             manifest_id = content.id
             for position, layer in enumerate(layers):
-                blob_id = q.get_or_create_blob(session, digest_of(layer), len(layer) * 10,
-                                               "application/vnd.oci.image.layer.v1.tar", cache)
+                blob_id = _blob_id(session, digest_of(layer), len(layer) * 10, cache)
                 session.add(ManifestBlob(manifest_id=manifest_id, position=position,
                                          blob_id=blob_id))
             session.flush()
         manifests, blobs = q.manifest_closure(session, [manifest_id])
-        ids |= manifests | blobs | {q.find_tag_id(session, tag, manifest_id)}
+        ids |= manifests | blobs | {_tag_id(session, tag, manifest_id)}
     version = q.create_version(session, repo, ids)
     return version.number if version else repo.latest_version
 
