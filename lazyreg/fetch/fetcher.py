@@ -81,8 +81,9 @@ class Fetcher:
         name = digest[7:] + ".part"
 
         def claim(session: Session) -> lease.Holder | str | None:
-            if session.scalar(select(Artifact.id).where(Artifact.digest == digest)):
-                return STORED  # committed meanwhile
+            if (session.scalar(select(Artifact.id).where(Artifact.digest == digest))
+                    and services.store.exists(digest)):
+                return STORED  # committed meanwhile (a row whose file is gone is fetched again)
             return lease.claim(session, key, me, ttl)
 
         for _ in range(200):
