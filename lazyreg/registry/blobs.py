@@ -72,7 +72,13 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     # A file under its digest is verified content (it is renamed there only
     # after its digest matched), so its presence is what "stored" means here.
     path = app.services.store.local_path(digest)
-    if path.is_file():
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        size = None
+    if size is not None:
+        if request.method == "HEAD":  # no need to open the file to say how big it is
+            return web.Response(status=200, headers=_headers(digest, size))
         return web.FileResponse(path, headers=_headers(digest))
     if request.method == "HEAD":
         return web.Response(status=200, headers=_headers(digest, info.size))

@@ -101,6 +101,12 @@ class FilesystemStore:
         os.replace(staged.path, target)
         return self.location(digest)
 
+    def put_many(self, items: list[tuple[str, bytes]]) -> None:
+        """Store small blobs (digest, bytes) not stored yet; one call, for one worker thread."""
+        for digest, data in items:
+            if not self.exists(digest):
+                self.put_bytes(data, digest)
+
     def put_bytes(self, data: bytes, digest: str) -> str:
         staged = self.stage()
         try:

@@ -92,15 +92,14 @@ async def sync_repository(ctx: TaskContext, fetcher: Fetcher, repository_name: s
     progress.add_total("blobs", len(wanted))
     source = Source(client, name, remote_name=remote.name)
 
-    async def fetch_config(need: BlobNeed) -> tuple[str, int, str]:
+    async def fetch_config(need: BlobNeed) -> tuple[str, bytes]:
         # Configs are small: fetched whole, without the lease machinery of layers.
         data = await client.get_blob_bytes(name, need.digest)
         if len(data) != need.size or sha256_digest(data) != need.digest:
             raise DigestMismatch(f"config blob {need.digest} of {name}: upstream sent"
                                  f" {len(data)} bytes hashing to {sha256_digest(data)}")
-        await asyncio.to_thread(services.store.put_bytes, data, need.digest)
         progress.advance("blobs")
-        return need.digest, need.size, "config"
+        return need.digest, data
 
     async def fetch_layer(need: BlobNeed) -> None:
         await fetcher.fetch(need.digest, need.size, [source], kind="layer")
@@ -108,14 +107,14 @@ async def sync_repository(ctx: TaskContext, fetcher: Fetcher, repository_name: s
 
     configs = [n for n in wanted if n.is_config and n.size <= SMALL_BLOB]
     layers = [n for n in wanted if n not in configs]
-    stored_now = list(await asyncio.gather(*(fetch_config(n) for n in configs)))
+    config_data = await asyncio.gather(*(fetch_config(n) for n in configs))
     await asyncio.gather(*(fetch_layer(n) for n in layers))
 
     progress.message = "creating the repository version"
-    for m in fetched.values():
-        if not services.store.exists(m.digest):
-            await asyncio.to_thread(services.store.put_bytes, m.data, m.digest)
-        stored_now.append((m.digest, len(m.data), "manifest"))
+    manifest_data = [(m.digest, m.data) for m in fetched.values()]
+    await asyncio.to_thread(services.store.put_many, [*config_data, *manifest_data])
+    stored_now = ([(d, len(data), "config") for d, data in config_data]
+                  + [(d, len(data), "manifest") for d, data in manifest_data])
     # Whole, verified blobs: recorded now, whatever happens to the version below.
     await services.db.write(lambda s: _record_artifacts(s, services.store, stored_now))
     findings = SyncFindings(repository_id=repo.id, remote_id=remote.id, upstream_name=name,
