@@ -1,0 +1,35 @@
+"""The scenarios; each module has `run(ctx) -> Section`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from bench.report import Section
+from bench.servers import Servers
+
+T = TypeVar("T")
+
+
+@dataclass
+class Context:
+    servers: Servers
+    reps: int
+    quick: bool
+
+    @staticmethod
+    def rotated(items: Sequence[T], rep: int) -> list[T]:
+        """`items` starting at a different one each repetition (interleaving, no fixed order)."""
+        k = rep % len(items)
+        return [*items[k:], *items[:k]]
+
+
+Scenario = Callable[[Context], Section]
+
+
+def registry() -> dict[str, Scenario]:
+    from bench.scenarios import cached, images, lazy, memory, small, sync
+
+    return {"cached": cached.run, "lazy": lazy.run, "images": images.run,
+            "small": small.run, "sync": sync.run, "memory": memory.run}

@@ -1,0 +1,94 @@
+"""5. Sync: an on_demand sync of `fixtures/many` (200 and 1,000 tags), then the same again.
+
+Each repetition gets a fresh lazyreg. Upstream requests are counted from the
+upstream registry's access log. distribution has no sync to compare with.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench.report import LAZYREG, Row, Section
+from bench.scenarios import Context
+from bench.servers import log, requests_since, settle
+from tests.rig import Lazyreg, Upstream
+
+PEER = "distribution"
+
+
+def timed_sync(server: Lazyreg, name: str) -> tuple[float, dict[str, Any]]:
+    """Seconds from POSTing the sync to seeing its task finished (polled every 20 ms)."""
+    started = time.perf_counter()
+    task = server.ok("POST", f"repositories/{name}/sync/", {"remote": name, "mirror": False})
+    while task["state"] not in ("completed", "failed", "canceled"):
+        time.sleep(0.02)
+        task = server.ok("GET", f"tasks/{task['id']}/")
+    seconds = time.perf_counter() - started
+    if task["state"] != "completed":
+        raise RuntimeError(f"sync failed: {task}")
+    return seconds, task
+
+
+def create_mirror(server: Lazyreg, up: Upstream, name: str, upstream_name: str) -> None:
+    server.ok("POST", "remotes/", {"name": name, "url": up.url, "upstream_name": upstream_name,
+                                   "policy": "on_demand"})
+    server.ok("POST", "repositories/", {"name": name})
+    server.ok("POST", "distributions/", {"name": name, "base_path": name, "repository": name})
+
+
+def many_upstream(ctx: Context, tags: int) -> Upstream:
+    return ctx.servers.upstream() if tags == 200 else ctx.servers.upstream(0, tags)
+
+
+def _requests(up: Upstream, mark: int) -> int:
+    settle(up, quiet=0.1)
+    return len(requests_since(up, mark))
+
+
+def run(ctx: Context) -> Section:
+    section = Section("sync", "5. Sync (on_demand)", [LAZYREG, PEER], [],
+                      missing="n/a (no sync)")
+    counts = (200,) if ctx.quick else (200, 1000)
+    for tags in counts:
+        up = many_upstream(ctx, tags)
+        if len(up.index["repos"]["fixtures/many"]) != tags:
+            raise RuntimeError(f"upstream has not {tags} tags of fixtures/many")
+        rate: dict[str, list[float]] = {"first": [], "again": []}
+        took: dict[str, list[float]] = {"first": [], "again": []}
+        requests: dict[str, list[float]] = {"first": [], "again": []}
+        for _ in range(ctx.reps):
+            with ctx.servers.lazyreg() as lz:
+                create_mirror(lz, up, "many", "fixtures/many")
+                for which in ("first", "again"):
+                    mark = settle(up, quiet=0.1)
+                    seconds, task = timed_sync(lz, "many")
+                    made = bool(task["created_resources"])
+                    if made != (which == "first"):
+                        raise RuntimeError(f"sync ({which}) created {task['created_resources']}")
+                    took[which].append(seconds)
+                    rate[which].append(tags / seconds)
+                    requests[which].append(_requests(up, mark))
+                if lz.ok("GET", "content/tags/?repository=many&limit=1")["count"] != tags:
+                    raise RuntimeError("the synced version does not hold every tag")
+        log(f"sync {tags} tags: first {min(took['first']):.2f} s,"
+            f" again {min(took['again']):.2f} s")
+        for which, label in (("first", "first sync"), ("again", "re-sync, nothing changed")):
+            section.rows += [
+                Row(f"{tags} tags: {label}", "tags/s", {LAZYREG: rate[which]},
+                    "higher"),
+                Row(f"{tags} tags: {label}", "s", {LAZYREG: took[which]}, "lower", plot=False),
+                Row(f"{tags} tags: {label}", "upstream requests", {LAZYREG: requests[which]},
+                    "lower", plot=False),
+            ]
+    section.notes += [
+        "distribution has no sync: a pull-through cache learns a repository only as clients"
+        " pull it, so this scenario has no peer.",
+        "Time: from POST /api/v1/repositories/many/sync/ to the task seen completed (polled"
+        " every 20 ms), on a fresh lazyreg each repetition; the re-sync runs right after on"
+        " the same server and must create no version.",
+        "An on_demand sync of N tags of distinct images needs 1 tags/list + N HEAD"
+        " + N manifest GET + N config GET (+ the /v2/ ping); a re-sync needs the tags/list"
+        " and N HEADs.",
+    ]
+    return section
