@@ -116,12 +116,11 @@ async def _attach(app: AppState, info: BlobInfo, digest: str) -> tuple[Download,
 
 async def _serve_lazily(request: web.Request, app: AppState, info: BlobInfo,
                         digest: str) -> web.StreamResponse:
+    span = parse_range(request.headers.get("Range"), info.size)  # 416 before any fetch
     attached = await _attach(app, info, digest)
     if attached is None:  # stored meanwhile, by this process or another
         return web.FileResponse(app.services.store.local_path(digest), headers=_headers(digest))
     download, fd = attached
-
-    span = parse_range(request.headers.get("Range"), info.size)
     start, end = span or (0, info.size)
     response = web.StreamResponse(status=206 if span else 200,
                                   headers=_headers(digest, end - start))
