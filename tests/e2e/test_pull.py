@@ -183,6 +183,11 @@ def test_manifest_and_blob_headers_ranges_and_paging(lazyreg: Lazyreg, upstream:
         assert resp.headers["Docker-Content-Digest"] == child(entry, "amd64")["digest"]
 
     layer = next(iter(layers(child(entry, "arm64"))))
+    from tests.rig import http_json
+    status, _ = http_json("GET", f"{lazyreg.url}/v2/mirror/blobs/{layer}",
+                          headers={"Range": f"bytes={upstream.index['blobs'][layer]}-"})
+    assert status == 416
+    assert layer not in lazyreg.artifact_digests()  # a refused range fetches nothing
     for _ in ("lazy", "stored"):
         req = urllib.request.Request(f"{lazyreg.url}/v2/mirror/blobs/{layer}",
                                      headers={"Range": "bytes=10-19"})
