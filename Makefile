@@ -26,7 +26,8 @@ run: venv
 # Debian packages for the end-to-end tests: the CNCF registry, skopeo, podman
 # (via the rig's install-deps) and a PostgreSQL server.
 deps:
-	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	@test -x $(SHARED)/upstream/install-deps || { echo "no test rig in $(SHARED): set SHARED=/path/to/shared"; exit 1; }
+	@set -e; if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO $(SHARED)/upstream/install-deps; \
 	if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql >/dev/null; \
