@@ -53,11 +53,7 @@ def render_validation_error(exc: ValidationError) -> web.Response:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        response = await handler(request)
-        if request.method not in ("GET", "HEAD") and request.path.startswith("/api/"):
-            # A management change may move what a base path serves.
-            request.app[STATE].lookups.invalidate_targets()
-        return response
+        return await handler(request)
     except RegistryError as exc:
         return render_registry_error(exc)
     except ApiError as exc:
@@ -71,6 +67,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status >= 400:
             return render_api_error(exc.status, exc.reason, None)
         raise
+
+
+@web.middleware
+async def forget_targets(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A management change may move what a base path serves: drop the cached answers."""
+    response = await handler(request)
+    if request.method not in ("GET", "HEAD") and request.path.startswith("/api/"):
+        request.app[STATE].lookups.invalidate_targets()
+    return response
 
 
 def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -105,7 +110,8 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=16 * 1024 * 1024)
+    app = web.Application(middlewares=[error_middleware, forget_targets],
+                          client_max_size=16 * 1024 * 1024)
     app.cleanup_ctx.append(make_lifespan(settings))
     registry.setup_routes(app)
     api.setup_routes(app)
