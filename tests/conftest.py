@@ -26,20 +26,23 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     up.stop()
 
 
-@pytest.fixture(scope="session")
-def upstream_basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
-    up = start_upstream(tmp_path_factory.mktemp("upstream-basic"), auth="basic",
+def _small_upstream(factory: pytest.TempPathFactory, auth: str) -> Iterator[Upstream]:
+    up = start_upstream(factory.mktemp(f"upstream-{auth}"), auth=auth,
                         seed=["--big-mib", "0", "--many-tags", "3"])
     yield up
     up.stop()
+
+
+@pytest.fixture(scope="session")
+def upstream_basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    """Basic-auth upstream (testuser/testpassword), small fixtures only."""
+    yield from _small_upstream(tmp_path_factory, "basic")
 
 
 @pytest.fixture(scope="session")
 def upstream_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
-    up = start_upstream(tmp_path_factory.mktemp("upstream-token"), auth="token",
-                        seed=["--big-mib", "0", "--many-tags", "3"])
-    yield up
-    up.stop()
+    """Bearer-token upstream with its token server, small fixtures only."""
+    yield from _small_upstream(tmp_path_factory, "token")
 
 
 @pytest.fixture
