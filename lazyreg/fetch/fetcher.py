@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -23,6 +24,13 @@ log = logging.getLogger(__name__)
 # Failures that say this source will not give the right bytes soon: skip it for a while.
 COOLDOWN_ERRORS = (DigestMismatch, NotFound, AuthError)
 STORED = "stored"
+
+
+@dataclass(frozen=True)
+class Sources:
+    usable: list[Source]
+    why: str = ""  # when none is usable
+    cooling: bool = False  # none is usable only because each failed recently
 
 
 class Fetcher:
@@ -210,7 +218,7 @@ class Fetcher:
         with contextlib.suppress(Exception):
             await self.services.db.write(record)
 
-    def sources_for(self, session: Session, blob_id: int) -> tuple[list[Source], str | None]:
+    def sources_for(self, session: Session, blob_id: int) -> Sources:
         """The usable sources of a blob, and why there are none when there are none."""
         now = utcnow()
         rows = session.execute(
@@ -219,15 +227,15 @@ class Fetcher:
             .order_by(BlobSource.failures, BlobSource.id)).all()
         usable = [(s, r) for s, r in rows
                   if s.cooldown_until is None or _aware(s.cooldown_until) <= now]
+        if not usable and rows:
+            first = rows[0][0]
+            return Sources([], cooling=True, why=(
+                f"every upstream source is cooling down after a failure"
+                f" (until {first.cooldown_until}): {first.last_error}"))
         if not usable:
-            if rows:
-                first = rows[0][0]
-                return [], (f"every upstream source is cooling down after a failure"
-                            f" (until {first.cooldown_until}): {first.last_error}")
-            return [], "no upstream source is recorded for this blob"
-        return [Source(self.services.upstream_for(r), s.upstream_name, s.id, r.name, r.policy)
-                for s, r in usable], None
-
+            return Sources([], why="no upstream source is recorded for this blob")
+        return Sources([Source(self.services.upstream_for(r), s.upstream_name, s.id, r.name,
+                               r.policy) for s, r in usable])
 
 def _aware(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; they were written in UTC.

@@ -93,13 +93,13 @@ async def _attach(app: AppState, info: BlobInfo, digest: str) -> tuple[Download,
     for _ in range(3):
         download = app.fetcher.in_flight(digest)
         if download is None:
-            sources, why_none = await app.services.db.read(
+            found = await app.services.db.read(
                 lambda s: app.fetcher.sources_for(s, info.blob_id))
-            if not sources:
-                raise RegistryError("BLOB_UNKNOWN", f"blob {digest} is not stored and {why_none}",
-                                    status=503 if "cooling" in (why_none or "") else 404)
-            keep = sources[0].policy != "streamed"
-            download = await app.fetcher.join(digest, info.size, sources, keep=keep,
+            if not found.usable:
+                raise RegistryError("BLOB_UNKNOWN", f"blob {digest} is not stored and {found.why}",
+                                    status=503 if found.cooling else 404)
+            keep = found.usable[0].policy != "streamed"
+            download = await app.fetcher.join(digest, info.size, found.usable, keep=keep,
                                               kind="layer")
             if download is None:
                 return None
