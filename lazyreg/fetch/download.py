@@ -63,7 +63,6 @@ class Download:
         self.finished = asyncio.Event()
         self._changed = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
-        self.upstream_requests = 0
         self._queued = 0  # bytes handed to the writer thread
         self._writer: ThreadPoolExecutor | None = None
         # Held open for the download's life: a reader dups it, so it keeps
@@ -129,7 +128,6 @@ class Download:
         while True:
             offset = self._queued = self.staged.size
             try:
-                self.upstream_requests += 1
                 async with source.client.open_blob(source.upstream_name, self.digest,
                                                    offset) as resp:
                     skip = offset if resp.status == 200 else 0

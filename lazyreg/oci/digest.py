@@ -27,7 +27,3 @@ def is_digest(value: str) -> bool:
 
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def hex_part(digest: str) -> str:
-    return digest.split(":", 1)[1]
