@@ -9,6 +9,7 @@ from one of its `BlobSource`s.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,7 +54,15 @@ class Remote(Base):
     ca_cert: Mapped[str | None] = mapped_column(Text, nullable=True)
     proxy_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     download_concurrency: Mapped[int] = mapped_column(Integer, default=8)
+    # Also mirror the referrers (signatures, SBOMs, attestations) of every synced manifest.
+    include_referrers: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A sync listing more tags than this fails, rather than exhaust memory.
+    max_tags: Mapped[int] = mapped_column(Integer, default=100_000)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def new_uid() -> str:
+    return uuid.uuid4().hex
 
 
 class Repository(Base):
@@ -63,6 +72,9 @@ class Repository(Base):
     name: Mapped[str] = mapped_column(String(255), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     latest_version: Mapped[int] = mapped_column(Integer, default=0)
+    # Never reused, unlike SQLite's integer ids: what caches key a repository by, so
+    # that nothing cached about a deleted repository can answer for a new one.
+    uid: Mapped[str] = mapped_column(String(32), default=new_uid, index=True, unique=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -99,6 +111,24 @@ class Manifest(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     config_digest: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    # OCI 1.1: the manifest this one refers to (a signature, an SBOM...), and its type.
+    subject_digest: Mapped[str | None] = mapped_column(String(80), nullable=True, index=True)
+    artifact_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class ManifestSource(Base):
+    """A manifest whose bytes came from this remote's upstream repository and hashed right.
+
+    A sync records a tag without a GET only when its digest is known from the
+    same remote and upstream name, so that an upstream cannot claim another's content.
+    """
+
+    __tablename__ = "manifest_sources"
+
+    manifest_id: Mapped[int] = mapped_column(ForeignKey("manifests.id"), primary_key=True)
+    remote_id: Mapped[int] = mapped_column(ForeignKey("remotes.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    upstream_name: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
 class Blob(Base):
@@ -210,6 +240,8 @@ class Task(Base):
     progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_resources: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # What the task skipped and why (a broken tag upstream), when it still completed.
+    warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
     # The repository a sync works on: at most one running sync per repository.
     lock_key: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     worker: Mapped[str | None] = mapped_column(String(64), nullable=True)
