@@ -16,11 +16,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from lazyreg.oci.names import is_repository_name, is_resource_name
+from lazyreg.types import Policy, TaskState
 
 T = TypeVar("T")
-
-Policy = Literal["immediate", "on_demand", "streamed"]
-TaskState = Literal["waiting", "running", "completed", "failed", "canceled"]
 
 
 def _as_utc(value: datetime) -> datetime:

@@ -1,0 +1,58 @@
+"""Following a task until it ends: a progress bar per counter for people, silence for scripts.
+
+The bars go to stderr, so stdout holds only the outcome. The task's progress
+is whatever the server reports: a counter is `{"done": n, "total": m}`, and a
+`message` is printed once each time it changes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lazyreg.cli.client import quote
+from lazyreg.cli.context import Cli
+from lazyreg.cli.render import Output
+from lazyreg.types import FINAL_STATES
+
+POLL_INTERVAL = 0.3  # seconds between two looks at the task
+MAX_BARS = 16  # counters shown; a sync reports three
+
+
+def follow(cli: Cli, task: dict[str, Any]) -> dict[str, Any]:
+    """Poll a task until it ends and return its last state; Ctrl-C stops the waiting only."""
+    if cli.output is Output.json:
+        while task["state"] not in FINAL_STATES:
+            task = _next(cli, task)
+        return task
+    columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        bars: dict[str, Any] = {}
+        message = ""
+        while True:
+            snapshot = task.get("progress") or {}
+            for key, counter in snapshot.items():
+                if not isinstance(counter, dict):
+                    continue
+                if key not in bars:
+                    if len(bars) >= MAX_BARS:
+                        continue
+                    bars[key] = progress.add_task(key, total=None)
+                progress.update(bars[key], completed=counter.get("done", 0),
+                                total=counter.get("total") or None)
+            if task["state"] in FINAL_STATES:
+                return task  # its last message is what the caller reports
+            if snapshot.get("message") and snapshot["message"] != message:
+                message = snapshot["message"]
+                progress.console.print(message, style="dim", markup=False)
+            task = _next(cli, task)
+
+
+def _next(cli: Cli, task: dict[str, Any]) -> dict[str, Any]:
+    time.sleep(POLL_INTERVAL)
+    answer: dict[str, Any] = cli.client.get(f"tasks/{quote(task['id'])}/")
+    return answer

@@ -1,0 +1,113 @@
+"""`lazyreg repository ...`: versioned repositories, and syncing them from a remote."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+
+from lazyreg.cli.client import CliError, quote
+from lazyreg.cli.context import Cli, cli_of
+from lazyreg.cli.follow import follow
+from lazyreg.cli.options import Limit, Name, Offset, given, options_from
+from lazyreg.cli.render import Column, Output, col, counts_text
+
+app = typer.Typer(help="Versioned repositories, and syncing them.", no_args_is_help=True)
+
+COLUMNS = (col("name"), col("latest_version", "latest version"), col("description"))
+VERSION_COLUMNS: tuple[Column, ...] = (
+    col("number", "version"), col("created"),
+    ("content", lambda v: counts_text(v["content_counts"])),
+    ("added", lambda v: counts_text(v["added"])),
+    ("removed", lambda v: counts_text(v["removed"])))
+
+
+@dataclass
+class SyncFields:
+    """The body of a sync request, as typed on the command line."""
+
+    remote: Annotated[str, typer.Option(help="The remote to sync from")]
+    mirror: Annotated[bool, typer.Option(help="Remove what the upstream no longer has")
+                      ] = False
+
+
+@app.command("create")
+def create(ctx: typer.Context, name: Name,
+           description: Annotated[str, typer.Option()] = "") -> None:
+    """Create an empty repository (version 0)."""
+    cli = cli_of(ctx)
+    cli.emit_record(cli.client.post("repositories/",
+                                    {"name": name, "description": description}))
+
+
+@app.command("update")
+def update(ctx: typer.Context, name: Name,
+           description: Annotated[str, typer.Option()]) -> None:
+    """Change the description of a repository."""
+    cli = cli_of(ctx)
+    cli.emit_record(cli.client.patch(f"repositories/{quote(name)}/",
+                                     {"description": description}))
+
+
+@app.command("list")
+def list_(ctx: typer.Context, limit: Limit = 100, offset: Offset = 0) -> None:
+    """List repositories."""
+    cli_of(ctx).page("repositories/", COLUMNS, limit=limit, offset=offset)
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: Name) -> None:
+    """Show a repository."""
+    cli_of(ctx).show(f"repositories/{quote(name)}/")
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, name: Name) -> None:
+    """Delete a repository, its versions and the distributions serving it."""
+    cli_of(ctx).delete(f"repositories/{quote(name)}/", f"deleted repository {name}")
+
+
+@app.command("versions")
+def versions(ctx: typer.Context, name: Name, limit: Limit = 100, offset: Offset = 0) -> None:
+    """List the versions of a repository, newest first."""
+    cli_of(ctx).page(f"repositories/{quote(name)}/versions/", VERSION_COLUMNS,
+                     limit=limit, offset=offset)
+
+
+@app.command("sync")
+@options_from(SyncFields)
+def sync(ctx: typer.Context, name: Name, fields: SyncFields,
+         wait: Annotated[bool, typer.Option(help="Follow the task until it ends")] = True
+         ) -> None:
+    """Sync a repository from a remote, showing progress until it ends."""
+    cli = cli_of(ctx)
+    task = cli.client.post(f"repositories/{quote(name)}/sync/", given(fields))
+    if not wait:
+        cli.emit(task, lambda t: cli.out.print(f"started task {t['id']} ({t['state']})"))
+        return
+    try:
+        task = follow(cli, task)
+    except KeyboardInterrupt:
+        raise CliError(f"stopped waiting; the sync goes on: lazyreg task show {task['id']}"
+                       ) from None
+    if cli.output is Output.json:
+        cli.emit(task, lambda _: None)
+    elif task["state"] == "completed":
+        report_version(cli, task)
+    if task["state"] != "completed":
+        raise CliError(f"sync {task['state']}: {task.get('error') or 'no error recorded'}")
+
+
+def report_version(cli: Cli, task: dict[str, Any]) -> None:
+    """One line: the version the sync created and what changed, or that nothing did."""
+    versions = [r for r in task.get("created_resources") or [] if "/versions/" in r]
+    if not versions:
+        cli.out.print("no changes")
+        return
+    version = cli.client.get(versions[-1])
+    changes = f"added {counts_text(version['added'])}"
+    if any(version["removed"].values()):
+        changes += f"; removed {counts_text(version['removed'])}"
+    cli.out.print(f"created version {version['number']}:"
+                  f" {counts_text(version['content_counts'])} ({changes})", markup=False)
