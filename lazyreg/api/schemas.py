@@ -16,7 +16,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from lazyreg.oci.names import is_repository_name, is_resource_name
-from lazyreg.types import Policy, TaskState
+from lazyreg.types import Policy as Policy  # re-exported: api/ imports both from here
+from lazyreg.types import TaskState as TaskState
 
 T = TypeVar("T")
 

@@ -47,6 +47,11 @@ class Client:
         try:
             with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
                 raw = resp.read(MAX_ANSWER + 1)
+                if len(raw) > MAX_ANSWER:
+                    raise CliError(f"the answer to {method} {path} is larger than"
+                                   f" {MAX_ANSWER} bytes")
+                if resp.length:  # read(n) stops short, silently, when the server hangs up
+                    raise http.client.IncompleteRead(raw, resp.length)
         except urllib.error.HTTPError as exc:
             raise CliError(_http_error(exc)) from None
         except urllib.error.URLError as exc:
@@ -55,8 +60,6 @@ class Client:
             raise CliError(f"cannot reach {self.server}: {exc}") from None
         except http.client.HTTPException as exc:  # e.g. the server died mid-answer
             raise CliError(f"broken answer from {self.server}: {type(exc).__name__}") from None
-        if len(raw) > MAX_ANSWER:
-            raise CliError(f"the answer to {method} {path} is larger than {MAX_ANSWER} bytes")
         try:
             return json.loads(raw) if raw else None
         except ValueError:

@@ -47,6 +47,7 @@ class FakeUpstream:
         configs = [b'{"os":"linux","architecture":"amd64","n":1}',
                    b'{"os":"linux","architecture":"amd64","n":2}']
         layer_a, layer_b = b"a" * 1000, b"b" * 3000
+        self.configs = {sha256(d): d for d in configs}
         self.blobs = {sha256(d): d for d in [*configs, layer_a, layer_b]}
         manifests = {"v1": _image(configs[0], [layer_a]),
                      "v2": _image(configs[1], [layer_a, layer_b])}
@@ -151,6 +152,18 @@ class Result:
 
     def json(self) -> Any:
         return json.loads(self.out)
+
+
+def table_row(out: str, first: str) -> list[str]:
+    """The cells of the row whose first cell is `first`, in a table or a record."""
+    for line in out.splitlines():
+        if "│" in line:
+            cells = [cell.strip() for cell in line.strip().strip("│").split("│")]
+        else:
+            cells = line.split(None, 1)
+        if cells and cells[0] == first:
+            return [cell.strip() for cell in cells]
+    raise AssertionError(f"no row {first!r} in:\n{out}")
 
 
 class Runner:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.conftest import Runner, Servers
+from tests.cli.conftest import Runner, Servers, table_row
 
 
 def remote(cli: Runner, name: str = "hub", *extra: str) -> Any:
@@ -29,7 +29,8 @@ def test_remote_create_list_show_update_delete(cli: Runner) -> None:
 
     listed = cli("remote", "list")
     assert listed.code == 0
-    assert "hub" in listed.out and "v1*, 3.*" in listed.out
+    assert table_row(listed.out, "hub") == ["hub", "https://r.example.test", "library/alpine",
+                                            "on_demand", "v1*, 3.*", "-"]
 
     shown = cli("-o", "json", "remote", "show", "hub").json()
     assert isinstance(shown, dict)
@@ -87,10 +88,10 @@ def test_repository_commands(cli: Runner) -> None:
     assert created.code == 0, created.err
     assert created.json()["latest_version"] == 0
     shown = cli("repository", "show", "alpine")
-    assert "[x]" in shown.out  # data, not rich markup
-    assert "alpine" in cli("repository", "list").out
+    assert table_row(shown.out, "description") == ["description", "[x]"]  # not rich markup
+    assert table_row(cli("repository", "list").out, "alpine") == ["alpine", "0", "[x]"]
     versions = cli("repository", "versions", "alpine")
-    assert "0 tags, 0 manifests, 0 blobs" in versions.out
+    assert table_row(versions.out, "0")[2:] == ["0 tags, 0 manifests, 0 blobs"] * 3
     versions_json = cli("-o", "json", "repository", "versions", "alpine").json()
     assert versions_json["results"][0]["number"] == 0
     updated = cli("-o", "json", "repository", "update", "alpine", "--description", "new")
@@ -107,15 +108,20 @@ def test_distribution_commands(cli: Runner) -> None:
     assert created.code == 0, created.err
     assert created.json()["repository_version"] == 0
     listed = cli("distribution", "list")
-    assert "team/alpine" in listed.out
+    assert table_row(listed.out, "alpine") == ["alpine", "team/alpine", "alpine", "0", "no"]
     unpinned = cli("-o", "json", "distribution", "update", "alpine", "--latest",
                        "--private")
     assert unpinned.json()["repository_version"] is None
     assert unpinned.json()["private"] is True
-    assert "latest" in cli("distribution", "list").out
-    assert "team/alpine" in cli("distribution", "show", "alpine").out
+    assert table_row(cli("distribution", "list").out, "alpine") == [
+        "alpine", "team/alpine", "alpine", "latest", "yes"]
+    shown = cli("distribution", "show", "alpine").out
+    assert table_row(shown, "base_path") == ["base_path", "team/alpine"]
     clash = cli("distribution", "update", "alpine", "--latest", "--version", "1")
-    assert clash.code == 1
+    assert (clash.code, clash.err) == (1, "error: --latest and --version exclude each other\n")
+    nothing = cli("distribution", "update", "alpine")
+    assert (nothing.code, nothing.err) == (1, "error: nothing to update: give at least one"
+                                              " option\n")
     bad = cli("distribution", "create", "x", "--base-path", "Bad Path", "--repository",
                   "alpine")
     assert bad.code == 1
@@ -133,7 +139,9 @@ def test_distribution_commands(cli: Runner) -> None:
 def test_status_and_artifacts_when_empty(cli: Runner, servers: Servers) -> None:
     status = cli("status")
     assert status.code == 0
-    assert "sqlite" in status.out and "stored artifacts" in status.out
+    assert table_row(status.out, "server") == ["server", servers.url]
+    assert table_row(status.out, "database") == ["database", "sqlite"]
+    assert table_row(status.out, "total") == ["total", "0", "0 B"]
     as_json = cli("-o", "json", "status").json()
     assert as_json["counts"]["remotes"] == 0
     artifacts = cli("-o", "json", "artifact", "list").json()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from tests.cli.conftest import Runner, Servers
+import time
+from typing import Any
+
+from lazyreg.cli.render import human_bytes
+from lazyreg.types import FINAL_STATES
+from tests.cli.conftest import Runner, Servers, table_row
 from tests.cli.test_errors import assert_one_error_line, closed_port
 
 # The sync's record step still calls SQLAlchemy's deprecated Result.tuples()
@@ -35,10 +40,19 @@ def test_sync_shows_progress_then_the_new_version(cli: Runner, servers: Servers)
     assert artifacts["summary"]["by_kind"]["manifest"]["count"] == 2
     assert artifacts["summary"]["by_kind"]["config"]["count"] == 2
     assert artifacts["summary"]["by_kind"]["layer"] == {"count": 0, "bytes": 0}
-    table = cli("artifact", "list")
-    assert "stored artifacts" in table.out and "config" in table.out
-    status = cli("status")
-    assert "total" in status.out and "4" in status.out
+    table = cli("artifact", "list").out
+    for digest, data in servers.upstream.configs.items():
+        assert table_row(table, digest)[1:3] == ["config", human_bytes(len(data))]
+    for digest, data in servers.upstream.manifests.items():
+        assert table_row(table, digest)[1:3] == ["manifest", human_bytes(len(data))]
+
+    status = cli("status").out
+    stored = [*servers.upstream.manifests.values(), *servers.upstream.configs.values()]
+    assert table_row(status, "total") == ["total", str(len(stored)),
+                                          human_bytes(sum(map(len, stored)))]
+    assert table_row(status, "layer") == ["layer", "0", "0 B"]
+    assert table_row(status, "remotes") == ["remotes", "1"]
+    assert table_row(status, "repositories") == ["repositories", "1"]
 
 
 def test_sync_json_prints_the_final_task(cli: Runner, servers: Servers) -> None:
@@ -56,14 +70,28 @@ def test_sync_json_prints_the_final_task(cli: Runner, servers: Servers) -> None:
     assert task["id"] in cli("task", "list", "--state", "completed").out
 
 
+def wait_until_ended(cli: Runner, task_id: str, seconds: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        task: dict[str, Any] = cli("-o", "json", "task", "show", task_id).json()
+        if task["state"] in FINAL_STATES:
+            return task
+        time.sleep(0.05)
+    raise AssertionError(f"task {task_id} still {task['state']} after {seconds} s")
+
+
 def test_sync_no_wait(cli: Runner, servers: Servers) -> None:
     setup_remote(cli, servers)
     result = cli("repository", "sync", "app", "--remote", "up", "--no-wait")
     assert result.code == 0, result.err
-    assert result.out.startswith("started task ")
+    first_id = result.out.removeprefix("started task ").split()[0]
     task = cli("-o", "json", "repository", "sync", "app", "--remote", "up",
                    "--no-wait").json()
     assert task["state"] in ("waiting", "running", "completed")
+    assert task["id"] != first_id
+    # Both go on without the CLI; waiting here also keeps them out of the teardown.
+    assert wait_until_ended(cli, first_id)["state"] == "completed"
+    assert wait_until_ended(cli, task["id"])["state"] == "completed"
 
 
 def test_failed_sync_exits_1_with_its_error(cli: Runner) -> None:

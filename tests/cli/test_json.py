@@ -1,0 +1,63 @@
+"""`-o json`: every command prints the server's answer as one JSON document.
+
+The scenario runs each command once; the last check compares the commands run
+with the app's, so a new command without a JSON case fails here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from lazyreg.cli.main import app
+from tests.cli.conftest import Runner, Servers
+
+
+def commands(group: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    if not hasattr(group, "commands"):
+        return {prefix}
+    found: set[tuple[str, ...]] = set()
+    for name, command in group.commands.items():
+        found |= commands(command, (*prefix, name))
+    return found
+
+
+def test_every_command_answers_json(cli: Runner, servers: Servers) -> None:
+    ran: set[tuple[str, ...]] = set()
+
+    def run(command: str, *args: str, code: int = 0) -> Any:
+        result = cli("-o", "json", *command.split(), *args)
+        assert result.code == code, result.err
+        ran.add(tuple(command.split()))
+        return result.json()
+
+    assert run("remote create", "up", "--url", servers.upstream_url,
+               "--upstream-name", "library/app")["name"] == "up"
+    assert run("remote update", "up", "--policy", "immediate")["policy"] == "immediate"
+    assert run("remote show", "up")["upstream_name"] == "library/app"
+    assert run("remote list")["count"] == 1
+    assert run("repository create", "app")["latest_version"] == 0
+    assert run("repository update", "app", "--description", "d")["description"] == "d"
+    assert run("repository show", "app")["name"] == "app"
+    assert run("repository list")["count"] == 1
+    task = run("repository sync", "app", "--remote", "up")
+    assert task["state"] == "completed"
+    assert run("repository versions", "app")["results"][0]["number"] == 1
+    assert run("task show", task["id"])["id"] == task["id"]
+    assert [t["id"] for t in run("task list")["results"]] == [task["id"]]
+    assert run("artifact list", "--kind", "layer")["summary"]["count"] == len(
+        servers.upstream.blobs) - len(servers.upstream.configs)  # immediate: every layer
+    assert run("distribution create", "app", "--base-path", "app",
+               "--repository", "app")["repository_version"] is None
+    assert run("distribution update", "app", "--version", "1")["repository_version"] == 1
+    assert run("distribution show", "app")["base_path"] == "app"
+    assert run("distribution list")["count"] == 1
+    assert run("status")["counts"]["distributions"] == 1
+    assert run("check")["ok"] is True
+    assert run("distribution delete", "app") == {"deleted": "distributions/app/"}
+    assert run("repository delete", "app") == {"deleted": "repositories/app/"}
+    assert run("remote delete", "up") == {"deleted": "remotes/up/"}
+
+    every = commands(typer.main.get_command(app)) - {("serve",)}
+    assert ran == every, every - ran
