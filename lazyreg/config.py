@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -33,6 +35,20 @@ class Settings(BaseSettings):
     upstream_retries: int = Field(4, ge=0, le=20)
     upstream_backoff: float = Field(0.5, ge=0)
     log_level: str = "info"
+    # Access control (see "Access control" in the README). `off` only on loopback.
+    auth: Literal["on", "off"] = "off"
+    # The first start with auth on creates `admin` with this password (else a generated one).
+    admin_password: SecretStr | None = None
+    # Fernet key for remote secrets and the key JWTs are signed with are derived from it;
+    # unset: a key file created 0600 in the data directory. Servers sharing a database
+    # must share it.
+    secret_key: SecretStr | None = None
+    # How clients reach this server, for the token realm; unset: the request's own origin.
+    external_url: str | None = None
+    # Seconds a registry token from /token is valid, and API tokens by default and at most.
+    registry_token_ttl: int = Field(300, ge=10, le=3600)
+    api_token_ttl: int = Field(86400, ge=60)
+    api_token_max_ttl: int = Field(30 * 86400, ge=60)
 
     @classmethod
     def settings_customise_sources(
@@ -58,3 +74,29 @@ class Settings(BaseSettings):
     @property
     def storage_dir(self) -> Path:
         return self.data_dir / "storage"
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth == "on"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.data_dir / "secret.key"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_refusal(settings: Settings) -> str | None:
+    """Why these settings must not start a server, or None."""
+    if not settings.auth_enabled and not is_loopback(settings.host):
+        return (f"refusing to listen on {settings.host} with --auth off: anyone who can reach"
+                " it could administer the server and pull every distribution. Use --auth on"
+                " (users and tokens) or a loopback --host such as 127.0.0.1")
+    return None

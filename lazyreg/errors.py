@@ -2,10 +2,15 @@
 
     LazyregError
     ├── RegistryError      an OCI distribution error (code + HTTP status), for /v2
-    └── ApiError           a management API error, for /api/v1
-        ├── NotFound       404, names the resource
-        ├── Conflict       409
-        └── InvalidField   400, names the field
+    ├── ApiError           a management API error, for /api/v1
+    │   ├── NotFound       404, names the resource
+    │   ├── Conflict       409
+    │   ├── InvalidField   400, names the field
+    │   ├── Unauthorized   401, no or bad credentials (with a WWW-Authenticate challenge)
+    │   └── Forbidden      403, the user's role does not allow it
+    └── SecretUnavailable  a stored secret cannot be decrypted with the secret key
+
+Any of them may carry response `headers` (a challenge, for instance).
 
 Handlers raise these; `lazyreg.web` renders them in one place.
 Upstream failures have their own tree in `lazyreg.upstream.errors`.
@@ -36,6 +41,7 @@ class LazyregError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.headers: dict[str, str] = {}
 
 
 class RegistryError(LazyregError):
@@ -72,3 +78,19 @@ class InvalidField(ApiError):
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}", field=field)
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+    def __init__(self, message: str, challenge: str) -> None:
+        super().__init__(message)
+        self.headers = {"WWW-Authenticate": challenge}
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
+class SecretUnavailable(LazyregError):
+    """A remote's password or proxy credentials do not decrypt with the current key."""
