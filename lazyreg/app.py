@@ -14,12 +14,17 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from lazyreg import api, registry
+from lazyreg.api.access import api_access
+from lazyreg.auth.service import Authenticator
+from lazyreg.auth.startup import bootstrap_users, open_secrets, report_undecryptable
 from lazyreg.cache import LookupCache
 from lazyreg.check import adopt_orphan_files
 from lazyreg.config import Settings
 from lazyreg.db.engine import Database
-from lazyreg.errors import ApiError, RegistryError
+from lazyreg.errors import ApiError, RegistryError, SecretUnavailable
 from lazyreg.fetch import Fetcher
+from lazyreg.redact import redact
+from lazyreg.registry.access import registry_access
 from lazyreg.services import Services
 from lazyreg.state import STATE, AppState
 from lazyreg.storage.filesystem import FilesystemStore
@@ -32,13 +37,16 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def render_registry_error(exc: RegistryError) -> web.Response:
-    body = {"errors": [{"code": exc.code, "message": exc.message, "detail": exc.detail}]}
-    headers = {"Docker-Distribution-API-Version": "registry/2.0"}
+    detail = exc.detail if not isinstance(exc.detail, str) else redact(exc.detail)
+    body = {"errors": [{"code": exc.code, "message": redact(exc.message), "detail": detail}]}
+    headers = {"Docker-Distribution-API-Version": "registry/2.0", **exc.headers}
     return web.json_response(body, status=exc.status, headers=headers)
 
 
-def render_api_error(status: int, message: str, field: str | None) -> web.Response:
-    return web.json_response({"detail": message, "field": field}, status=status)
+def render_api_error(status: int, message: str, field: str | None,
+                     headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"detail": redact(message), "field": field}, status=status,
+                             headers=headers)
 
 
 def render_validation_error(exc: ValidationError) -> web.Response:
@@ -57,7 +65,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except RegistryError as exc:
         return render_registry_error(exc)
     except ApiError as exc:
-        return render_api_error(exc.status, exc.message, exc.field)
+        return render_api_error(exc.status, exc.message, exc.field, exc.headers)
+    except SecretUnavailable as exc:
+        if request.path.startswith("/v2"):
+            return render_registry_error(RegistryError("UNAVAILABLE", exc.message))
+        return render_api_error(503, exc.message, None)
     except ValidationError as exc:
         return render_validation_error(exc)
     except web.HTTPException as exc:
@@ -81,8 +93,11 @@ async def forget_targets(request: web.Request, handler: Handler) -> web.StreamRe
 def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        secrets = open_secrets(settings)
         db = Database(settings.resolved_database_url)
-        db.migrate()
+        db.migrate(secrets)
+        bootstrap_users(settings, db)
+        report_undecryptable(db, secrets)
         store = FilesystemStore(settings.storage_dir)
         cleaned = store.clean_staging()
         adopted = adopt_orphan_files(db, store)
@@ -94,11 +109,12 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False,
                                         read_bufsize=4 * 1024 * 1024,
                                         connector=aiohttp.TCPConnector(limit=0))
-        services = Services(settings, db, store, UpstreamPool(session))
+        services = Services(settings, db, store, UpstreamPool(session), secrets)
         tasks = TaskRunner(services)
         await tasks.recover()
         fetcher = Fetcher(services)
-        app[STATE] = AppState(services, fetcher, tasks, LookupCache())
+        app[STATE] = AppState(services, fetcher, tasks, LookupCache(),
+                              Authenticator(settings, db, secrets))
         try:
             yield
         finally:
@@ -110,7 +126,8 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, forget_targets],
+    app = web.Application(middlewares=[error_middleware, api_access, registry_access,
+                                       forget_targets],
                           client_max_size=16 * 1024 * 1024)
     app.cleanup_ctx.append(make_lifespan(settings))
     registry.setup_routes(app)

@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     # Fernet key for remote secrets and the key JWTs are signed with are derived from it;
     # unset: a key file created 0600 in the data directory. Servers sharing a database
     # must share it.
-    secret_key: SecretStr | None = None
+    secret_key: SecretStr | None = Field(None, min_length=32)
     # How clients reach this server, for the token realm; unset: the request's own origin.
     external_url: str | None = None
     # Seconds a registry token from /token is valid, and API tokens by default and at most.

@@ -19,6 +19,8 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 PATH_PARAM = re.compile(r"{(\w+)(?::[^}]*)?}")
 ERRORS = {
     "400": "Invalid input; `field` names the offending field",
+    "401": "No or bad credentials (with --auth on); see WWW-Authenticate",
+    "403": "The user's role does not allow it",
     "404": "No such resource",
     "409": "Conflicts with an existing resource",
 }
@@ -87,7 +89,11 @@ def document(routes: Sequence[Route]) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "lazyreg management API", "version": lazyreg.__version__},
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {"schemas": schemas, "securitySchemes": {
+            "basic": {"type": "http", "scheme": "basic"},
+            "token": {"type": "http", "scheme": "bearer",
+                      "description": "A token from POST /api/v1/tokens/"}}},
+        "security": [{"basic": []}, {"token": []}],
     }
 
 

@@ -11,6 +11,8 @@ from lazyreg.api import (
     repositories,
     status,
     tasks,
+    tokens,
+    users,
 )
 from lazyreg.api.routing import PAGING, PREFIX, Query, Route
 from lazyreg.api.schemas import (
@@ -29,6 +31,11 @@ from lazyreg.api.schemas import (
     SyncIn,
     TagOut,
     TaskOut,
+    TokenIn,
+    TokenOut,
+    UserIn,
+    UserOut,
+    UserUpdate,
     VersionOut,
 )
 
@@ -100,6 +107,20 @@ ROUTES: list[Route] = [
           query=(*PAGING, Query("state", "string",
                                 "waiting, running, completed, failed or canceled"))),
     Route("GET", f"{P}/tasks/{{id}}/", tasks.show, "Show a task", "tasks", response=TaskOut),
+    # users and tokens
+    Route("POST", f"{P}/users/", users.create, "Create a user (admin or viewer)", "users",
+          body=UserIn, response=UserOut, status=201),
+    Route("GET", f"{P}/users/", users.list_, "List users", "users", response=Page[UserOut],
+          query=PAGING),
+    Route("GET", f"{P}/users/{{name}}/", users.show, "Show a user", "users",
+          response=UserOut),
+    Route("PATCH", f"{P}/users/{{name}}/", users.update,
+          "Change a user's password or role", "users", body=UserUpdate, response=UserOut),
+    Route("DELETE", f"{P}/users/{{name}}/", users.delete, "Delete a user", "users",
+          status=204),
+    Route("POST", f"{P}/tokens/", tokens.create,
+          "A bearer token for the API, for the user who asks", "users", body=TokenIn,
+          response=TokenOut, status=201),
     Route("GET", f"{P}/status/", status.show, "Server status", "status", response=StatusOut),
     Route("GET", f"{P}/check/", status.check,
           "Compare database and storage: artifacts without files, files without artifacts,"

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from lazyreg.auth.policy import Role as Role
 from lazyreg.oci.names import is_repository_name, is_resource_name
 from lazyreg.types import Policy as Policy  # re-exported: api/ imports both from here
 from lazyreg.types import TaskState as TaskState
@@ -96,12 +97,17 @@ class RemoteIn(Input):
     policy: Policy = "on_demand"
     include_tags: TagGlobs = Field(None, description="Shell-style globs; null means all tags")
     exclude_tags: TagGlobs = None
-    username: str | None = None
-    password: str | None = Field(None, description="Write-only: never returned")
+    username: str | None = Field(None, max_length=255)
+    password: str | None = Field(None, max_length=4096,
+                                 description="Write-only: stored encrypted, never returned")
     tls_verify: bool = True
     ca_cert: PemText | None = Field(None, description="PEM CA certificates to trust")
-    proxy_url: HttpUrl | None = None
+    proxy_url: HttpUrl | None = Field(None, description="Its user:password is stored"
+                                      " encrypted and never returned")
     download_concurrency: int = Field(8, ge=1, le=64)
+    allow_private_redirects: bool = Field(
+        False, description="Follow the upstream's redirects to link-local and cloud metadata"
+        " addresses (169.254.0.0/16, fd00:ec2::254)")
 
 
 class RemoteOut(BaseModel):
@@ -116,7 +122,9 @@ class RemoteOut(BaseModel):
     tls_verify: bool
     ca_cert: str | None
     proxy_url: str | None
+    has_proxy_credentials: bool
     download_concurrency: int
+    allow_private_redirects: bool
     created: Timestamp
 
 
@@ -159,6 +167,10 @@ class DistributionIn(Input):
     repository_version: int | None = Field(
         None, ge=0, description="Pin this version number; null serves the latest version")
     private: bool = False
+    readers: list[str] = Field(default_factory=list, max_length=1000,
+                               description="Users who may pull it when it is private")
+    anonymous_pull_through: bool = Field(
+        True, description="Pull-through: may anonymous clients make it fetch new content")
 
 
 class DistributionOut(BaseModel):
@@ -167,7 +179,39 @@ class DistributionOut(BaseModel):
     repository: str
     repository_version: int | None
     private: bool
+    readers: list[str]
+    anonymous_pull_through: bool
     created: Timestamp
+
+
+# --- users and tokens ------------------------------------------------------
+
+
+class UserIn(Input):
+    username: ResourceName
+    password: str = Field(min_length=8, max_length=1024, description="Write-only")
+    role: Role = "viewer"
+
+
+class UserUpdate(Input):
+    password: str | None = Field(None, min_length=8, max_length=1024)
+    role: Role | None = None
+
+
+class UserOut(BaseModel):
+    username: str
+    role: Role
+    created: Timestamp
+
+
+class TokenIn(Input):
+    expires_in: int | None = Field(None, ge=60, description="Seconds the token is valid"
+                                   " (default and maximum are server settings)")
+
+
+class TokenOut(BaseModel):
+    token: str
+    expires: Timestamp
 
 
 # --- content and artifacts -------------------------------------------------

@@ -52,3 +52,14 @@ def pull_rule(session: Session, base_path: str) -> PullRule | None:
         return None
     readers = frozenset(readers_of(session, dist.id)) if dist.private else frozenset()
     return PullRule(dist.private, readers)
+
+
+def visible_base_paths(session: Session, identity: Identity | None) -> list[str]:
+    """The base paths this identity may pull (None: anonymous), sorted."""
+    if identity is not None and identity.is_admin:
+        return sorted(session.scalars(select(Distribution.base_path)))
+    readable = select(DistributionReader.distribution_id).join(
+        User, User.id == DistributionReader.user_id).where(
+        User.username == (identity.username if identity else None))
+    return sorted(session.scalars(select(Distribution.base_path).where(
+        Distribution.private.is_(False) | Distribution.id.in_(readable))))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from lazyreg.registry import blobs, listing, manifests
+from lazyreg.registry import blobs, listing, manifests, token
 
 
 def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/token", token.issue)
     app.router.add_get("/v2/", listing.v2_root)
     app.router.add_get("/v2", listing.v2_root)
     app.router.add_get("/v2/_catalog", listing.catalog)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from lazyreg.db import content as q
 from lazyreg.db.models import Distribution
 from lazyreg.errors import RegistryError
+from lazyreg.registry.access import catalog_names
 from lazyreg.registry.resolve import target_of
 from lazyreg.state import state
 
@@ -47,7 +48,9 @@ def _page(request: web.Request, items: list[str]) -> tuple[list[str], dict[str, 
 
 async def catalog(request: web.Request) -> web.Response:
     def names(session: Session) -> list[str]:
-        return sorted(session.scalars(select(Distribution.base_path)))
+        visible = catalog_names(request, session)  # private ones only to their readers
+        return visible if visible is not None else sorted(
+            session.scalars(select(Distribution.base_path)))
     repos, headers = _page(request, await state(request).services.db.read(names))
     return web.json_response({"repositories": repos}, headers=headers)
 

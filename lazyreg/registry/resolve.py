@@ -17,6 +17,7 @@ from lazyreg.state import AppState
 class Target:
     repository_id: int
     version: int
+    private: bool = False  # pulled only with a token for its scope (`registry.access`)
 
 
 def resolve(session: Session, base_path: str) -> Target:
@@ -28,9 +29,9 @@ def resolve(session: Session, base_path: str) -> Target:
                             detail={"name": base_path})
     if dist.repository_version_id is not None:
         pinned = session.get_one(RepositoryVersion, dist.repository_version_id)
-        return Target(pinned.repository_id, pinned.number)
+        return Target(pinned.repository_id, pinned.number, dist.private)
     repo = session.get_one(Repository, dist.repository_id)
-    return Target(repo.id, repo.latest_version)
+    return Target(repo.id, repo.latest_version, dist.private)
 
 
 async def target_of(app: AppState, base_path: str) -> Target:

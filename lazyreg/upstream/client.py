@@ -17,13 +17,16 @@ from dataclasses import dataclass
 from urllib.parse import urljoin
 
 import aiohttp
+from yarl import URL
 
 from lazyreg.oci.mediatypes import MANIFEST_ACCEPT
+from lazyreg.upstream import redirects
 from lazyreg.upstream.auth import TokenCache, basic_header, parse_www_authenticate
 from lazyreg.upstream.errors import (
     AuthError,
     InvalidResponse,
     NotFound,
+    RedirectRefused,
     TooManyRequests,
     Unavailable,
     UpstreamError,
@@ -32,6 +35,7 @@ from lazyreg.upstream.errors import (
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class RemoteConfig:
     concurrency: int = 8
     retries: int = 4
     backoff: float = 0.5  # seconds before the first retry; doubles each time
+    # Follow redirects (and token realms) to link-local and metadata addresses.
+    allow_private_redirects: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,18 @@ class UpstreamClient:
         realm = params.get("realm")
         if not realm:
             raise AuthError("bearer challenge without a realm")
+        try:
+            realm_url = URL(realm)
+        except ValueError:
+            raise AuthError("bearer challenge with an invalid realm") from None
+        redirects.check_scheme(realm_url, "the token realm")
+        own = URL(self.base)
+        if (self.config.username is not None and realm_url.scheme == "http"
+                and (realm_url.host, realm_url.port) != (own.host, own.port)):
+            # Basic credentials over plain HTTP to another host could be read on the way.
+            raise AuthError(f"refusing to send the remote's credentials to the token realm"
+                            f" {realm_url.origin()} over plain HTTP: it is not the remote's"
+                            " own host; the token server must use https")
         query = {}
         if params.get("service"):
             query["service"] = params["service"]
@@ -116,8 +134,8 @@ class UpstreamClient:
                                                     self.config.password or "")
             query["account"] = self.config.username
         try:
-            async with self.session.get(realm, params=query, headers=headers, ssl=self._ssl,
-                                        proxy=self.config.proxy_url) as resp:
+            async with await self._request("GET", realm_url.update_query(query),
+                                           headers) as resp:
                 if resp.status in (401, 403):
                     raise AuthError(
                         f"token server {realm} refused the credentials (HTTP {resp.status}):"
@@ -152,6 +170,47 @@ class UpstreamClient:
         else:
             raise AuthError(f"unsupported auth scheme {challenge.scheme!r}")
 
+    async def _request(self, method: str, url: URL,
+                       headers: Mapping[str, str]) -> aiohttp.ClientResponse:
+        """One request, following redirects by the rules of `lazyreg.upstream.redirects`.
+
+        Credentials go only to the origin they were meant for: a redirect to another
+        origin drops the Authorization header.
+        """
+        own = URL(self.base)
+        dest = redirects.Destination(url)
+        if not redirects.same_origin(url, own):  # a token realm elsewhere
+            dest = await redirects.destination(
+                url, allow_private=self.config.allow_private_redirects,
+                pin=self.config.proxy_url is None, what="the token realm")
+        current, sent = url, dict(headers)
+        for _ in range(redirects.MAX_REDIRECTS + 1):
+            if dest.host_header:
+                sent["Host"] = dest.host_header
+            resp = await self.session.request(
+                method, dest.url, headers=sent, ssl=self._ssl, proxy=self.config.proxy_url,
+                allow_redirects=False, server_hostname=dest.server_hostname)
+            if resp.status not in REDIRECT_STATUSES:
+                return resp
+            location = resp.headers.get("Location", "")
+            resp.release()
+            try:
+                target = current.join(URL(location))
+            except ValueError:
+                raise RedirectRefused("refused a redirect to an invalid URL") from None
+            dest = await redirects.destination(
+                target, allow_private=self.config.allow_private_redirects,
+                pin=self.config.proxy_url is None)
+            if not redirects.same_origin(target, current):
+                sent = {k: v for k, v in sent.items()
+                        if k.lower() not in ("authorization", "host")}
+            else:
+                sent.pop("Host", None)
+            if resp.status == 303:
+                method = "GET"
+            current = target
+        raise InvalidResponse(f"{method} {url}: more than {redirects.MAX_REDIRECTS} redirects")
+
     async def _backoff(self, attempt: int, retry_after: float | None) -> None:
         if retry_after is not None:
             delay = retry_after
@@ -176,8 +235,7 @@ class UpstreamClient:
             if auth:
                 req_headers["Authorization"] = auth
             try:
-                resp = await self.session.request(method, url, headers=req_headers,
-                                                  ssl=self._ssl, proxy=self.config.proxy_url)
+                resp = await self._request(method, URL(url), req_headers)
             except (TimeoutError, aiohttp.ClientConnectionError) as exc:
                 if attempt >= self.config.retries:
                     raise Unavailable(f"{method} {url}: {exc or type(exc).__name__}") from exc

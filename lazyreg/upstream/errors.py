@@ -6,6 +6,7 @@
     ├── NotFound           404: the repository, manifest or blob is not there
     ├── AuthError          401/403 that credentials did not fix
     ├── InvalidResponse    the upstream answered something that is not a registry answer
+    │   └── RedirectRefused    a redirect or token realm we must not follow (scheme, address)
     └── DigestMismatch     bytes that do not hash to the digest they were asked by
 
 Retry code catches `Unavailable`; everything else is final.
@@ -35,6 +36,10 @@ class AuthError(UpstreamError):
 
 
 class InvalidResponse(UpstreamError):
+    pass
+
+
+class RedirectRefused(InvalidResponse):
     pass
 
 
