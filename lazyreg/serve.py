@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import ssl
 
 from aiohttp import web
 
 from lazyreg.app import create_app
-from lazyreg.config import Settings
+from lazyreg.config import Settings, bind_refusal
+from lazyreg.redact import RedactingFilter
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+class StartRefused(Exception):
+    """Settings a server must not start with; the message says why and what to do."""
 
 
 def serve(settings: Settings) -> None:
+    refusal = bind_refusal(settings)
+    if refusal:
+        raise StartRefused(refusal)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())  # no URL credentials in any log line
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     ssl_context = None
@@ -31,11 +31,10 @@ def serve(settings: Settings) -> None:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
     scheme = "https" if ssl_context else "http"
-    warning = "" if _is_loopback(settings.host) else (
-        "  WARNING: the management API has no authentication and is reachable from the network")
     print(f"lazyreg serving {scheme}://{settings.host}:{settings.port}"
           f" (data: {settings.data_dir.resolve()}, database:"
-          f" {settings.resolved_database_url.split('@')[-1]}){warning}", flush=True)
+          f" {settings.resolved_database_url.split('@')[-1]}, auth: {settings.auth})",
+          flush=True)
     web.run_app(create_app(settings), host=settings.host, port=settings.port,
                 ssl_context=ssl_context, print=None, access_log=None,
                 handler_cancellation=False)

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lazyreg.db.models import Task, utcnow
+from lazyreg.redact import redact
 from lazyreg.services import Services
 
 log = logging.getLogger(__name__)
@@ -175,4 +176,4 @@ class TaskRunner:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
+    return redact(f"{type(exc).__name__}: {text}")  # tasks are readable by every viewer
