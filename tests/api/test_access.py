@@ -245,3 +245,90 @@ async def test_readers_must_be_users_and_are_shown(published: Client) -> None:
     await call(published, "DELETE", f"{API}/users/bob/", 204, ADMIN)
     shown = await call(published, "GET", f"{API}/distributions/priv/", 200, ADMIN)
     assert shown["readers"] == ["vera"]
+
+
+# ---------------------------------------------------------------- fuzzing
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def _fuzz_headers(key: bytes) -> dict[str, str]:
+    now = int(time.time())
+    priv = [{"type": "repository", "name": "team/priv", "actions": ["pull"]}]
+    claims = {"iss": "lazyreg", "aud": "lazyreg", "sub": "vera", "iat": now, "nbf": now,
+              "exp": now + 300, "access": priv}
+    return {
+        "basic-empty": "Basic",
+        "basic-not-base64": "Basic !!!",
+        "basic-no-colon": "Basic " + _b64(b"vera"),
+        "basic-no-user": "Basic " + _b64(b":vera-password"),
+        "basic-not-utf8": "Basic " + _b64(b"\xff\xfe:\xff"),
+        "basic-5KB-username": "Basic " + _b64(b"v" * 5000 + b":x"),
+        "basic-10KB-username": "Basic " + _b64(b"v" * 10_240 + b":x"),
+        "basic-wrong-password": "Basic " + _b64(b"vera:wrong"),
+        "basic-nul": "Basic " + _b64(b"vera\x00:vera-password"),
+        "bearer-empty": "Bearer ",
+        "bearer-garbage": "Bearer not.a.jwt",
+        "bearer-alg-none": "Bearer " + jwt.encode(claims, None, algorithm="none"),
+        "bearer-wrong-key": "Bearer " + jwt.encode(claims, b"w" * 32, algorithm="HS256"),
+        "bearer-expired": "Bearer " + jwt.encode({**claims, "exp": now - 60}, key,
+                                                 algorithm="HS256"),
+        "bearer-api-token": "Bearer " + issue_api_token(key, "vera", 600)[0],
+        "bearer-other-scope": "Bearer " + issue_registry_token(
+            key, "bob", [issue_scope("team/other")], 300)[0],
+        "digest": 'Digest username="vera"',
+        "bearer-10KB": "Bearer " + "x" * 10_240,
+    }
+
+
+def issue_scope(name: str) -> Any:
+    from lazyreg.auth.tokens import Access
+    return Access("repository", name, ("pull",))
+
+
+async def test_fuzzed_credentials_get_400_or_401_and_never_content(published: Client) -> None:
+    key = published.app[STATE].services.secrets.signing_key
+    layer = "sha256:" + __import__("hashlib").sha256(b"priv-layer").hexdigest()
+    targets = ["/token?service=lazyreg&scope=repository:team/priv:pull",
+               "/v2/team/priv/manifests/v1", f"/v2/team/priv/blobs/{layer}",
+               "/v2/team/priv/tags/list", "/v2/", f"{API}/remotes/", f"{API}/tokens/"]
+    seen: dict[int, int] = {}
+    for name, header in _fuzz_headers(key).items():
+        for target in targets:
+            method = "POST" if target.endswith("tokens/") else "GET"
+            if (name == "bearer-api-token" and target.startswith(API)) or (
+                    name == "bearer-other-scope" and target == "/v2/"):
+                continue  # a valid credential for that target: not fuzz
+            resp = await published.request(method, target, headers={"Authorization": header})
+            raw = await resp.read()
+            seen[resp.status] = seen.get(resp.status, 0) + 1
+            assert resp.status in (400, 401), (name, target, resp.status, raw[:200])
+            assert b'"token":' not in raw and b'"tags":' not in raw and raw != b"{}", (
+                name, target)
+    assert seen.get(401, 0) > seen.get(400, 0)
+
+
+@pytest.mark.parametrize("query", [
+    pytest.param("scope=nonsense", id="nonsense"),
+    pytest.param("scope=repository::pull", id="no-name"),
+    pytest.param("service=elsewhere", id="service"),
+    pytest.param("&".join(f"scope=repository:r{i}:pull" for i in range(40)), id="40-scopes"),
+    pytest.param("scope=repository:" + "a" * 600 + ":pull", id="600-byte-scope"),
+    pytest.param("scope=repository:" + "a" * 9000 + ":pull", id="9KB-scope"),
+])
+async def test_fuzzed_token_requests_are_400(published: Client, query: str) -> None:
+    resp = await published.get(f"/token?{query}", headers=basic("vera", "vera-password"))
+    assert resp.status == 400
+    assert b'"token":' not in await resp.read()
+
+
+async def test_token_for_scopes_of_other_repositories_grants_nothing(published: Client) -> None:
+    token = await registry_token(published, ["repository:team/other:pull",
+                                             "repository:nowhere:pull",
+                                             "repository:team/priv:push"],
+                                 basic("vera", "vera-password"))
+    assert jwt.decode(token, options={"verify_signature": False})["access"] == []
+    for path in ("/v2/team/other/manifests/v1", "/v2/team/priv/manifests/v1"):
+        await call(published, "GET", path, 401, bearer(token))
