@@ -32,8 +32,14 @@ def check_password(session: Session, username: str, password: str) -> Identity |
 
 
 def bootstrap_admin(session: Session, password: str) -> bool:
-    """Create `admin` when there is no user at all; whether it was created."""
-    if session.scalar(select(User.id).limit(1)) is not None:
+    """Create `admin` when no user has the admin role; whether it was created.
+
+    (Users made while auth was off may all be viewers.) A viewer already named
+    `admin` is left alone, and nothing is created: that is for an operator to sort out.
+    """
+    if session.scalar(select(User.id).where(User.role == "admin").limit(1)) is not None:
+        return False
+    if session.scalar(select(User.id).where(User.username == ADMIN)) is not None:
         return False
     session.add(User(username=ADMIN, password_hash=hash_password(password), role="admin"))
     session.flush()

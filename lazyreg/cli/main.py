@@ -15,8 +15,16 @@ from typing import Annotated
 import typer
 
 import lazyreg
-from lazyreg import logins
-from lazyreg.cli import artifacts, distributions, remotes, repositories, status, tasks, users
+from lazyreg.cli import (
+    artifacts,
+    distributions,
+    logins,
+    remotes,
+    repositories,
+    status,
+    tasks,
+    users,
+)
 from lazyreg.cli.client import Client, CliError
 from lazyreg.cli.context import Cli
 from lazyreg.cli.render import Output

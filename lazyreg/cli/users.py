@@ -1,7 +1,7 @@
 """`lazyreg user ...`, `lazyreg login` and `lazyreg logout`: who uses the server.
 
 `login` trades a username and password (asked for, or read from stdin) for
-an API token and keeps it for the server in a 0600 file (`lazyreg.logins`);
+an API token and keeps it for the server in a 0600 file (`lazyreg.cli.logins`);
 every later command sends it. `LAZYREG_TOKEN` overrides it.
 """
 
@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from lazyreg import logins
+from lazyreg.cli import logins
 from lazyreg.cli.client import Client, CliError, quote
 from lazyreg.cli.context import cli_of
 from lazyreg.cli.options import Limit, Name, Offset

@@ -65,5 +65,10 @@ def test_login_then_commands_and_json_output(secure: Runner, monkeypatch: pytest
     assert secure("repository", "list").code == 1
     monkeypatch.delenv("LAZYREG_TOKEN")
 
-    assert secure("logout").code == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO(ADMIN_PASSWORD + "\n"))
+    logged_in = secure("-o", "json", "login", "-u", "admin", "--password-stdin")
+    assert logged_in.code == 0 and logged_in.json()["username"] == "admin"
+    assert logged_in.json()["stored_in"] == str(stored)
+    logged_out = secure("-o", "json", "logout")
+    assert logged_out.json() == {"server": secure.server, "logged_out": True}
     assert secure("repository", "list").code == 1
