@@ -117,7 +117,7 @@ class UpstreamClient:
         redirects.check_scheme(realm_url, "the token realm")
         own = URL(self.base)
         if (self.config.username is not None and realm_url.scheme == "http"
-                and (realm_url.host, realm_url.port) != (own.host, own.port)):
+                and realm_url.host != own.host):
             # Basic credentials over plain HTTP to another host could be read on the way.
             raise AuthError(f"refusing to send the remote's credentials to the token realm"
                             f" {realm_url.origin()} over plain HTTP: it is not the remote's"

@@ -102,7 +102,7 @@ async def test_basic_credentials_never_go_to_another_host_over_http(servers: Any
         asked.append(request.headers.get("Authorization"))
         return web.json_response({"token": "t"})
     realm_server = await servers({"/token": token})
-    # Another origin on plain HTTP: a different port of the same address is enough.
+    # Another host on plain HTTP (the same host on another port would be fine).
     realm = str(realm_server.make_url("/token")).replace("127.0.0.1", "localhost")
 
     async def v2(request: web.Request) -> web.Response:
