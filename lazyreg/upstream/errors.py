@@ -2,10 +2,12 @@
 
     UpstreamError
     ├── Unavailable        connection refused/reset, timeout, 5xx (after retries)
-    │   └── TooManyRequests    429 (after retries)
+    │   ├── TooManyRequests    429 (after retries)
+    │   └── Stalled            a body slower than the stall rule, or not read in time
     ├── NotFound           404: the repository, manifest or blob is not there
     ├── AuthError          401/403 that credentials did not fix
     ├── InvalidResponse    the upstream answered something that is not a registry answer
+    │   └── TooLarge           a body over its byte cap (manifest, config, tag page, token)
     └── DigestMismatch     bytes that do not hash to the digest they were asked by
 
 Retry code catches `Unavailable`; everything else is final.
@@ -26,6 +28,10 @@ class TooManyRequests(Unavailable):
     pass
 
 
+class Stalled(Unavailable):
+    pass
+
+
 class NotFound(UpstreamError):
     pass
 
@@ -35,6 +41,10 @@ class AuthError(UpstreamError):
 
 
 class InvalidResponse(UpstreamError):
+    pass
+
+
+class TooLarge(InvalidResponse):
     pass
 
 
