@@ -25,7 +25,9 @@ def to_out(remote: Remote) -> RemoteOut:
         include_tags=remote.include_tags, exclude_tags=remote.exclude_tags,
         username=remote.username, has_password=bool(remote.password),
         tls_verify=remote.tls_verify, ca_cert=remote.ca_cert, proxy_url=remote.proxy_url,
-        download_concurrency=remote.download_concurrency, created=remote.created)
+        download_concurrency=remote.download_concurrency,
+        include_referrers=remote.include_referrers, max_tags=remote.max_tags,
+        created=remote.created)
 
 
 def _current(remote: Remote) -> dict[str, Any]:

@@ -103,6 +103,11 @@ class RemoteIn(Input):
     ca_cert: PemText | None = Field(None, description="PEM CA certificates to trust")
     proxy_url: HttpUrl | None = None
     download_concurrency: int = Field(8, ge=1, le=64)
+    include_referrers: bool = Field(
+        False, description="Also mirror the referrers (signatures, SBOMs, attestations)"
+                           " of every synced manifest")
+    max_tags: int = Field(100_000, ge=1, le=10_000_000,
+                          description="A sync of an upstream listing more tags fails")
 
 
 class RemoteOut(BaseModel):
@@ -118,6 +123,8 @@ class RemoteOut(BaseModel):
     ca_cert: str | None
     proxy_url: str | None
     download_concurrency: int
+    include_referrers: bool
+    max_tags: int
     created: Timestamp
 
 
@@ -148,6 +155,8 @@ class VersionOut(BaseModel):
 class SyncIn(Input):
     remote: str = Field(description="Name of the remote to sync from")
     mirror: bool = Field(False, description="Make the new version equal to the upstream")
+    strict: bool = Field(False, description="Fail the whole sync on any broken tag, instead"
+                                            " of skipping it with a warning")
 
 
 # --- distributions ---------------------------------------------------------
@@ -257,6 +266,7 @@ class TaskOut(BaseModel):
     started: Timestamp | None
     finished: Timestamp | None
     created_resources: list[str]
+    warnings: list[str] = Field(description="What a sync skipped (a broken tag) and why")
 
 
 class StorageStatus(BaseModel):

@@ -24,7 +24,8 @@ async def test_create_returns_the_remote_with_defaults(client: Client) -> None:
         "name": "hub", "url": "https://registry.example.test", "upstream_name": "library/alpine",
         "policy": "on_demand", "include_tags": None, "exclude_tags": None, "username": None,
         "has_password": False, "tls_verify": True, "ca_cert": None, "proxy_url": None,
-        "download_concurrency": 8, "created": created["created"],
+        "download_concurrency": 8, "include_referrers": False, "max_tags": 100000,
+        "created": created["created"],
     }
     assert created["created"].endswith("Z")
     assert await get(client, "remotes/hub/") == created

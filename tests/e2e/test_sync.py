@@ -194,7 +194,7 @@ def test_unreachable_upstream_fails_the_task(lazyreg: Lazyreg, tmp_path: Path) -
     _assert_nothing_written(lazyreg)
 
 
-def test_malformed_manifest_fails_the_task_and_writes_nothing(
+def test_every_tag_broken_fails_the_task_and_writes_nothing(
         lazyreg: Lazyreg, upstream: Upstream, tmp_path: Path) -> None:
     from tests.rig import FaultProxy
     proxy = FaultProxy(upstream.url, tmp_path / "faults.log")
@@ -203,7 +203,11 @@ def test_malformed_manifest_fails_the_task_and_writes_nothing(
         task = lazyreg.setup_mirror(Upstream(tmp_path, proxy.url, {}), "mirror",
                                     "fixtures/multiarch")
         assert task["state"] == "failed"
-        assert "malformed" in task["error"], task["error"]
+        assert "no tag could be synced" in task["error"], task["error"]
+        # Each tag is named with why: its bytes do not hash to the digest claimed.
+        assert len(task["warnings"]) == 2, task["warnings"]
+        for tag in ("latest", "oci-index"):
+            assert any(f"tag '{tag}'" in w and "hash to" in w for w in task["warnings"])
         _assert_nothing_written(lazyreg)
     finally:
         proxy.stop()
