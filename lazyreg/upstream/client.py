@@ -55,8 +55,8 @@ TAG_PAGE_LIMIT = 8 * MIB
 TOKEN_LIMIT = 64 * 1024
 MAX_TAG_PAGES = 10_000
 MAX_REFERRER_PAGES = 10
-# Statuses a registry without the referrers API answers on /referrers/.
-NO_REFERRERS_API = (400, 404, 405, 501)
+# Statuses a registry without the referrers API (or not letting us use it) answers.
+NO_REFERRERS_API = (400, 403, 404, 405, 501)
 
 
 @dataclass(frozen=True)
