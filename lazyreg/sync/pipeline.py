@@ -317,6 +317,7 @@ async def _fetch_blobs(run: SyncRun, fetcher: Fetcher, remote: Remote) -> None:
     recorded = referenced - set(run.fetched)
     needs = await services.db.read(lambda s: _blob_needs(s, run.fetched, recorded))
     stored = await services.db.read(lambda s: _stored(s, [n.digest for n in needs]))
+    stored.update(d for d, _, _ in run.stored)  # stored by this sync, rows not yet written
     wanted = [n for n in needs if n.digest not in stored
               and (n.is_config or remote.policy == "immediate")]
     if not wanted:

@@ -91,6 +91,7 @@ async def test_first_sync_gets_new_tags_without_head_and_resync_only_heads(env: 
     assert task["warnings"] == []
     assert _upstream_requests(env.up, "HEAD", "/manifests/") == 0
     assert _upstream_requests(env.up, "GET", "/manifests/") == 5
+    assert _upstream_requests(env.up, "GET", "/blobs/") == 5  # each config once
     env.up.requests.clear()
     task = await env.sync("m")
     assert task["state"] == "completed" and task["created_resources"] == []
