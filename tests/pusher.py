@@ -2,7 +2,8 @@
 
 The registry upload protocol, as the rig's seeder speaks it: `HEAD` the blob,
 else `POST /blobs/uploads/` and a monolithic `PUT <Location>&digest=`; then
-`PUT /manifests/<ref>`. One keep-alive connection for everything.
+`PUT /manifests/<ref>`. Keep-alive connections, one per thread: an image's
+layers go up JOBS at a time.
 """
 
 from __future__ import annotations
@@ -10,8 +11,12 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import threading
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+JOBS = 4
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -35,14 +40,19 @@ def descriptor(media_type: str, data: bytes, **extra: Any) -> dict[str, Any]:
 class Pusher:
     def __init__(self, url: str) -> None:
         self.host = urllib.parse.urlsplit(url).netloc
-        self.conn = http.client.HTTPConnection(self.host, timeout=60)
+        self._local = threading.local()
+        self._conns: list[http.client.HTTPConnection] = []
         self.blobs: dict[str, bytes] = {}  # every blob pushed, by digest
         self.manifests: dict[str, bytes] = {}  # every manifest pushed, by digest
 
     def _request(self, method: str, path: str, body: bytes | None = None,
                  headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
-        self.conn.request(method, path, body=body, headers=headers or {})
-        resp = self.conn.getresponse()
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = http.client.HTTPConnection(self.host, timeout=60)
+            self._conns.append(conn)
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
         resp.read()
         return resp
 
@@ -79,8 +89,8 @@ class Pusher:
                "config": descriptor(OCI_CONFIG, config),
                "layers": [descriptor(OCI_LAYER, layer) for layer in layers], **fields}
         self.blob(repo, config)
-        for layer in layers:
-            self.blob(repo, layer)
+        with ThreadPoolExecutor(JOBS) as pool:
+            list(pool.map(lambda layer: self.blob(repo, layer), layers))
         return self.manifest(repo, ref, doc)
 
     def index(self, repo: str, ref: str | None, children: list[str]) -> str:
@@ -94,4 +104,5 @@ class Pusher:
                                          "manifests": entries})
 
     def close(self) -> None:
-        self.conn.close()
+        for conn in self._conns:
+            conn.close()

@@ -14,6 +14,7 @@ fixed whatever the transfer's length or rate.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,7 +67,9 @@ class Meter:
         return self._total < self.threshold
 
     def deadline(self, now: float) -> float:
-        """When the transfer counts as stalled if no more bytes arrive."""
+        """When the transfer counts as stalled if no more bytes arrive (inf: never)."""
+        if self.threshold <= 0:
+            return math.inf  # min_rate 0: the rule is off
         when = max(now, self.started + self.rule.timeout)
         total = self._total
         for start, n in self._buckets:
@@ -106,7 +109,7 @@ class GuardedReader:
             wake = self._meter.deadline(now)
             if self._deadline is not None:
                 wake = min(wake, self._deadline)
-            timeout = asyncio.timeout_at(wake)
+            timeout = asyncio.timeout_at(None if math.isinf(wake) else wake)
             try:
                 async with timeout:
                     data = await self._stream.read(n)

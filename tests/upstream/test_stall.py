@@ -100,3 +100,10 @@ async def test_read_capped_has_a_time_limit_even_above_the_minimum_rate() -> Non
     with pytest.raises(Stalled, match="not received in time"):
         await read_capped(Drip(1000, 0.01), {}, 10**9, StallRule(min_rate=1, timeout=30),
                           0.3, "manifest")
+
+
+async def test_min_rate_zero_turns_the_rule_off_without_spinning() -> None:
+    meter = Meter(StallRule(min_rate=0, timeout=1), now=0.0)
+    assert meter.deadline(5.0) == float("inf") and not meter.stalled(5.0)
+    reader = GuardedReader(Drip(1, 0.05, total=3), StallRule(min_rate=0, timeout=0.01), "x")
+    assert [await reader.read(10) for _ in range(4)] == [b"x", b"x", b"x", b""]
