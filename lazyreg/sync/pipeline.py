@@ -242,8 +242,10 @@ class SyncRun:
                 return []
             new: set[str] = set()
             for tag in found.tags:
-                if tag not in self.tags and await self.sync_tag(tag) is not None \
-                        and tag in self.tags:
+                if tag in self.tags or tag in self._started_tags:
+                    continue
+                self.ctx.progress.add_total("tags")
+                if await self.sync_tag(tag) is not None and tag in self.tags:
                     new |= await self.closure_digests({self.tags[tag]})
             for digest in found.digests:
                 if digest not in visited and await self.sync_untagged(digest) is not None:
