@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     # Retries of a failed upstream request, and the first backoff (doubling, with jitter).
     upstream_retries: int = Field(4, ge=0, le=20)
     upstream_backoff: float = Field(0.5, ge=0)
+    # The stall rule: an upstream body slower than `min_rate` bytes/s for
+    # `stall_timeout` seconds is abandoned (a drip-feeding upstream frees its slot).
+    min_rate: float = Field(10 * 1024, ge=0)
+    stall_timeout: float = Field(30.0, gt=0)
+    # Seconds a small upstream body (manifest, tag list page, token, config) may take in all.
+    upstream_read_timeout: float = Field(300.0, gt=0)
     log_level: str = "info"
     # Access control (see "Access control" in the README). `off` only on loopback.
     auth: Literal["on", "off"] = "off"

@@ -14,6 +14,7 @@ from lazyreg.redact import with_userinfo
 from lazyreg.storage.filesystem import FilesystemStore
 from lazyreg.upstream.client import RemoteConfig, UpstreamClient
 from lazyreg.upstream.pool import UpstreamPool
+from lazyreg.upstream.stall import StallRule
 
 
 @dataclass
@@ -53,4 +54,6 @@ def remote_config(remote: Remote, settings: Settings, secrets: SecretBox) -> Rem
         concurrency=remote.download_concurrency,
         retries=settings.upstream_retries,
         backoff=settings.upstream_backoff,
+        stall=StallRule(min_rate=settings.min_rate, timeout=settings.stall_timeout),
+        read_timeout=settings.upstream_read_timeout,
     )

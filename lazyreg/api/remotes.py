@@ -37,7 +37,9 @@ def to_out(remote: Remote) -> RemoteOut:
         tls_verify=remote.tls_verify, ca_cert=remote.ca_cert, proxy_url=remote.proxy_url,
         has_proxy_credentials=remote.proxy_secret is not None,
         download_concurrency=remote.download_concurrency,
-        allow_private_redirects=remote.allow_private_redirects, created=remote.created)
+        allow_private_redirects=remote.allow_private_redirects,
+        include_referrers=remote.include_referrers, max_tags=remote.max_tags,
+        created=remote.created)
 
 
 def _current(remote: Remote) -> dict[str, Any]:

@@ -127,9 +127,12 @@ async def sync(request: web.Request) -> web.Response:
     await read(request, check)
     st = state(request)
     params = {"repository": name, "remote": body.remote, "mirror": body.mirror}
+    if body.strict:
+        params["strict"] = True
 
     async def sync(ctx: TaskContext) -> list[str]:
-        created = await sync_repository(ctx, st.fetcher, name, body.remote, body.mirror)
+        created = await sync_repository(ctx, st.fetcher, name, body.remote, body.mirror,
+                                        strict=body.strict)
         st.lookups.invalidate_targets()  # the base paths following it serve the new version
         return created
     task = await st.tasks.submit("sync", params, sync, lock_key=f"repository:{name}")

@@ -108,6 +108,11 @@ class RemoteIn(Input):
     allow_private_redirects: bool = Field(
         False, description="Follow the upstream's redirects to link-local and cloud metadata"
         " addresses (169.254.0.0/16, fd00:ec2::254)")
+    include_referrers: bool = Field(
+        False, description="Also mirror the referrers (signatures, SBOMs, attestations)"
+                           " of every synced manifest")
+    max_tags: int = Field(100_000, ge=1, le=10_000_000,
+                          description="A sync of an upstream listing more tags fails")
 
 
 class RemoteOut(BaseModel):
@@ -125,6 +130,8 @@ class RemoteOut(BaseModel):
     has_proxy_credentials: bool
     download_concurrency: int
     allow_private_redirects: bool
+    include_referrers: bool
+    max_tags: int
     created: Timestamp
 
 
@@ -155,6 +162,8 @@ class VersionOut(BaseModel):
 class SyncIn(Input):
     remote: str = Field(description="Name of the remote to sync from")
     mirror: bool = Field(False, description="Make the new version equal to the upstream")
+    strict: bool = Field(False, description="Fail the whole sync on any broken tag, instead"
+                                            " of skipping it with a warning")
 
 
 # --- distributions ---------------------------------------------------------
@@ -300,6 +309,7 @@ class TaskOut(BaseModel):
     started: Timestamp | None
     finished: Timestamp | None
     created_resources: list[str]
+    warnings: list[str] = Field(description="What a sync skipped (a broken tag) and why")
 
 
 class StorageStatus(BaseModel):

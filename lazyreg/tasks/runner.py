@@ -56,6 +56,8 @@ class TaskContext:
     task_id: str
     services: Services
     progress: Progress
+    # What the task skipped and why; saved with the task whether it completes or fails.
+    warnings: list[str] = field(default_factory=list)
 
 
 TaskFn = Callable[[TaskContext], Awaitable[list[str]]]
@@ -93,7 +95,7 @@ class TaskRunner:
                      lock_key: str | None = None) -> Task:
         task = Task(id=str(uuid.uuid4()), kind=kind, state="waiting", params=params,
                     lock_key=lock_key, worker=self.services.worker_id, progress={},
-                    created_resources=[], created=utcnow())
+                    created_resources=[], warnings=[], created=utcnow())
 
         def insert(session: Session) -> Task:
             session.add(task)
@@ -131,15 +133,18 @@ class TaskRunner:
             created = await fn(ctx)
             progress.message = progress.message or f"done in {time.monotonic() - started:.2f}s"
             await self._update(task_id, state="completed", finished=utcnow(),
-                               progress=progress.snapshot(), created_resources=created)
+                               progress=progress.snapshot(), created_resources=created,
+                               warnings=[redact(w) for w in ctx.warnings])
         except asyncio.CancelledError:
             await self._update(task_id, state="canceled", finished=utcnow(),
-                               progress=progress.snapshot(), error="canceled")
+                               progress=progress.snapshot(), error="canceled",
+                               warnings=[redact(w) for w in ctx.warnings])
             raise
         except Exception as exc:
             log.warning("task %s failed: %s", task_id, exc, exc_info=log.isEnabledFor(10))
             await self._update(task_id, state="failed", finished=utcnow(),
-                               progress=progress.snapshot(), error=_describe(exc))
+                               progress=progress.snapshot(), error=_describe(exc),
+                               warnings=[redact(w) for w in ctx.warnings])
         finally:
             if flusher:
                 flusher.cancel()

@@ -25,7 +25,8 @@ async def test_create_returns_the_remote_with_defaults(client: Client) -> None:
         "policy": "on_demand", "include_tags": None, "exclude_tags": None, "username": None,
         "has_password": False, "tls_verify": True, "ca_cert": None, "proxy_url": None,
         "has_proxy_credentials": False, "download_concurrency": 8,
-        "allow_private_redirects": False, "created": created["created"],
+        "allow_private_redirects": False, "include_referrers": False, "max_tags": 100000,
+        "created": created["created"],
     }
     assert created["created"].endswith("Z")
     assert await get(client, "remotes/hub/") == created

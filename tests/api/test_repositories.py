@@ -106,7 +106,7 @@ async def test_sync_answers_202_with_the_task(client: Client) -> None:
     assert task["state"] in ("waiting", "running")
     assert task["params"] == {"repository": "alpine", "remote": "hub", "mirror": True}
     assert set(task) == {"id", "kind", "state", "params", "progress", "error", "created",
-                         "started", "finished", "created_resources"}
+                         "started", "finished", "created_resources", "warnings"}
     final: dict[str, Any] = task
     for _ in range(200):
         final = await get(client, f"tasks/{task['id']}/")
