@@ -6,7 +6,9 @@ fetcher and the task runner; errors are rendered here and nowhere else.
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -14,11 +16,12 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from lazyreg import api, registry
+from lazyreg.api.limits import MAX_BODY_BYTES
 from lazyreg.cache import LookupCache
 from lazyreg.check import adopt_orphan_files
 from lazyreg.config import Settings
 from lazyreg.db.engine import Database
-from lazyreg.errors import ApiError, RegistryError
+from lazyreg.errors import ApiError, RegistryError, StorageFull
 from lazyreg.fetch import Fetcher
 from lazyreg.services import Services
 from lazyreg.state import STATE, AppState
@@ -50,8 +53,47 @@ def render_validation_error(exc: ValidationError) -> web.Response:
     return web.json_response({"detail": message, "field": field, "errors": errors}, status=400)
 
 
+# PostgreSQL's SQLSTATE for "disk full".
+PG_DISK_FULL = "53100"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) says the disk or the database is full."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if getattr(current, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return True
+        if getattr(current, "sqlstate", None) == PG_DISK_FULL:
+            return True
+        # SQLAlchemy keeps the driver's exception in `orig`.
+        todo += [current.__cause__, current.__context__, getattr(current, "orig", None)]
+    return False
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await _handle(request, handler)
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        log.error("%s %s: the disk is full: %s", request.method, request.path, exc)
+        full = StorageFull("insufficient storage: the server's disk (or database) is full;"
+                           " nothing was changed; free some space and retry")
+        if request.path.startswith("/v2"):
+            return render_registry_error(RegistryError("UNAVAILABLE", full.message,
+                                                       status=full.status))
+        return render_api_error(full.status, full.message, None)
+
+
+async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except RegistryError as exc:
@@ -67,6 +109,24 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status >= 400:
             return render_api_error(exc.status, exc.reason, None)
         raise
+
+
+@web.middleware
+async def refuse_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Only the management API reads request bodies; everything else is read-only.
+
+    Refused before a handler runs, and the connection closed rather than the
+    unread body drained.
+    """
+    if request.body_exists and not request.path.startswith("/api/"):
+        message = "this endpoint is read-only: a request body is refused"
+        if request.path.startswith("/v2"):
+            response = render_registry_error(RegistryError("UNSUPPORTED", message, status=413))
+        else:
+            response = render_api_error(413, message, None)
+        response.force_close()
+        return response
+    return await handler(request)
 
 
 @web.middleware
@@ -110,8 +170,8 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, forget_targets],
-                          client_max_size=16 * 1024 * 1024)
+    app = web.Application(middlewares=[error_middleware, refuse_bodies, forget_targets],
+                          client_max_size=MAX_BODY_BYTES)
     app.cleanup_ctx.append(make_lifespan(settings))
     registry.setup_routes(app)
     api.setup_routes(app)

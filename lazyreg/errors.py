@@ -5,7 +5,10 @@
     └── ApiError           a management API error, for /api/v1
         ├── NotFound       404, names the resource
         ├── Conflict       409
-        └── InvalidField   400, names the field
+        ├── InvalidField   400, names the field
+        ├── TooLarge       413, a request body over the limit
+        ├── TooSlow        408, a request body that did not arrive in time
+        └── StorageFull    507, the disk (or the database) is full
 
 Handlers raise these; `lazyreg.web` renders them in one place.
 Upstream failures have their own tree in `lazyreg.upstream.errors`.
@@ -72,3 +75,15 @@ class InvalidField(ApiError):
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}", field=field)
+
+
+class TooLarge(ApiError):
+    status = 413
+
+
+class TooSlow(ApiError):
+    status = 408
+
+
+class StorageFull(ApiError):
+    status = 507

@@ -1,4 +1,15 @@
-"""`lazyreg serve`: run the application on one port, HTTP or HTTPS."""
+"""`lazyreg serve`: run the application on one port, HTTP or HTTPS.
+
+HTTP-level bounds, so that no client can hold a connection or a worker for
+long without sending a request:
+- `IDLE_TIMEOUT`: aiohttp's keep-alive timer, which runs from the moment a
+  connection opens (or its last response ends) until a complete request head
+  has arrived. It therefore bounds both an idle keep-alive connection and a
+  request head sent slowly (slowloris); data trickling in does not reset it.
+- Request line, header field and header count limits of aiohttp's parser,
+  set here explicitly (a request over them gets a 400).
+Request bodies are bounded in `lazyreg.api.limits`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +21,11 @@ from aiohttp import web
 
 from lazyreg.app import create_app
 from lazyreg.config import Settings
+
+IDLE_TIMEOUT = 15.0
+MAX_REQUEST_LINE = 8190  # bytes; also bounds a URL, so every name and query in it
+MAX_HEADER_FIELD = 8190  # bytes of one header (a bearer token is a few KiB)
+MAX_HEADERS = 128
 
 
 def _is_loopback(host: str) -> bool:
@@ -38,4 +54,6 @@ def serve(settings: Settings) -> None:
           f" {settings.resolved_database_url.split('@')[-1]}){warning}", flush=True)
     web.run_app(create_app(settings), host=settings.host, port=settings.port,
                 ssl_context=ssl_context, print=None, access_log=None,
-                handler_cancellation=False)
+                handler_cancellation=False, keepalive_timeout=IDLE_TIMEOUT,
+                max_line_size=MAX_REQUEST_LINE, max_field_size=MAX_HEADER_FIELD,
+                max_headers=MAX_HEADERS)

@@ -47,8 +47,11 @@ ROUTES: list[Route] = [
           "remotes", body=RemoteIn, response=RemoteOut),
     Route("PUT", f"{P}/remotes/{{name}}/", remotes.replace, "Replace a remote", "remotes",
           body=RemoteIn, response=RemoteOut),
-    Route("DELETE", f"{P}/remotes/{{name}}/", remotes.delete, "Delete a remote", "remotes",
-          status=204),
+    Route("DELETE", f"{P}/remotes/{{name}}/", remotes.delete,
+          "Delete a remote (409 while a repository still needs it)", "remotes", status=204,
+          query=(Query("force", "boolean",
+                       "Delete even if repositories need it: their blobs not stored become"
+                       " unavailable"),)),
     # repositories
     Route("POST", f"{P}/repositories/", repositories.create, "Create a repository",
           "repositories", body=RepositoryIn, response=RepositoryOut, status=201),
