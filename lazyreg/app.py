@@ -34,14 +34,20 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def render_registry_error(exc: RegistryError) -> web.Response:
+def render_registry_error(exc: RegistryError, allow: str | None = None) -> web.Response:
     body = {"errors": [{"code": exc.code, "message": exc.message, "detail": exc.detail}]}
     headers = {"Docker-Distribution-API-Version": "registry/2.0"}
+    if allow is not None:
+        headers["Allow"] = allow
     return web.json_response(body, status=exc.status, headers=headers)
 
 
-def render_api_error(status: int, message: str, field: str | None) -> web.Response:
-    return web.json_response({"detail": message, "field": field}, status=status)
+def render_api_error(status: int, message: str, field: str | None,
+                     allow: str | None = None) -> web.Response:
+    # `allow`: a 405 names the methods the resource does answer (RFC 9110).
+    headers = {"Allow": allow} if allow is not None else None
+    return web.json_response({"detail": message, "field": field}, status=status,
+                             headers=headers)
 
 
 def render_validation_error(exc: ValidationError) -> web.Response:
@@ -103,11 +109,13 @@ async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
     except ValidationError as exc:
         return render_validation_error(exc)
     except web.HTTPException as exc:
+        allow = exc.headers.get("Allow")
         if request.path.startswith("/v2"):
             code = "UNSUPPORTED" if exc.status == 405 else "NAME_UNKNOWN"
-            return render_registry_error(RegistryError(code, exc.reason, status=exc.status))
+            return render_registry_error(RegistryError(code, exc.reason, status=exc.status),
+                                         allow)
         if exc.status >= 400:
-            return render_api_error(exc.status, exc.reason, None)
+            return render_api_error(exc.status, exc.reason, None, allow)
         raise
 
 

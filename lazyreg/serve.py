@@ -18,6 +18,7 @@ import logging
 import ssl
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from lazyreg.app import create_app
 from lazyreg.config import Settings
@@ -37,9 +38,26 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class MalformedRequestsInOneLine(logging.Filter):
+    """aiohttp logs a request its parser refused (and answered 400) as an ERROR with a
+    traceback, as if the server had failed: it is the client's error, and one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and exc.code < 500:
+            client = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg, record.args = "malformed request from %s refused (%d): %s", (
+                client, exc.code, exc.message.splitlines()[0] if exc.message else "")
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info, record.exc_text = None, None
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
+
+
 def serve(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequestsInOneLine())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     ssl_context = None

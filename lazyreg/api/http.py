@@ -87,17 +87,25 @@ def parse_int(name: str, raw: str, minimum: int = 0, maximum: int = MAX_INT) -> 
     return value
 
 
+def query_value(request: web.Request, name: str) -> str | None:
+    """A query parameter given at most once; empty counts as absent."""
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise InvalidField(name, "given more than once")
+    return values[0] if values and values[0] != "" else None
+
+
 def query_int(request: web.Request, name: str, default: int | None = None,
               minimum: int = 0, maximum: int = MAX_INT) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
+    raw = query_value(request, name)
+    if raw is None:
         return default
     return parse_int(name, raw, minimum, maximum)
 
 
 def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> str | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
+    raw = query_value(request, name)
+    if raw is None:
         return None
     if raw not in choices:
         raise InvalidField(name, f"must be one of {', '.join(choices)}")

@@ -52,6 +52,8 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 def _query_schema(query: Query) -> dict[str, Any]:
     if query.type == "integer":
         return {"type": "integer", "minimum": query.minimum, "maximum": MAX_INT}
+    if query.choices:
+        return {"type": "string", "enum": list(query.choices)}
     return {"type": query.type}
 
 

@@ -19,6 +19,7 @@ class Query:
     type: Literal["string", "integer", "boolean"]
     description: str
     minimum: int = 0  # for an integer
+    choices: tuple[str, ...] = ()  # for a string: the only values accepted
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,7 @@ ResourceName = Annotated[str, AfterValidator(_resource_name), _documented(
 RepositoryPath = Annotated[str, AfterValidator(_repository_path), _documented(
     pattern=NAME_RE.pattern, maxLength=MAX_NAME_LENGTH)]
 HttpUrl = Annotated[str, AfterValidator(_http_url), _documented(
-    pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")]
+    pattern=r"^https?://[^\s/?#@]+(/[^\s]*)?$")]
 PemText = Annotated[str, AfterValidator(_pem_certificates)]
 Glob = Annotated[str, _documented(pattern=r"^([A-Za-z0-9._*?-]|\[!?\]?[^\]]*\])+$",
                                   maxLength=MAX_GLOB_LENGTH)]
