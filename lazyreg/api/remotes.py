@@ -148,11 +148,12 @@ async def delete(request: web.Request) -> web.Response:
         if not force:
             needing = _needing(session, remote)
             if needing:
-                shown = ", ".join(needing[:20]) + (", …" if len(needing) > 20 else "")
-                raise Conflict(f"remote {name!r} is the only source of blobs not stored that"
-                               f" {len(needing)} repositories need: {shown}; pull or sync"
-                               " them with an immediate policy first, or delete with"
-                               " ?force=true")
+                shown = ", ".join(needing[:20])
+                if len(needing) > 20:
+                    shown += f" and {len(needing) - 20} more"
+                raise Conflict(f"remote {name!r} is the only source of blobs, not stored, that"
+                               f" these repositories need: {shown}; sync them with the"
+                               " immediate policy first, or delete with ?force=true")
         session.delete(remote)
         return remote.id
     state(request).services.upstreams.forget(await write(request, remove))
