@@ -287,7 +287,7 @@ async def test_slow_and_idle_connections_are_cut(lazyreg: Lazyreg) -> None:
         status, _body = await asyncio.to_thread(lazyreg.api, "GET", "status/")
         assert status == 200
     held = await asyncio.gather(*slow, *idle)
-    assert all(IDLE_TIMEOUT - 1 <= seconds <= IDLE_TIMEOUT + 3 for seconds in held), held
+    assert all(IDLE_TIMEOUT - 1 <= seconds <= IDLE_TIMEOUT + 5 for seconds in held), held
 
 
 def test_oversized_headers_are_refused(lazyreg: Lazyreg) -> None:
