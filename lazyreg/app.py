@@ -6,7 +6,9 @@ fetcher and the task runner; errors are rendered here and nowhere else.
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -15,13 +17,14 @@ from pydantic import ValidationError
 
 from lazyreg import api, registry
 from lazyreg.api.access import api_access
+from lazyreg.api.limits import MAX_BODY_BYTES
 from lazyreg.auth.service import Authenticator
 from lazyreg.auth.startup import bootstrap_users, open_secrets, report_undecryptable
 from lazyreg.cache import LookupCache
 from lazyreg.check import adopt_orphan_files
 from lazyreg.config import Settings
 from lazyreg.db.engine import Database
-from lazyreg.errors import ApiError, RegistryError, SecretUnavailable
+from lazyreg.errors import ApiError, RegistryError, SecretUnavailable, StorageFull
 from lazyreg.fetch import Fetcher
 from lazyreg.redact import redact
 from lazyreg.registry.access import registry_access
@@ -36,10 +39,12 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def render_registry_error(exc: RegistryError) -> web.Response:
+def render_registry_error(exc: RegistryError, allow: str | None = None) -> web.Response:
     detail = exc.detail if not isinstance(exc.detail, str) else redact(exc.detail)
     body = {"errors": [{"code": exc.code, "message": redact(exc.message), "detail": detail}]}
     headers = {"Docker-Distribution-API-Version": "registry/2.0", **exc.headers}
+    if allow is not None:
+        headers["Allow"] = allow  # a 405 names the methods the resource does answer
     return web.json_response(body, status=exc.status, headers=headers)
 
 
@@ -58,8 +63,47 @@ def render_validation_error(exc: ValidationError) -> web.Response:
     return web.json_response({"detail": message, "field": field, "errors": errors}, status=400)
 
 
+# PostgreSQL's SQLSTATE for "disk full".
+PG_DISK_FULL = "53100"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) says the disk or the database is full."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if getattr(current, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return True
+        if getattr(current, "sqlstate", None) == PG_DISK_FULL:
+            return True
+        # SQLAlchemy keeps the driver's exception in `orig`.
+        todo += [current.__cause__, current.__context__, getattr(current, "orig", None)]
+    return False
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await _handle(request, handler)
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        log.error("%s %s: the disk is full: %s", request.method, request.path, exc)
+        full = StorageFull("insufficient storage: the server's disk (or database) is full;"
+                           " nothing was changed; free some space and retry")
+        if request.path.startswith("/v2"):
+            return render_registry_error(RegistryError("UNAVAILABLE", full.message,
+                                                       status=full.status))
+        return render_api_error(full.status, full.message, None)
+
+
+async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except RegistryError as exc:
@@ -73,12 +117,33 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ValidationError as exc:
         return render_validation_error(exc)
     except web.HTTPException as exc:
+        allow = exc.headers.get("Allow")
         if request.path.startswith("/v2"):
             code = "UNSUPPORTED" if exc.status == 405 else "NAME_UNKNOWN"
-            return render_registry_error(RegistryError(code, exc.reason, status=exc.status))
+            return render_registry_error(RegistryError(code, exc.reason, status=exc.status),
+                                         allow)
         if exc.status >= 400:
-            return render_api_error(exc.status, exc.reason, None)
+            return render_api_error(exc.status, exc.reason, None,
+                                    {"Allow": allow} if allow else None)
         raise
+
+
+@web.middleware
+async def refuse_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Only the management API reads request bodies; everything else is read-only.
+
+    Refused before a handler runs, and the connection closed rather than the
+    unread body drained.
+    """
+    if request.body_exists and not request.path.startswith("/api/"):
+        message = "this endpoint is read-only: a request body is refused"
+        if request.path.startswith("/v2"):
+            response = render_registry_error(RegistryError("UNSUPPORTED", message, status=413))
+        else:
+            response = render_api_error(413, message, None)
+        response.force_close()
+        return response
+    return await handler(request)
 
 
 @web.middleware
@@ -126,9 +191,9 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, api_access, registry_access,
-                                       forget_targets],
-                          client_max_size=16 * 1024 * 1024)
+    app = web.Application(middlewares=[error_middleware, refuse_bodies, api_access,
+                                       registry_access, forget_targets],
+                          client_max_size=MAX_BODY_BYTES)
     app.cleanup_ctx.append(make_lifespan(settings))
     registry.setup_routes(app)
     api.setup_routes(app)

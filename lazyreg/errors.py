@@ -7,7 +7,10 @@
     │   ├── Conflict       409
     │   ├── InvalidField   400, names the field
     │   ├── Unauthorized   401, no or bad credentials (with a WWW-Authenticate challenge)
-    │   └── Forbidden      403, the user's role does not allow it
+    │   ├── Forbidden      403, the user's role does not allow it
+    │   ├── TooLarge       413, a request body over the limit
+    │   ├── TooSlow        408, a request body that did not arrive in time
+    │   └── StorageFull    507, the disk (or the database) is full
     └── SecretUnavailable  a stored secret cannot be decrypted with the secret key
 
 Any of them may carry response `headers` (a challenge, for instance).
@@ -78,6 +81,18 @@ class InvalidField(ApiError):
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}", field=field)
+
+
+class TooLarge(ApiError):
+    status = 413
+
+
+class TooSlow(ApiError):
+    status = 408
+
+
+class StorageFull(ApiError):
+    status = 507
 
 
 class Unauthorized(ApiError):

@@ -225,10 +225,11 @@ class Lazyreg:
 
 
 def start_lazyreg(data_dir: Path, *, database_url: str | None = None, port: int | None = None,
-                  env: dict[str, str] | None = None) -> Lazyreg:
+                  env: dict[str, str] | None = None, prefix: list[str] | None = None) -> Lazyreg:
+    """`prefix`: a command that execs the server (e.g. in a namespace), keeping its pid."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    cmd = [str(LAZYREG_BIN), "serve", "--host", "127.0.0.1", "--port", str(port),
+    cmd = [*(prefix or []), str(LAZYREG_BIN), "serve", "--host", "127.0.0.1", "--port", str(port),
            "--data-dir", str(data_dir)]
     if database_url:
         cmd += ["--database-url", database_url]

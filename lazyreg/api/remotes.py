@@ -11,16 +11,33 @@ from __future__ import annotations
 from typing import Any, cast
 
 from aiohttp import web
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from lazyreg.api import paging
-from lazyreg.api.http import json_object, no_content, path_name, read, respond, write
+from lazyreg.api.http import (
+    json_object,
+    no_content,
+    path_name,
+    query_choice,
+    read,
+    respond,
+    write,
+)
 from lazyreg.api.lookup import by_name, ensure_unique
 from lazyreg.api.schemas import Page, Policy, RemoteIn, RemoteOut
 from lazyreg.auth.secrets import SecretBox
-from lazyreg.db.models import Remote
-from lazyreg.errors import InvalidField
+from lazyreg.db.models import (
+    Artifact,
+    Blob,
+    BlobSource,
+    Distribution,
+    Remote,
+    Repository,
+    RepositoryContent,
+    RepositoryVersion,
+)
+from lazyreg.errors import Conflict, InvalidField
 from lazyreg.redact import decode_userinfo, split_userinfo
 from lazyreg.state import state
 
@@ -128,11 +145,50 @@ async def replace(request: web.Request) -> web.Response:
     return await _change(request, replace=True)
 
 
+def _needing(session: Session, remote: Remote) -> list[str]:
+    """Repositories that would lose content if `remote` went: names, sorted.
+
+    A repository needs the remote when a blob of its latest version, or of a
+    version a distribution serves, is not stored and has no other source.
+    """
+    other = aliased(BlobSource)
+    orphaned = (select(BlobSource.blob_id)
+                .join(Blob, Blob.id == BlobSource.blob_id)
+                .where(BlobSource.remote_id == remote.id,
+                       ~exists().where(Artifact.digest == Blob.digest),
+                       ~exists().where(other.blob_id == BlobSource.blob_id,
+                                       other.remote_id != remote.id)))
+    rc = RepositoryContent
+    served = (select(RepositoryVersion.number)
+              .join(Distribution, Distribution.repository_version_id == RepositoryVersion.id)
+              .where(RepositoryVersion.repository_id == Repository.id))
+    latest = rc.version_removed.is_(None)
+    # in_version's range test, for every pinned version at once.
+    pinned = exists(served.where(RepositoryVersion.number >= rc.version_added,
+                                 or_(rc.version_removed.is_(None),
+                                     rc.version_removed > RepositoryVersion.number)))
+    stmt = (select(Repository.name).distinct()
+            .join(rc, rc.repository_id == Repository.id)
+            .where(rc.content_id.in_(orphaned), or_(latest, pinned))
+            .order_by(Repository.name))
+    return list(session.scalars(stmt))
+
+
 async def delete(request: web.Request) -> web.Response:
     name = path_name(request)
+    force = query_choice(request, "force", ("true", "false")) == "true"
 
     def remove(session: Session) -> int:
         remote = by_name(session, Remote, name)
+        if not force:
+            needing = _needing(session, remote)
+            if needing:
+                shown = ", ".join(needing[:20])
+                if len(needing) > 20:
+                    shown += f" and {len(needing) - 20} more"
+                raise Conflict(f"remote {name!r} is the only source of blobs, not stored, that"
+                               f" these repositories need: {shown}; sync them with the"
+                               " immediate policy first, or delete with ?force=true")
         session.delete(remote)
         return remote.id
     state(request).services.upstreams.forget(await write(request, remove))
