@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     # Retries of a failed upstream request, and the first backoff (doubling, with jitter).
     upstream_retries: int = Field(4, ge=0, le=20)
     upstream_backoff: float = Field(0.5, ge=0)
+    # Bytes of memory for the registry's cached lookups (manifests, what a version holds).
+    lookup_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
     log_level: str = "info"
 
     @classmethod

@@ -16,7 +16,7 @@ class InvalidDigest(ValueError):
 
 def parse_digest(value: str) -> str:
     """Return `value` if it is a valid sha256 digest, else raise InvalidDigest."""
-    if not DIGEST_RE.match(value):
+    if not DIGEST_RE.fullmatch(value):  # match() lets a trailing newline through
         raise InvalidDigest(f"invalid digest {value!r}: expected sha256:<64 lowercase hex>")
     return value
 

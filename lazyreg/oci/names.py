@@ -14,11 +14,11 @@ MAX_NAME_LENGTH = 255
 
 
 def is_repository_name(value: str) -> bool:
-    return len(value) <= MAX_NAME_LENGTH and bool(NAME_RE.match(value))
+    return len(value) <= MAX_NAME_LENGTH and bool(NAME_RE.fullmatch(value))
 
 
 def is_tag(value: str) -> bool:
-    return bool(TAG_RE.match(value))
+    return bool(TAG_RE.fullmatch(value))
 
 
 def is_resource_name(value: str) -> bool:

@@ -1,10 +1,10 @@
-"""The OCI distribution API, read side, and the lazy blob path."""
+"""The OCI distribution API, read side (with OCI 1.1 referrers), and the lazy blob path."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from lazyreg.registry import blobs, listing, manifests
+from lazyreg.registry import blobs, listing, manifests, referrers
 
 
 def setup_routes(app: web.Application) -> None:
@@ -14,3 +14,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(r"/v2/{name:.+}/tags/list", listing.tags_list)
     app.router.add_get(r"/v2/{name:.+}/manifests/{reference}", manifests.get_manifest)
     app.router.add_get(r"/v2/{name:.+}/blobs/{digest}", blobs.get_blob)
+    app.router.add_get(r"/v2/{name:.+}/referrers/{digest}", referrers.get_referrers)

@@ -1,11 +1,16 @@
-"""From a /v2 name to the repository version its distribution serves."""
+"""From a /v2 name to the repository version its distribution serves.
+
+A `Target` names its repository by `uid`, which is never reused (database ids
+are: SQLite hands a deleted row's id to the next insert). Cached answers are
+keyed by the Target, so they die with the repository they describe.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
 
 from lazyreg.db.models import Distribution, Repository, RepositoryVersion
 from lazyreg.errors import RegistryError
@@ -15,28 +20,36 @@ from lazyreg.state import AppState
 
 @dataclass(frozen=True)
 class Target:
+    repository_uid: str
     repository_id: int
     version: int
 
 
 def resolve(session: Session, base_path: str) -> Target:
     if not is_repository_name(base_path):
-        raise RegistryError("NAME_INVALID", f"invalid repository name {base_path!r}")
-    dist = session.scalar(select(Distribution).where(Distribution.base_path == base_path))
-    if dist is None:
+        raise RegistryError("NAME_INVALID", f"invalid repository name {base_path[:300]!r}")
+    # One statement, so that a concurrent delete cannot fall between two reads.
+    pinned = aliased(RepositoryVersion)
+    row = session.execute(
+        select(Repository.uid, Repository.id, Repository.latest_version, pinned.number)
+        .select_from(Distribution)
+        .outerjoin(pinned, pinned.id == Distribution.repository_version_id)
+        .join(Repository,
+              Repository.id == func.coalesce(pinned.repository_id, Distribution.repository_id))
+        .where(Distribution.base_path == base_path)).first()
+    if row is None:
         raise RegistryError("NAME_UNKNOWN", f"repository {base_path!r} not known to registry",
                             detail={"name": base_path})
-    if dist.repository_version_id is not None:
-        pinned = session.get_one(RepositoryVersion, dist.repository_version_id)
-        return Target(pinned.repository_id, pinned.number)
-    repo = session.get_one(Repository, dist.repository_id)
-    return Target(repo.id, repo.latest_version)
+    uid, repository_id, latest, pinned_number = row
+    return Target(uid, repository_id, latest if pinned_number is None else pinned_number)
 
 
 async def target_of(app: AppState, base_path: str) -> Target:
     """The version `base_path` serves, from the lookup cache when it is fresh."""
     target: Target | None = app.lookups.target(base_path)
     if target is None:
+        generation = app.lookups.generation
         target = await app.services.db.read(lambda s: resolve(s, base_path))
-        app.lookups.put_target(base_path, target)
+        app.lookups.put_target(base_path, target, generation)
     return target
+
