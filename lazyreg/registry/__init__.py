@@ -8,10 +8,12 @@ from lazyreg.registry import blobs, listing, manifests, referrers
 
 
 def setup_routes(app: web.Application) -> None:
+    # Names match any characters ("." would stop at a newline), so that a malformed
+    # one reaches the handler and gets NAME_INVALID rather than a bare 404.
     app.router.add_get("/v2/", listing.v2_root)
     app.router.add_get("/v2", listing.v2_root)
     app.router.add_get("/v2/_catalog", listing.catalog)
-    app.router.add_get(r"/v2/{name:.+}/tags/list", listing.tags_list)
-    app.router.add_get(r"/v2/{name:.+}/manifests/{reference}", manifests.get_manifest)
-    app.router.add_get(r"/v2/{name:.+}/blobs/{digest}", blobs.get_blob)
-    app.router.add_get(r"/v2/{name:.+}/referrers/{digest}", referrers.get_referrers)
+    app.router.add_get(r"/v2/{name:[\s\S]+}/tags/list", listing.tags_list)
+    app.router.add_get(r"/v2/{name:[\s\S]+}/manifests/{reference}", manifests.get_manifest)
+    app.router.add_get(r"/v2/{name:[\s\S]+}/blobs/{digest}", blobs.get_blob)
+    app.router.add_get(r"/v2/{name:[\s\S]+}/referrers/{digest}", referrers.get_referrers)

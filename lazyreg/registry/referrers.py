@@ -98,6 +98,9 @@ async def get_referrers(request: web.Request) -> web.Response:
     target = await target_of(app, name)
     subject = digest_param(request.match_info["digest"])
     artifact_type = text_param("artifactType", request.query.get("artifactType"), 255)
+    if artifact_type is not None:
+        # A media type holds no space: this one was a "+" left unencoded (`+json`).
+        artifact_type = artifact_type.replace(" ", "+")
     if artifact_type is not None and not _MEDIA_TYPE.fullmatch(artifact_type):
         raise RegistryError("UNSUPPORTED", f"invalid artifactType={artifact_type!r}:"
                             " expected a media type such as application/vnd.example+json",
