@@ -52,26 +52,21 @@ async def test_get_and_head_carry_the_digest_as_etag(client: Client, reference: 
 
 
 @pytest.mark.parametrize("reference", ["v1", "digest"])
-@pytest.mark.parametrize("method", ["GET", "HEAD"])
-@pytest.mark.parametrize("condition", [
-    '"{d}"', 'W/"{d}"', "*", '"sha256:other", "{d}"', '"x",W/"{d}" , "y"'])
-async def test_if_none_match_answers_304(client: Client, reference: str, method: str,
-                                         condition: str) -> None:
+async def test_if_none_match_answers_304(client: Client, reference: str) -> None:
     manifest = await one_image(client)
     ref = manifest.digest if reference == "digest" else "v1"
-    status, headers, body = await fetch(client, f"/v2/app/manifests/{ref}", method,
-                                        {"If-None-Match": condition.format(d=manifest.digest)})
-    assert (status, body) == (304, b"")
-    assert headers["ETag"] == f'"{manifest.digest}"'
-    assert headers["Docker-Content-Digest"] == manifest.digest
-
-
-@pytest.mark.parametrize("condition", ['"sha256:other"', "", "garbage", '"{d}x"', "{d}"])
-async def test_other_etags_get_the_manifest(client: Client, condition: str) -> None:
-    manifest = await one_image(client)
-    status, _, body = await fetch(client, "/v2/app/manifests/v1", "GET",
-                                  {"If-None-Match": condition.format(d=manifest.digest)})
-    assert (status, body) == (200, manifest.data)
+    for condition in ('"{d}"', 'W/"{d}"', "*", '"sha256:other", "{d}"', '"x",W/"{d}" , "y"'):
+        for method in ("GET", "HEAD"):
+            status, headers, body = await fetch(
+                client, f"/v2/app/manifests/{ref}", method,
+                {"If-None-Match": condition.format(d=manifest.digest)})
+            assert (status, body) == (304, b""), (condition, method)
+            assert headers["ETag"] == f'"{manifest.digest}"'
+            assert headers["Docker-Content-Digest"] == manifest.digest
+    for condition in ('"sha256:other"', "", "garbage", '"{d}x"', "{d}"):
+        status, _, body = await fetch(client, f"/v2/app/manifests/{ref}", "GET",
+                                      {"If-None-Match": condition.format(d=manifest.digest)})
+        assert (status, body) == (200, manifest.data), condition
 
 
 def test_if_none_match_parsing() -> None:
