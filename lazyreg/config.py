@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     port: int = Field(5000, ge=0, le=65535)
     data_dir: Path = Path("./lazyreg-data")
     database_url: str | None = None
+    # Bytes of memory for the registry's cached lookups (manifests, what a version holds).
+    lookup_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # Seconds a failed upstream source is skipped before it is tried again.
@@ -32,8 +34,6 @@ class Settings(BaseSettings):
     # Retries of a failed upstream request, and the first backoff (doubling, with jitter).
     upstream_retries: int = Field(4, ge=0, le=20)
     upstream_backoff: float = Field(0.5, ge=0)
-    # Bytes of memory for the registry's cached lookups (manifests, what a version holds).
-    lookup_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
     log_level: str = "info"
 
     @classmethod
