@@ -17,11 +17,10 @@ from aiohttp import web
 from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session
 
-from lazyreg.db import content as q
 from lazyreg.db.models import Distribution, Tag
 from lazyreg.errors import RegistryError
 from lazyreg.registry.params import text_param
-from lazyreg.registry.resolve import target_of
+from lazyreg.registry.resolve import members, target_of
 from lazyreg.state import state
 
 API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
@@ -88,7 +87,7 @@ async def tags_list(request: web.Request) -> web.Response:
     target = await target_of(app, name)
 
     def tags(session: Session) -> list[str]:
-        members = q.in_version(target.repository_id, target.version)
-        return list(session.scalars(paging.select(session, Tag.name, Tag.id.in_(members))))
+        held = members(target)
+        return list(session.scalars(paging.select(session, Tag.name, Tag.id.in_(held))))
     page, headers = paging.cut(request, await app.services.db.read(tags))
     return web.json_response({"name": name, "tags": page}, headers=headers)

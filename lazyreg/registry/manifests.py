@@ -18,7 +18,6 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lazyreg.db import content as q
 from lazyreg.db.models import Manifest, ManifestChild, Tag
 from lazyreg.errors import RegistryError
 from lazyreg.oci import mediatypes as mt
@@ -26,7 +25,7 @@ from lazyreg.oci.names import is_tag
 from lazyreg.registry.conditional import etag_of, not_modified
 from lazyreg.registry.listing import API_HEADERS
 from lazyreg.registry.params import digest_param
-from lazyreg.registry.resolve import Target, target_of
+from lazyreg.registry.resolve import Target, members, target_of
 from lazyreg.state import state
 
 
@@ -52,9 +51,9 @@ _REF = (Manifest.id, Manifest.digest, Manifest.media_type, Manifest.size)
 
 
 def _by_digest(session: Session, target: Target, name: str, digest: str) -> ManifestRef:
-    members = q.in_version(target.repository_id, target.version)
+    held = members(target)
     row = session.execute(select(*_REF).where(Manifest.digest == digest,
-                                              Manifest.id.in_(members))).first()
+                                              Manifest.id.in_(held))).first()
     if row is None:
         raise RegistryError("MANIFEST_UNKNOWN", f"manifest {digest} unknown",
                             detail={"name": name, "reference": digest})
@@ -63,10 +62,10 @@ def _by_digest(session: Session, target: Target, name: str, digest: str) -> Mani
 
 def _by_tag(session: Session, target: Target, name: str, tag: str,
             accepted: frozenset[str] | None) -> ManifestRef:
-    members = q.in_version(target.repository_id, target.version)
+    held = members(target)
     row = session.execute(
         select(*_REF).join(Tag, Tag.manifest_id == Manifest.id)
-        .where(Tag.name == tag, Tag.id.in_(members))).first()
+        .where(Tag.name == tag, Tag.id.in_(held))).first()
     if row is None:
         raise RegistryError("MANIFEST_UNKNOWN", f"manifest unknown: tag {tag!r}",
                             detail={"name": name, "tag": tag})

@@ -24,13 +24,12 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lazyreg.db import content as q
 from lazyreg.db.models import Manifest
 from lazyreg.errors import RegistryError
 from lazyreg.oci import mediatypes as mt
 from lazyreg.registry.listing import API_HEADERS
 from lazyreg.registry.params import digest_param, text_param
-from lazyreg.registry.resolve import Target, target_of
+from lazyreg.registry.resolve import Target, members, target_of
 from lazyreg.state import state
 
 MAX_REFERRERS = 1000
@@ -73,7 +72,7 @@ def _page(session: Session, target: Target, subject: str, artifact_type: str | N
     stmt = (select(Manifest.id, Manifest.digest, Manifest.media_type, Manifest.size,
                    Manifest.artifact_type)
             .where(Manifest.subject_digest == subject,
-                   Manifest.id.in_(q.in_version(target.repository_id, target.version))))
+                   Manifest.id.in_(members(target))))
     if artifact_type is not None:
         stmt = stmt.where(Manifest.artifact_type == artifact_type)
     if last is not None:

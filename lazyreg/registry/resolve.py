@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
+from lazyreg.db import content as q
 from lazyreg.db.models import Distribution, Repository, RepositoryVersion
 from lazyreg.errors import RegistryError
 from lazyreg.oci.names import is_repository_name
@@ -23,6 +24,18 @@ class Target:
     repository_uid: str
     repository_id: int
     version: int
+
+
+def members(target: Target) -> Select[tuple[int]]:
+    """The content ids of the target's version, as a subquery.
+
+    Empty once the repository is gone, even if a new one has its id: a target
+    read before a delete (another process's, for up to the re-read interval)
+    finds nothing rather than the new repository's content.
+    """
+    same_repository = exists().where(Repository.id == target.repository_id,
+                                     Repository.uid == target.repository_uid)
+    return q.in_version(target.repository_id, target.version).where(same_repository)
 
 
 def resolve(session: Session, base_path: str) -> Target:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -186,6 +188,36 @@ async def test_a_new_repository_with_a_deleted_ones_id_serves_none_of_its_answer
     assert (status, error_code(body)) == (404, "MANIFEST_UNKNOWN")
     status, _, body = await fetch(client, "/v2/app/manifests/other")
     assert (status, body) == (200, new.data)
+
+
+async def test_a_target_read_before_a_delete_finds_nothing_of_the_next_repository(
+        client: Client) -> None:
+    """Another process's cached target lives up to the re-read interval: it must not
+    lead to the content of a repository that took the deleted one's id."""
+    def first(session: Session) -> int:
+        repository = add_repository(session, "old")
+        set_version(session, "old", {"v1": add_manifest(session, image("old"))})
+        return repository.id
+    old_id = await write(client, first)
+    assert (await fetch(client, "/v2/old/manifests/v1"))[0] == 200  # target cached
+
+    def replace(session: Session) -> tuple[int, Stored]:
+        session.delete(session.get_one(Repository, old_id))
+        session.flush()
+        repository = add_repository(session, "new")
+        manifest = add_manifest(session, image("new"))
+        set_version(session, "new", {"v2": manifest})
+        return repository.id, manifest
+    new_id, new = await write(client, replace)  # no invalidation: as if in another process
+    assert new_id == old_id
+    # (What the old target had cached about the old repository may still be served
+    # for up to the interval: that is the contract, and it is no leak.)
+    for path in ("/v2/old/manifests/v2", f"/v2/old/manifests/{new.digest}"):
+        status, _, body = await fetch(client, path)
+        assert (status, error_code(body)) == (404, "MANIFEST_UNKNOWN"), path
+    status, _, body = await fetch(client, "/v2/old/tags/list")
+    assert (status, json.loads(body)["tags"]) == (200, [])
+    assert (await fetch(client, "/v2/new/manifests/v2"))[2] == new.data
 
 
 async def test_pinned_distribution_serves_its_version(client: Client) -> None:
