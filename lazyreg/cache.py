@@ -23,9 +23,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
-# An estimate of what one small answer costs: the key tuple, its strings, the
-# value's dataclass and the dict slot.
-ENTRY_COST = 512
+# What one small answer costs, rounded up: the key tuple, its strings, the value's
+# dataclass and the dict slot (measured with tracemalloc: 380 to 750 bytes).
+ENTRY_COST = 768
 MAX_TARGETS = 4096
 
 
