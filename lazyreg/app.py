@@ -148,11 +148,19 @@ async def refuse_bodies(request: web.Request, handler: Handler) -> web.StreamRes
 
 @web.middleware
 async def forget_targets(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A management change may move what a base path serves: drop the cached answers."""
-    response = await handler(request)
-    if request.method not in ("GET", "HEAD") and request.path.startswith("/api/"):
-        request.app[STATE].lookups.invalidate_targets()
-    return response
+    """A management change may move what a base path serves: drop the cached targets.
+
+    After the handler, whether it succeeded or not (a write may commit and then
+    fail): a lookup that read the database before the change cannot put its
+    answer back (see `LookupCache.generation`). Answers cached under a target
+    need no dropping: a repository's new version or a new repository is a new
+    target.
+    """
+    try:
+        return await handler(request)
+    finally:
+        if request.method not in ("GET", "HEAD") and request.path.startswith("/api/"):
+            request.app[STATE].lookups.invalidate_targets()
 
 
 def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -178,7 +186,8 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         tasks = TaskRunner(services)
         await tasks.recover()
         fetcher = Fetcher(services)
-        app[STATE] = AppState(services, fetcher, tasks, LookupCache(),
+        app[STATE] = AppState(services, fetcher, tasks,
+                              LookupCache(max_bytes=settings.lookup_cache_bytes),
                               Authenticator(settings, db, secrets))
         try:
             yield

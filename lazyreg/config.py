@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     port: int = Field(5000, ge=0, le=65535)
     data_dir: Path = Path("./lazyreg-data")
     database_url: str | None = None
+    # Bytes of memory for the registry's cached lookups (manifests, what a version holds).
+    lookup_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # Seconds a failed upstream source is skipped before it is tried again.

@@ -30,6 +30,8 @@ OCI_ERROR_CODES: dict[str, tuple[int, str]] = {
     "MANIFEST_INVALID": (400, "manifest invalid"),
     "NAME_INVALID": (400, "invalid repository name"),
     "NAME_UNKNOWN": (404, "repository name not known to registry"),
+    # Not in the OCI spec's table; the distribution registry's code for a bad `n`.
+    "PAGINATION_NUMBER_INVALID": (400, "invalid number of results requested"),
     "SIZE_INVALID": (400, "provided length did not match content length"),
     "UNAUTHORIZED": (401, "authentication required"),
     "DENIED": (403, "requested access to the resource is denied"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from lazyreg.auth.passwords import hash_password, verify_password
@@ -60,12 +60,12 @@ def pull_rule(session: Session, base_path: str) -> PullRule | None:
     return PullRule(dist.private, readers)
 
 
-def visible_base_paths(session: Session, identity: Identity | None) -> list[str]:
-    """The base paths this identity may pull (None: anonymous), sorted."""
+def pullable(identity: Identity | None) -> ColumnElement[bool] | None:
+    """Which distributions this identity may pull (None: anonymous), as a condition;
+    None when it may pull them all."""
     if identity is not None and identity.is_admin:
-        return sorted(session.scalars(select(Distribution.base_path)))
+        return None
     readable = select(DistributionReader.distribution_id).join(
         User, User.id == DistributionReader.user_id).where(
         User.username == (identity.username if identity else None))
-    return sorted(session.scalars(select(Distribution.base_path).where(
-        Distribution.private.is_(False) | Distribution.id.in_(readable))))
+    return Distribution.private.is_(False) | Distribution.id.in_(readable)

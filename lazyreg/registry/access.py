@@ -16,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
 from lazyreg.auth.policy import Identity
 from lazyreg.auth.service import AuthFailed
 from lazyreg.auth.tokens import SERVICE, RegistryClaims
-from lazyreg.auth.users import find_identity, visible_base_paths
+from lazyreg.auth.users import find_identity, pullable
 from lazyreg.errors import RegistryError
 from lazyreg.registry.resolve import target_of
 from lazyreg.state import state
@@ -72,12 +73,13 @@ async def registry_access(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-def catalog_names(request: web.Request, session: Session) -> list[str] | None:
-    """The base paths `_catalog` may list to this request; None when all (auth off)."""
+def catalog_filter(request: web.Request, session: Session) -> list[ColumnElement[bool]]:
+    """Conditions on Distribution that `_catalog` applies for this request (none: all)."""
     if not state(request).auth.enabled:
-        return None
+        return []
     claims = request.get(CLAIMS)
     identity: Identity | None = None
     if claims is not None and claims.subject:
         identity = find_identity(session, claims.subject)
-    return visible_base_paths(session, identity)
+    condition = pullable(identity)
+    return [] if condition is None else [condition]
