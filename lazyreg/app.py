@@ -26,6 +26,7 @@ from lazyreg.config import Settings
 from lazyreg.db.engine import Database
 from lazyreg.errors import ApiError, RegistryError, SecretUnavailable, StorageFull
 from lazyreg.fetch import Fetcher
+from lazyreg.pullthrough import PullThrough
 from lazyreg.redact import redact
 from lazyreg.registry.access import registry_access
 from lazyreg.services import Services
@@ -186,13 +187,15 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         tasks = TaskRunner(services)
         await tasks.recover()
         fetcher = Fetcher(services)
+        pullthrough = PullThrough(services)
         app[STATE] = AppState(services, fetcher, tasks,
                               LookupCache(max_bytes=settings.lookup_cache_bytes),
-                              Authenticator(settings, db, secrets))
+                              Authenticator(settings, db, secrets), pullthrough)
         try:
             yield
         finally:
             await tasks.shutdown()
+            await pullthrough.close()
             await fetcher.close()
             await session.close()
             db.dispose()

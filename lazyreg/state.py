@@ -9,6 +9,7 @@ from aiohttp import web
 from lazyreg.auth.service import Authenticator
 from lazyreg.cache import LookupCache
 from lazyreg.fetch import Fetcher
+from lazyreg.pullthrough import PullThrough
 from lazyreg.services import Services
 from lazyreg.tasks.runner import TaskRunner
 
@@ -20,6 +21,7 @@ class AppState:
     tasks: TaskRunner
     lookups: LookupCache
     auth: Authenticator
+    pullthrough: PullThrough
 
 
 STATE = web.AppKey("state", AppState)
