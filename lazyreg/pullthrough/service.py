@@ -362,6 +362,10 @@ class PullThrough:
                 log.info("pull-through %s/%s:%s: gone upstream, removed from the repository",
                          mirror.distribution, mirror.upstream_name, reference)
             raise
+        log.info("pull-through %s/%s:%s: %s %s from the upstream (repository %s, version %d)",
+                 mirror.distribution, mirror.upstream_name, reference,
+                 "fetched" if recorded.created else "confirmed", recorded.digest,
+                 mirror.repository_name, recorded.latest_version)
         return Target(recorded.repository_uid, recorded.repository_id, recorded.latest_version,
                       private, mirror)
 
