@@ -91,7 +91,10 @@ def tag_names(session: Session, tag_ids: Iterable[int]) -> dict[int, str]:
 def create_version(
     session: Session, repository: Repository, content_ids: set[int], task_id: str | None = None
 ) -> RepositoryVersion | None:
-    """Write version latest+1 holding exactly `content_ids`; None if nothing changed."""
+    """Write version latest+1 holding exactly `content_ids`; None if nothing changed.
+
+    A repository with `retain_versions` then keeps only that many (`prune_versions`).
+    """
     current_number = repository.latest_version
     current = version_content_ids(session, repository.id, current_number)
     added = content_ids - current
@@ -121,6 +124,8 @@ def create_version(
     session.add(version)
     repository.latest_version = number
     session.flush()
+    if repository.retain_versions:
+        prune_versions(session, repository, repository.retain_versions)
     return version
 
 

@@ -7,7 +7,9 @@ version) that holds the reference, fetching it from the upstream when needed:
    a tag outside `include_tags`/`exclude_tags` MANIFEST_UNKNOWN: no upstream request;
 2. a tag confirmed upstream within the remote's `tag_ttl`, or a digest the
    repository holds (a digest never needs re-checking), is served as stored:
-   from memory, else after one database read;
+   from memory (for `tag_ttl` seconds), else after one database read; a tag
+   the repository holds but that no pull-through confirmed (a sync put it
+   there) is re-checked;
 3. a reference that failed recently is answered from memory, without the
    upstream: a 404 for `negative_ttl` seconds, any other failure for at most
    FAILURE_MEMORY seconds;
@@ -89,12 +91,14 @@ class Local:
 
     target: Target | None  # None: no repository yet
     held: bool  # the latest version holds the reference
+    is_tag: bool = True
     checked: float | None = None  # a tag: when it was last confirmed upstream (Unix time)
 
     def fresh(self, mirror: Mirror, now: float) -> bool:
-        if not self.held:
-            return False
-        return self.checked is None or self.checked + mirror.tag_ttl > now
+        """Servable without asking the upstream: a digest held, a tag confirmed lately."""
+        if not self.held or not self.is_tag:
+            return self.held
+        return self.checked is not None and self.checked + mirror.tag_ttl > now
 
 
 def stale_served(mirror: Mirror, reference: str, why: str) -> None:
@@ -119,11 +123,11 @@ def _local(session: Session, mirror: Mirror, reference: str, private: bool) -> L
         held = session.scalar(select(exists().where(
             Manifest.digest == reference,
             Manifest.id.in_(q.in_version(repository.id, repository.latest_version)))))
-        return Local(target, bool(held))
+        return Local(target, bool(held), is_tag=False)
     held_tag = held_digest(session, repository.id, repository.latest_version, reference)
     checked = session.scalar(select(PullThroughTag.checked).where(
         PullThroughTag.repository_id == repository.id, PullThroughTag.name == reference))
-    return Local(target, held_tag is not None, checked if held_tag is not None else None)
+    return Local(target, held_tag is not None, True, checked if held_tag is not None else None)
 
 
 def _mark_checked(tag: str, when: float) -> Extra:
@@ -197,7 +201,7 @@ class PullThrough:
         if len(mirror.repository_name) > MAX_NAME_LENGTH:
             raise RegistryError("NAME_INVALID", f"{mirror.upstream_name[:80]!r}…: the name is"
                                 " too long for a repository of this distribution")
-        if tag and target.repository_uid and self._fresh.get((target.repository_uid, reference)):
+        if target.repository_uid and self._fresh.get((target.repository_uid, reference)):
             return target
 
         local = await self.services.db.read(
@@ -238,12 +242,13 @@ class PullThrough:
                                 " the fetch goes on: retry") from None
         except FAILURES as exc:
             return self._fallback(local, mirror, reference, exc)
-        if _is_tag(reference):
-            self._fresh.put((found.repository_uid, reference), True, mirror.tag_ttl)
+        self._fresh.put((found.repository_uid, reference), True, mirror.tag_ttl)
         return found
 
     def _remember_fresh(self, local: Local, mirror: Mirror, reference: str, now: float) -> None:
-        if _is_tag(reference) and local.target is not None:
+        """Skip the database for it a while: a tag until its tag_ttl ends; a digest (which
+        stays in the repository) for tag_ttl seconds too, to bound stale memory."""
+        if local.target is not None:
             left = mirror.tag_ttl if local.checked is None else local.checked + mirror.tag_ttl - now
             self._fresh.put((local.target.repository_uid, reference), True, left)
 

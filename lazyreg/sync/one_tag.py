@@ -159,8 +159,6 @@ def drop_tag(session: Session, repository_id: int, tag: str) -> int | None:
     if not gone:
         return None
     version = q.create_version(session, repository, current - gone)
-    if version is not None and repository.retain_versions:
-        q.prune_versions(session, repository, repository.retain_versions)
     return version.number if version is not None else None
 
 

@@ -159,10 +159,7 @@ def _referenced(findings: SyncFindings) -> set[str]:
 
 def record_sync(session: Session, findings: SyncFindings,
                 task_id: str | None) -> RepositoryVersion | None:
-    """Insert new content, then create the new version; None when nothing changed.
-
-    A repository with `retain_versions` then keeps only that many versions.
-    """
+    """Insert new content, then create the new version; None when nothing changed."""
     repository = session.get_one(Repository, findings.repository_id)
     manifest_ids = q.manifest_ids_by_digest(session, sorted(_referenced(findings)))
     _fill_referrer_columns(session, findings, manifest_ids)
@@ -194,10 +191,7 @@ def record_sync(session: Session, findings: SyncFindings,
         # the old one of the same name.
         replaced = {tid for tid, name in names.items() if name in findings.tags}
         content = (current - replaced) | synced
-    version = q.create_version(session, repository, content, task_id)
-    if version is not None and repository.retain_versions:
-        q.prune_versions(session, repository, repository.retain_versions)
-    return version
+    return q.create_version(session, repository, content, task_id)
 
 
 def _fill_referrer_columns(session: Session, findings: SyncFindings,

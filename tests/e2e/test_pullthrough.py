@@ -5,6 +5,8 @@ mirror, name filters and bad input."""
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 import subprocess
 import tempfile
@@ -314,3 +316,50 @@ def test_a_pulled_through_repository_is_a_repository_like_any_other(
     proc = run([str(LAZYREG_BIN), "--server", lazyreg.url, "-o", "json",
                 "repository", "show", "hub/fixtures/multiarch"])
     assert '"latest_version": 2' in proc.stdout
+
+
+def test_access_rules_and_anonymous_pull_through_with_auth_on(
+        upstream: Upstream, tmp_path: Path) -> None:
+    server = start_lazyreg(tmp_path / "data", env={"LAZYREG_AUTH": "on",
+                                                   "LAZYREG_ADMIN_PASSWORD": "admin-pw-1"})
+    server.headers = {"Authorization": "Basic " + base64.b64encode(b"admin:admin-pw-1").decode()}
+    try:
+        server.ok("POST", "users/", {"username": "reader", "password": "reader-pw-1"})
+        server.ok("POST", "users/", {"username": "stranger", "password": "stranger-pw-1"})
+        server.ok("POST", "remotes/", {"name": "up", "url": upstream.url})
+        server.ok("POST", "distributions/", {"name": "hub", "base_path": "hub", "remote": "up",
+                                             "pull_through": True,
+                                             "anonymous_pull_through": False})
+        server.ok("POST", "distributions/", {"name": "vault", "base_path": "team/vault",
+                                             "remote": "up", "pull_through": True,
+                                             "private": True, "readers": ["reader"]})
+        v1 = upstream.tag("fixtures/small", "v1")
+        hub, vault = f"{server.host}/hub/fixtures/small", f"{server.host}/team/vault/fixtures/oci"
+
+        # A public pull-through distribution: anonymous clients get stored content only.
+        mark = upstream.mark()
+        refused = skopeo_copy(f"{hub}:v1", tmp_path / "anon", check=False)
+        assert refused.returncode != 0 and "unauthorized" in refused.stderr.lower()
+        assert upstream.requests(mark) == []
+        skopeo_copy(f"{hub}:v1", tmp_path / "reader", "--src-creds", "reader:reader-pw-1")
+        assert dir_blobs(tmp_path / "reader") == v1["blobs"]
+        skopeo_copy(f"{hub}:v1", tmp_path / "anon-stored")  # now stored: anyone may pull it
+        assert dir_blobs(tmp_path / "anon-stored") == v1["blobs"]
+        assert skopeo_copy(f"{hub}:v2", tmp_path / "anon-v2", check=False).returncode != 0
+
+        # A private one, matched by its base-path prefix: its readers only.
+        assert skopeo_copy(f"{vault}:1.0", tmp_path / "v-anon", check=False).returncode != 0
+        assert skopeo_copy(f"{vault}:1.0", tmp_path / "v-stranger", "--src-creds",
+                           "stranger:stranger-pw-1", check=False).returncode != 0
+        skopeo_copy(f"{vault}:1.0", tmp_path / "v-reader", "--src-creds", "reader:reader-pw-1")
+        assert dir_blobs(tmp_path / "v-reader") == upstream.tag("fixtures/oci", "1.0")["blobs"]
+        # The token server grants a name under a pull-through base path by that prefix.
+        token = request(f"{server.url}/token?service=lazyreg&scope=repository:"
+                        "team/vault/fixtures/oci:pull",
+                        headers={"Authorization": "Basic " + base64.b64encode(
+                            b"reader:reader-pw-1").decode()}).json()["token"]
+        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+        assert claims["access"] == [{"type": "repository", "name": "team/vault/fixtures/oci",
+                                     "actions": ["pull"]}]
+    finally:
+        server.stop()
