@@ -19,12 +19,13 @@ from lazyreg.check import adopt_orphan_files
 from lazyreg.config import Settings
 from lazyreg.db.engine import Database
 from lazyreg.errors import ApiError, RegistryError
-from lazyreg.fetch import Fetcher
+from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.services import Services
 from lazyreg.state import STATE, AppState
 from lazyreg.storage.filesystem import FilesystemStore
 from lazyreg.tasks.runner import TaskRunner
 from lazyreg.upstream.pool import UpstreamPool
+from lazyreg.worker import WorkerId
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,10 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.resolved_database_url)
         db.migrate()
-        store = FilesystemStore(settings.storage_dir)
-        cleaned = store.clean_staging()
-        adopted = adopt_orphan_files(db, store)
+        worker = WorkerId.current()
+        store = FilesystemStore(settings.storage_dir, worker)
+        cleaned = await store.clean_staging()
+        adopted = await adopt_orphan_files(db, store)
         if cleaned or adopted:
             log.info("start-up repair: removed %d staging files of dead processes,"
                      " adopted %d stored files that had no artifact row", cleaned, adopted)
@@ -94,11 +96,12 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False,
                                         read_bufsize=4 * 1024 * 1024,
                                         connector=aiohttp.TCPConnector(limit=0))
-        services = Services(settings, db, store, UpstreamPool(session))
+        services = Services(settings, db, store, UpstreamPool(session), worker)
         tasks = TaskRunner(services)
         await tasks.recover()
         fetcher = Fetcher(services)
-        app[STATE] = AppState(services, fetcher, tasks, LookupCache())
+        app[STATE] = AppState(services, fetcher, tasks, LookupCache(),
+                              LazyStore(services, fetcher))
         try:
             yield
         finally:

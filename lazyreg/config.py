@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     source_cooldown: float = 300.0
     # Seconds a lazy download may take in all (it goes on when its clients leave).
     detached_fetch_timeout: float = 3600.0
+    # Seconds a client may take to read 1 MiB of a blob before it is disconnected.
+    send_timeout: float = Field(60.0, gt=0)
     # Seconds a download lease is valid before another process may take it over.
     lease_ttl: float = 30.0
     # Retries of a failed upstream request, and the first backoff (doubling, with jitter).

@@ -1,4 +1,4 @@
-"""What the running application holds: services, the fetcher and the task runner."""
+"""What the running application holds: services, the lazy store, the fetcher, the task runner."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from lazyreg.cache import LookupCache
-from lazyreg.fetch import Fetcher
+from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.services import Services
 from lazyreg.tasks.runner import TaskRunner
 
@@ -18,6 +18,7 @@ class AppState:
     fetcher: Fetcher
     tasks: TaskRunner
     lookups: LookupCache
+    blobs: LazyStore
 
 
 STATE = web.AppKey("state", AppState)

@@ -1,0 +1,90 @@
+"""Send a blob body (`lazyreg.fetch.BlobBody`) as an HTTP response.
+
+- Each span that has landed goes out with sendfile when its reader has a file
+  (a stored blob, or the staging file of one being fetched), else is read and
+  written; a stored blob and one being fetched take the same path.
+- An error before the first byte is a proper registry error; after the
+  headers (which carry the full length) it cuts the connection, so the client
+  sees a failure, never a short or wrong blob that ends cleanly.
+- A client that leaves ends the response, not the download it was reading.
+- A slow reader is cut: a client that takes less than SEND_SLICE bytes in
+  `timeout` seconds is disconnected, which frees its descriptors.
+- The body is closed whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiohttp import web
+
+from lazyreg.fetch import BlobBody
+from lazyreg.storage.base import BlobReader
+
+log = logging.getLogger(__name__)
+
+SEND_SLICE = 1024 * 1024  # a client must take this much every `timeout` seconds
+READ_CHUNK = 1024 * 1024
+
+
+class SlowClient(Exception):
+    pass
+
+
+async def send_body(request: web.Request, body: BlobBody, span: tuple[int, int] | None,
+                    headers: dict[str, str], timeout: float) -> web.StreamResponse:
+    start, end = span or (0, body.size)
+    response = web.StreamResponse(status=206 if span else 200, headers=headers)
+    response.content_length = end - start
+    if span:
+        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{body.size}"
+    spans = body.spans(start, end)
+    try:
+        async with contextlib.aclosing(spans):
+            first = await anext(spans, None)  # a failure here is still a clean answer
+            await response.prepare(request)
+            try:
+                if first is not None:
+                    await _send(request, response, *first, timeout)
+                async for reader, offset, count in spans:
+                    await _send(request, response, reader, offset, count, timeout)
+            except ConnectionError as exc:
+                log.info("client left during blob %s: %s", body.digest, exc)
+                return response
+            except Exception as exc:
+                log.warning("cutting the response for blob %s: %s", body.digest, exc)
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
+        await response.write_eof()
+        return response
+    finally:
+        body.close()
+
+
+async def _send(request: web.Request, response: web.StreamResponse, reader: BlobReader,
+                offset: int, count: int, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    file = reader.file
+    while count:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("client connection lost")
+        n = min(count, SEND_SLICE if file is not None else READ_CHUNK)
+        data = b""
+        if file is None:
+            data = await reader.read(offset, n)
+            if len(data) != n:
+                raise OSError(f"read {len(data)} of {n} bytes at {offset}")
+        try:
+            async with asyncio.timeout(timeout):
+                if file is not None:
+                    await loop.sendfile(transport, file, offset, n)
+                else:
+                    await response.write(data)
+        except TimeoutError as exc:
+            raise SlowClient(f"the client took less than {n} bytes in {timeout:g}s") from exc
+        offset += n
+        count -= n
