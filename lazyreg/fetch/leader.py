@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 MAX_PENDING = 8  # chunks received but not yet written
 MAX_RESUMES = 5
+RESUME_BACKOFF = 0.2  # seconds before the first resume; doubling, at most 5
 
 
 class _EndedEarly(Exception):
@@ -146,7 +147,7 @@ class Leader:
                 resumes += 1
                 log.info("blob %s cut at %d bytes (%s); resuming", g.digest,
                          self.staged.written if self.staged else 0, exc)
-                await asyncio.sleep(min(0.2 * 2 ** resumes, 5.0))
+                await asyncio.sleep(min(RESUME_BACKOFF * 2 ** resumes, 5.0))
 
     async def _receive(self, staged: StagedBlob, stream: ChunkStream, skip: int) -> None:
         """Copy the body into staging while receiving the next chunks."""

@@ -1,0 +1,16 @@
+"""If-None-Match against a blob's ETag."""
+
+import pytest
+
+from lazyreg.registry.conditional import etag_of, none_match
+
+ETAG = etag_of("sha256:" + "a" * 64)
+
+
+@pytest.mark.parametrize(("header", "matches"), [
+    (None, False), ("", False), (ETAG, True), (f"W/{ETAG}", True), ("*", True),
+    (f'"sha256:{"b" * 64}", {ETAG}', True), (f'"sha256:{"b" * 64}"', False),
+    (ETAG.strip('"'), False),  # an ETag is quoted
+])
+def test_none_match(header: str | None, matches: bool) -> None:
+    assert none_match(header, ETAG) is matches
