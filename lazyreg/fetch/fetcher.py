@@ -73,16 +73,18 @@ class Fetcher:
 
     def in_flight(self, digest: str) -> Growing | None:
         flight = self._flights.get(digest)
-        return flight.growing if flight is not None else None
+        return flight.growing if flight is not None and not flight.growing.closed else None
 
     def join(self, digest: str, size: int, sources: list[Source], *, keep: bool,
              kind: str = "layer") -> Growing:
         """The flight of `digest` to read from: the one in this process, or a new one."""
         flight = self._flights.get(digest)
-        if flight is None:
+        if flight is None or flight.growing.closed:
+            # A closed flight may still be recording its end: the new one waits for it.
+            previous = flight
             flight = Flight(Growing(digest, size), keep, kind)
             self._flights[digest] = flight
-            flight.task = asyncio.create_task(self._run(flight, sources))
+            flight.task = asyncio.create_task(self._run(flight, sources, previous))
         return flight.growing
 
     async def fetch(self, digest: str, size: int, sources: list[Source], *,
@@ -104,9 +106,11 @@ class Fetcher:
 
     # ------------------------------------------------------------ one flight
 
-    async def _run(self, flight: Flight, sources: list[Source]) -> None:
+    async def _run(self, flight: Flight, sources: list[Source], previous: Flight | None) -> None:
         growing = flight.growing
         try:
+            if previous is not None and previous.task is not None:
+                await asyncio.wait([previous.task])
             async with asyncio.timeout(self.services.settings.detached_fetch_timeout):
                 await self._fill(flight, sources)
         except asyncio.CancelledError as exc:
@@ -187,9 +191,13 @@ class Fetcher:
                                   self._source_failed).run(sources)
             verified = True
             if flight.keep:
-                await self._commit(staged, flight.kind)
+                location = await staged.commit()
             else:
                 await staged.abort()  # relayed: readers keep what they hold
+            # Readers still sending keep their descriptor; a new one reads storage.
+            flight.growing.close()
+            if flight.keep:
+                await self._record(staged, flight.kind, location)
         except asyncio.CancelledError:
             if not verified:
                 verified = None
@@ -222,8 +230,7 @@ class Fetcher:
         except Exception as exc:  # followers fall back on the lease's expiry
             log.warning("could not finish lease %s: %s", key, exc)
 
-    async def _commit(self, staged: StagedBlob, kind: str) -> None:
-        location = await staged.commit()
+    async def _record(self, staged: StagedBlob, kind: str, location: str) -> None:
         record = artifacts.NewArtifact(staged.digest, staged.size, kind, location)
         await self.services.db.write(lambda s: artifacts.record_artifacts(s, [record]))
 

@@ -14,8 +14,9 @@ the body they get, never knowing whether it came from storage or upstream
   says;
 - errors, as `RegistryError`: no usable source is 404 `BLOB_UNKNOWN` (503
   while every source cools down after a failure); an upstream rate limit is
-  429 `TOOMANYREQUESTS`; any other failure of the fetch is 502 `UNAVAILABLE`.
-  Raised by `open` or, for a download that fails later, by the body's spans.
+  429 `TOOMANYREQUESTS`; any other failure of the fetch is 502 `UNAVAILABLE`;
+  storage that cannot be read is 503 `UNAVAILABLE`. Raised by `open` or, for a
+  download that fails later, by the body's spans.
 """
 
 from __future__ import annotations
@@ -87,6 +88,12 @@ class LazyStore:
         return blob.size if size is None else size
 
     async def open(self, blob: BlobRef) -> BlobBody:
+        try:
+            return await self._open(blob)
+        except OSError as exc:  # storage could not be read: the server, not the client
+            raise RegistryError("UNAVAILABLE", f"storage: {exc}", status=503) from exc
+
+    async def _open(self, blob: BlobRef) -> BlobBody:
         for _ in range(ATTEMPTS):
             reader = await self.store.open(blob.digest)
             if reader is not None:

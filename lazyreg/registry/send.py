@@ -68,6 +68,11 @@ async def _send(request: web.Request, response: web.StreamResponse, reader: Blob
                 offset: int, count: int, timeout: float) -> None:
     loop = asyncio.get_running_loop()
     file = reader.file
+    transport = request.transport
+    if transport is not None and transport.get_extra_info("sslcontext") is not None:
+        # asyncio's sendfile over TLS reads at the file's position, which readers
+        # sharing a descriptor would move under each other: read at offsets instead.
+        file = None
     while count:
         transport = request.transport
         if transport is None or transport.is_closing():

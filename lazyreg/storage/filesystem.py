@@ -16,11 +16,12 @@ whole-blob work (`put`, listing, cleaning) runs in a worker thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import errno
 import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
@@ -30,13 +31,54 @@ from lazyreg.storage.layout import ALGORITHMS, blob_key, new_hash, split_digest
 from lazyreg.worker import WorkerId
 
 STALE_AFTER = 3600.0  # seconds: another host's staging left this long is abandoned
+FD_WAIT = 30.0  # seconds an open waits for a descriptor while the process has none left
+FD_RETRY = 0.02
+
+
+async def _open(path: Path, flags: int, mode: int = 0o644) -> int:
+    """`os.open`, waiting while the process is out of descriptors (EMFILE), up to FD_WAIT.
+
+    Descriptors free up as other transfers end: waiting for one is back-pressure,
+    where failing would turn a busy moment into failed pulls.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FD_WAIT
+    while True:
+        try:
+            return os.open(path, flags, mode)
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE) or loop.time() > deadline:
+                raise
+        await asyncio.sleep(FD_RETRY)
+
+
+class _Descriptor:
+    """One open file shared by its users (a staging's writer and readers); closed with the last."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.users = 1
+
+    def take(self) -> _Descriptor:
+        self.users += 1
+        return self
+
+    def drop(self) -> None:
+        self.users -= 1
+        if self.users == 0:
+            os.close(self.fd)
 
 
 class FileReader:
-    """The bytes of one file through one descriptor; `size` fixes what has landed."""
+    """The bytes of one file; `size` fixes how many have landed (a stored blob).
 
-    def __init__(self, fd: int, size: int | None = None) -> None:
-        self._file: BinaryIO = os.fdopen(fd, "rb")
+    Reads name their offset (pread, sendfile with an offset), so readers sharing
+    one descriptor with each other and with the writer never disturb each other.
+    """
+
+    def __init__(self, descriptor: _Descriptor, size: int | None = None) -> None:
+        self._descriptor = descriptor
+        self._file: BinaryIO = os.fdopen(descriptor.fd, "rb", buffering=0, closefd=False)
         self._size = size
 
     @property
@@ -46,37 +88,48 @@ class FileReader:
     def landed(self) -> int:
         if self._size is not None:
             return self._size
-        return os.fstat(self._file.fileno()).st_size
+        return os.fstat(self._descriptor.fd).st_size
 
     async def read(self, offset: int, count: int) -> bytes:
-        return os.pread(self._file.fileno(), count, offset)
+        return os.pread(self._descriptor.fd, count, offset)
 
     def close(self) -> None:
-        self._file.close()
+        if not self._file.closed:
+            self._file.close()
+            self._descriptor.drop()
 
 
 class FilesystemStaged:
-    """A staging file; the write side belongs to one thread at a time."""
+    """A staging file: one descriptor, written at explicit offsets and shared with readers.
 
-    def __init__(self, store: FilesystemStore, path: Path, digest: str, size: int) -> None:
+    The write side belongs to one thread at a time.
+    """
+
+    def __init__(self, store: FilesystemStore, path: Path, digest: str, size: int,
+                 fd: int) -> None:
         self.store, self.path, self.digest, self.size = store, path, digest, size
         self._hash = new_hash(digest)
         self.written = 0
         self._verified = False
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._descriptor: _Descriptor | None = _Descriptor(fd)
+
+    def _fd(self) -> int:
+        if self._descriptor is None:
+            raise ValueError(f"the staging of {self.digest} is closed")
+        return self._descriptor.fd
 
     def write(self, data: bytes) -> None:
-        # hashlib and write() release the GIL on large buffers: the caller's
+        # hashlib and pwrite() release the GIL on large buffers: the caller's
         # writer thread hashes and writes while the event loop receives.
+        fd = self._fd()
         self._hash.update(data)
         view = memoryview(data)
         while view:
-            view = view[os.write(self._fd, view):]
+            view = view[os.pwrite(fd, view, self.written + len(data) - len(view)):]
         self.written += len(data)
 
     def reset(self) -> None:
-        os.ftruncate(self._fd, 0)
-        os.lseek(self._fd, 0, os.SEEK_SET)
+        os.ftruncate(self._fd(), 0)
         self._hash = new_hash(self.digest)
         self.written = 0
         self._verified = False
@@ -92,12 +145,15 @@ class FilesystemStaged:
         self._verified = True
 
     def open_reader(self) -> FileReader:
-        return FileReader(os.open(self.path, os.O_RDONLY))
+        """A reader on the staging's own descriptor: no new descriptor is opened."""
+        if self._descriptor is None:
+            raise ValueError(f"the staging of {self.digest} is closed")
+        return FileReader(self._descriptor.take())
 
     def _close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        if self._descriptor is not None:
+            self._descriptor.drop()
+            self._descriptor = None
 
     async def commit(self) -> str:
         try:
@@ -139,25 +195,24 @@ class FilesystemStore:
 
     async def open(self, digest: str) -> FileReader | None:
         try:
-            fd = os.open(self.path_of(digest), os.O_RDONLY)
+            fd = await _open(self.path_of(digest), os.O_RDONLY)
         except FileNotFoundError:
             return None
-        return FileReader(fd, os.fstat(fd).st_size)
+        return FileReader(_Descriptor(fd), os.fstat(fd).st_size)
 
     async def stage(self, digest: str, size: int) -> FilesystemStaged:
-        return FilesystemStaged(self, self.staging_dir / self._staging_name(digest), digest,
-                                size)
+        path = self.staging_dir / self._staging_name(digest)
+        fd = await _open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+        return FilesystemStaged(self, path, digest, size, fd)
 
     async def open_staging(self, worker: WorkerId, digest: str) -> FileReader | None:
         path = self.staging_root / str(worker) / self._staging_name(digest)
         try:
-            return FileReader(os.open(path, os.O_RDONLY))
+            return FileReader(_Descriptor(await _open(path, os.O_RDONLY)))
         except FileNotFoundError:
             return None
 
-    def put_blob(self, digest: str, data: bytes) -> str:
-        """`put` for a caller in a worker thread."""
-        fd, name = tempfile.mkstemp(dir=self.staging_dir, prefix="put-", suffix=".part")
+    def _put(self, fd: int, name: Path, digest: str, data: bytes) -> str:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -170,12 +225,19 @@ class FilesystemStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(name, target)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)
+            name.unlink(missing_ok=True)
         return blob_key(digest)
 
+    def put_blob(self, digest: str, data: bytes) -> str:
+        """`put` for a caller in a worker thread."""
+        fd, name = tempfile.mkstemp(dir=self.staging_dir, prefix="put-", suffix=".part")
+        return self._put(fd, Path(name), digest, data)
+
     async def put(self, digest: str, data: bytes) -> str:
-        return await asyncio.to_thread(self.put_blob, digest, data)
+        split_digest(digest)
+        name = self.staging_dir / f"put-{uuid.uuid4().hex}.part"
+        fd = await _open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        return await asyncio.to_thread(self._put, fd, name, digest, data)
 
     def put_many(self, items: list[tuple[str, bytes]]) -> None:
         """Store small blobs (digest, bytes) not stored yet, from a worker thread.
