@@ -9,7 +9,7 @@ open until the body is closed, and the owner of a body must close it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from lazyreg.storage.base import BlobReader
@@ -24,7 +24,7 @@ class BlobBody(Protocol):
     @property
     def size(self) -> int: ...
 
-    def spans(self, start: int, end: int) -> AsyncIterator[Span]: ...
+    def spans(self, start: int, end: int) -> AsyncGenerator[Span, None]: ...
 
     def close(self) -> None: ...
 
@@ -37,7 +37,7 @@ class StoredBody:
         self.reader = reader
         self.size = reader.landed()
 
-    async def spans(self, start: int, end: int) -> AsyncIterator[Span]:
+    async def spans(self, start: int, end: int) -> AsyncGenerator[Span, None]:
         if start < end:
             yield self.reader, start, end - start
 

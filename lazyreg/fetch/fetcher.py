@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -140,7 +141,7 @@ class Fetcher:
             else:
                 assert holder is not None
                 if await follow(growing, self.services.store, holder,
-                                lambda h=holder: self._status(growing.digest, h)):
+                                functools.partial(self._status, growing.digest, holder)):
                     return
                 log.info("download of %s by %s was lost; taking over", growing.digest, holder)
         raise Unavailable(f"the download of {growing.digest} changed hands too often")

@@ -20,7 +20,7 @@ readers attach and read. Promises:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from enum import Enum
 
 from lazyreg.fetch.body import Span
@@ -150,7 +150,7 @@ class GrowingBody:
     def hold(self, shared: _Shared) -> None:
         self._held.append(shared)
 
-    async def spans(self, start: int, end: int) -> AsyncIterator[Span]:
+    async def spans(self, start: int, end: int) -> AsyncGenerator[Span, None]:
         g = self._growing
         pos = start
         while pos < end:

@@ -21,7 +21,7 @@ the body they get, never knowing whether it came from storage or upstream
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from lazyreg.db.sources import BlobSources, usable_sources
@@ -66,7 +66,7 @@ class _FetchedBody:
         self._body = body
         self.digest, self.size = body.digest, body.size
 
-    async def spans(self, start: int, end: int) -> AsyncIterator[Span]:
+    async def spans(self, start: int, end: int) -> AsyncGenerator[Span, None]:
         try:
             async for span in self._body.spans(start, end):
                 yield span

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
@@ -40,15 +41,17 @@ def add_blob(session: Session, remotes: list[tuple[str, str]]) -> BlobRef:
 
 
 class Env:
-    def __init__(self, tmp_path: Path, db: Database, **settings: float) -> None:
+    def __init__(self, tmp_path: Path, db: Database, cooldown: float = 300) -> None:
         self.store = MemoryStore()
-        self.services = services(tmp_path, db, self.store, **settings)
+        self.services = services(tmp_path, db, self.store, source_cooldown=cooldown)
         self.upstreams: dict[str, FakeUpstream] = {}
-        # Each remote's client is a fake upstream of its own.
-        self.services.upstream_for = lambda remote: self.upstreams.setdefault(  # type: ignore[method-assign]
-            remote.name, FakeUpstream(DATA))
+        self.services.upstream_for = self.upstream  # type: ignore[method-assign]
         self.fetcher = Fetcher(self.services)
         self.lazy = LazyStore(self.services, self.fetcher)
+
+    def upstream(self, remote: Remote) -> Any:
+        """Each remote's client: a fake upstream of its own."""
+        return self.upstreams.setdefault(remote.name, FakeUpstream(DATA))
 
     async def blob(self, *remotes: tuple[str, str]) -> BlobRef:
         return await self.services.db.write(lambda s: add_blob(s, list(remotes)))
@@ -117,7 +120,7 @@ async def test_no_source_is_blob_unknown(tmp_path: Path, db: Database) -> None:
 
 async def test_a_source_that_sent_wrong_bytes_cools_down_and_the_next_one_serves(
         tmp_path: Path, db: Database) -> None:
-    env = Env(tmp_path, db, source_cooldown=3600)
+    env = Env(tmp_path, db, cooldown=3600)
     ref = await env.blob(("bad", "on_demand"))
     env.upstreams["bad"] = bad = FakeUpstream(DATA)
     bad.corrupt = True
