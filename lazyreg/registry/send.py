@@ -7,8 +7,12 @@
   headers (which carry the full length) it cuts the connection, so the client
   sees a failure, never a short or wrong blob that ends cleanly.
 - A client that leaves ends the response, not the download it was reading.
-- A slow reader is cut: a client that takes less than SEND_SLICE bytes in
-  `timeout` seconds is disconnected, which frees its descriptors.
+- A slow reader is cut, which frees its descriptors. Bytes go out in slices,
+  and each slice must be taken within `timeout` seconds. A slice is 1 MiB at
+  first, then what the client took in `timeout / 8` seconds at its last pace
+  (at most 64 MiB): a client that takes less than 1 MiB in `timeout` seconds,
+  or slows down more than eightfold at once, is disconnected, and a fast one
+  costs a few sendfile calls per blob.
 - The body is closed whatever happens.
 """
 
@@ -25,7 +29,9 @@ from lazyreg.storage.base import BlobReader
 
 log = logging.getLogger(__name__)
 
-SEND_SLICE = 1024 * 1024  # a client must take this much every `timeout` seconds
+SLICE_MIN = 1024 * 1024
+SLICE_MAX = 64 * 1024 * 1024
+PACE = 8  # a slice is what the client took in timeout / PACE seconds
 READ_CHUNK = 1024 * 1024
 
 
@@ -45,11 +51,12 @@ async def send_body(request: web.Request, body: BlobBody, span: tuple[int, int] 
         async with contextlib.aclosing(spans):
             first = await anext(spans, None)  # a failure here is still a clean answer
             await response.prepare(request)
+            sender = _Sender(request, response, timeout)
             try:
                 if first is not None:
-                    await _send(request, response, *first, timeout)
+                    await sender.send(*first)
                 async for reader, offset, count in spans:
-                    await _send(request, response, reader, offset, count, timeout)
+                    await sender.send(reader, offset, count)
             except ConnectionError as exc:
                 log.info("client left during blob %s: %s", body.digest, exc)
                 return response
@@ -64,32 +71,42 @@ async def send_body(request: web.Request, body: BlobBody, span: tuple[int, int] 
         body.close()
 
 
-async def _send(request: web.Request, response: web.StreamResponse, reader: BlobReader,
-                offset: int, count: int, timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    file = reader.file
-    transport = request.transport
-    if transport is not None and transport.get_extra_info("sslcontext") is not None:
+class _Sender:
+    """One response's bytes, in slices that follow the client's pace."""
+
+    def __init__(self, request: web.Request, response: web.StreamResponse,
+                 timeout: float) -> None:
+        self.request, self.response, self.timeout = request, response, timeout
+        self.slice = SLICE_MIN
+        transport = request.transport
         # asyncio's sendfile over TLS reads at the file's position, which readers
         # sharing a descriptor would move under each other: read at offsets instead.
-        file = None
-    while count:
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            raise ConnectionResetError("client connection lost")
-        n = min(count, SEND_SLICE if file is not None else READ_CHUNK)
-        data = b""
-        if file is None:
-            data = await reader.read(offset, n)
-            if len(data) != n:
-                raise OSError(f"read {len(data)} of {n} bytes at {offset}")
-        try:
-            async with asyncio.timeout(timeout):
-                if file is not None:
-                    await loop.sendfile(transport, file, offset, n)
-                else:
-                    await response.write(data)
-        except TimeoutError as exc:
-            raise SlowClient(f"the client took less than {n} bytes in {timeout:g}s") from exc
-        offset += n
-        count -= n
+        self.sendfile = transport is not None and transport.get_extra_info("sslcontext") is None
+
+    async def send(self, reader: BlobReader, offset: int, count: int) -> None:
+        loop = asyncio.get_running_loop()
+        file = reader.file if self.sendfile else None
+        while count:
+            transport = self.request.transport
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError("client connection lost")
+            n = min(count, self.slice if file is not None else READ_CHUNK)
+            data = b""
+            if file is None:
+                data = await reader.read(offset, n)
+                if len(data) != n:
+                    raise OSError(f"read {len(data)} of {n} bytes at {offset}")
+            started = loop.time()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    if file is not None:
+                        await loop.sendfile(transport, file, offset, n)
+                    else:
+                        await self.response.write(data)
+            except TimeoutError as exc:
+                raise SlowClient(f"the client took less than {n} bytes"
+                                 f" in {self.timeout:g}s") from exc
+            pace = n / max(loop.time() - started, 1e-6)
+            self.slice = max(SLICE_MIN, min(SLICE_MAX, int(pace * self.timeout / PACE)))
+            offset += n
+            count -= n
