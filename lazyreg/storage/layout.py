@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 # algorithm -> length of its hex encoding (OCI image-spec's registered algorithms)
 ALGORITHMS = {"sha256": 64, "sha512": 128}
-_HEX = re.compile(r"^[a-f0-9]+$")
+_HEX = re.compile(r"[a-f0-9]+")
 
 
 class UnsupportedDigest(ValueError):
@@ -27,7 +27,7 @@ class UnsupportedDigest(ValueError):
 def split_digest(digest: str) -> tuple[str, str]:
     """(algorithm, hex) of a digest storage can verify, else UnsupportedDigest."""
     algorithm, sep, hex_ = digest.partition(":")
-    if not sep or ALGORITHMS.get(algorithm) != len(hex_) or not _HEX.match(hex_):
+    if not sep or ALGORITHMS.get(algorithm) != len(hex_) or not _HEX.fullmatch(hex_):
         raise UnsupportedDigest(
             f"invalid digest {digest!r}: expected sha256:<64 hex> or sha512:<128 hex>")
     return algorithm, hex_
