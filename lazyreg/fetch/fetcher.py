@@ -114,9 +114,8 @@ class Fetcher:
                 await asyncio.wait([previous.task])
             async with asyncio.timeout(self.services.settings.detached_fetch_timeout):
                 await self._fill(flight, sources)
-        except asyncio.CancelledError as exc:
-            growing.fail(exc)
-            raise
+        except asyncio.CancelledError:
+            raise  # shutting down: `close` below tells readers the fetch stopped
         except Exception as exc:  # recorded on the growing blob, for every reader
             growing.fail(exc)
             log.warning("fetch of %s failed: %s", growing.digest, exc)
