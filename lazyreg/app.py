@@ -25,7 +25,7 @@ from lazyreg.check import adopt_orphan_files
 from lazyreg.config import Settings
 from lazyreg.db.engine import Database
 from lazyreg.errors import ApiError, RegistryError, SecretUnavailable, StorageFull
-from lazyreg.fetch import Fetcher
+from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.pullthrough import PullThrough
 from lazyreg.redact import redact
 from lazyreg.registry.access import registry_access
@@ -34,6 +34,7 @@ from lazyreg.state import STATE, AppState
 from lazyreg.storage.filesystem import FilesystemStore
 from lazyreg.tasks.runner import TaskRunner
 from lazyreg.upstream.pool import UpstreamPool
+from lazyreg.worker import WorkerId
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +173,10 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         db.migrate(secrets)
         bootstrap_users(settings, db)
         report_undecryptable(db, secrets)
-        store = FilesystemStore(settings.storage_dir)
-        cleaned = store.clean_staging()
-        adopted = adopt_orphan_files(db, store)
+        worker = WorkerId.current()
+        store = FilesystemStore(settings.storage_dir, worker)
+        cleaned = await store.clean_staging()
+        adopted = await adopt_orphan_files(db, store)
         if cleaned or adopted:
             log.info("start-up repair: removed %d staging files of dead processes,"
                      " adopted %d stored files that had no artifact row", cleaned, adopted)
@@ -183,14 +185,15 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False,
                                         read_bufsize=4 * 1024 * 1024,
                                         connector=aiohttp.TCPConnector(limit=0))
-        services = Services(settings, db, store, UpstreamPool(session), secrets)
+        services = Services(settings, db, store, UpstreamPool(session), secrets, worker)
         tasks = TaskRunner(services)
         await tasks.recover()
         fetcher = Fetcher(services)
         pullthrough = PullThrough(services)
         app[STATE] = AppState(services, fetcher, tasks,
                               LookupCache(max_bytes=settings.lookup_cache_bytes),
-                              Authenticator(settings, db, secrets), pullthrough)
+                              Authenticator(settings, db, secrets), LazyStore(services, fetcher),
+                              pullthrough)
         try:
             yield
         finally:

@@ -47,11 +47,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lazyreg.db import content as q
-from lazyreg.db import routing
+from lazyreg.db import leases, routing
 from lazyreg.db.models import Manifest, PullThroughTag, Remote, Repository
 from lazyreg.db.routing import Mirror, Target
 from lazyreg.errors import RegistryError
-from lazyreg.fetch import lease
 from lazyreg.oci.manifest import InvalidManifest
 from lazyreg.oci.names import MAX_NAME_LENGTH
 from lazyreg.pullthrough.memory import Expiring
@@ -294,12 +293,12 @@ class PullThrough:
 
     async def _fly(self, mirror: Mirror, reference: str, private: bool) -> Target:
         services = self.services
-        db, me, ttl = services.db, services.worker_id, services.settings.lease_ttl
+        db, me, ttl = services.db, services.worker, services.settings.lease_ttl
         key = _lease_key(mirror, reference)
         async with asyncio.timeout(MAX_FLIGHT):
             while True:
                 try:
-                    holder = await db.write(lambda s: lease.claim(s, key, me, ttl))
+                    holder = await db.write(lambda s: leases.claim(s, key, me, ttl))
                 except IntegrityError:
                     continue  # PostgreSQL: another process inserted the lease first
                 if holder is None:
@@ -318,22 +317,22 @@ class PullThrough:
             finally:
                 renewer.cancel()
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(db.write(lambda s: lease.finish(s, key, me, ttl, ok)))
+                    await asyncio.shield(db.write(lambda s: leases.finish(s, key, me, ttl, ok)))
 
     async def _follow(self, key: str) -> None:
         """Until another process's lease on `key` ends (done, given up or expired)."""
         while True:
-            held = await self.services.db.read(lambda s: lease.holder(s, key))
-            if held is None or held.done or held.expires < time.time():
+            held = await self.services.db.read(lambda s: leases.get(s, key))
+            if held is None or held.takeable(time.time()):
                 return
             await asyncio.sleep(FOLLOW_POLL)
 
     async def _renew(self, key: str) -> None:
         services = self.services
-        me, ttl = services.worker_id, services.settings.lease_ttl
+        me, ttl = services.worker, services.settings.lease_ttl
         while True:
             await asyncio.sleep(ttl / 3)
-            await services.db.write(lambda s: lease.renew(s, key, me, ttl))
+            await services.db.write(lambda s: leases.renew(s, key, me, ttl))
 
     async def _fetch(self, mirror: Mirror, reference: str, private: bool) -> Target:
         """Under the lease: what the database holds if still fresh, else the upstream's."""

@@ -7,12 +7,11 @@ upstream that sends other bytes raises DigestMismatch and stores nothing.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 
 from lazyreg.oci.digest import matches
 from lazyreg.oci.manifest import Descriptor
-from lazyreg.storage.filesystem import FilesystemStore
+from lazyreg.storage.base import BlobStore
 from lazyreg.sync.record import FetchedManifest
 from lazyreg.upstream.client import CONFIG_LIMIT, UpstreamClient
 from lazyreg.upstream.errors import DigestMismatch
@@ -25,11 +24,11 @@ def configs_of(manifests: Iterable[FetchedManifest]) -> dict[str, Descriptor]:
 
 
 async def fetch_config(client: UpstreamClient, name: str, config: Descriptor,
-                       store: FilesystemStore) -> int:
+                       store: BlobStore) -> int:
     """Fetch, verify and store one config blob of upstream repository `name`; its size."""
     data = await client.get_blob_bytes(name, config.digest, max_size=config.size)
     if len(data) != config.size or not matches(data, config.digest):
         raise DigestMismatch(f"config blob {config.digest} of {name}: the upstream"
                              f" sent {len(data)} bytes that do not hash to it")
-    await asyncio.to_thread(store.put_many, [(config.digest, data)])
+    await store.put(config.digest, data)
     return len(data)

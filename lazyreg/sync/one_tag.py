@@ -32,9 +32,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lazyreg.db import content as q
+from lazyreg.db.artifacts import NewArtifact, record_artifacts, stored_digests
 from lazyreg.db.engine import Database
-from lazyreg.db.models import Artifact, Manifest, ManifestSource, Repository, Tag
-from lazyreg.storage.filesystem import FilesystemStore
+from lazyreg.db.models import Manifest, ManifestSource, Repository, Tag
+from lazyreg.storage.base import BlobStore
 from lazyreg.sync.closure import Budget, ManifestGetter
 from lazyreg.sync.configs import configs_of, fetch_config
 from lazyreg.sync.record import FetchedManifest, SyncFindings, record_sync
@@ -82,7 +83,7 @@ def trusted_digests(session: Session, remote_id: int, upstream_name: str) -> set
                ManifestSource.upstream_name == upstream_name)))
 
 
-async def fetch_one(db: Database, store: FilesystemStore, client: UpstreamClient,
+async def fetch_one(db: Database, store: BlobStore, client: UpstreamClient,
                     wanted: Wanted, repository: RepositoryOf,
                     extra: Extra | None = None) -> Recorded:
     """Fetch `wanted` into `repository(session)`; UpstreamError, InvalidManifest or
@@ -108,7 +109,7 @@ async def fetch_one(db: Database, store: FilesystemStore, client: UpstreamClient
         closure = await getter.closure(root)
         stored = _Stored()
         configs = configs_of(closure.values())
-        have = await db.read(lambda s: _stored(s, list(configs)))
+        have = await db.read(lambda s: stored_digests(s, list(configs)))
 
         async def config(digest: str) -> None:
             size = await fetch_config(client, name, configs[digest], store)
@@ -116,14 +117,15 @@ async def fetch_one(db: Database, store: FilesystemStore, client: UpstreamClient
         await asyncio.gather(*(config(d) for d in configs if d not in have))
     finally:
         await getter.close()
-    manifests = [(d, m.data) for d, m in closure.items()]
-    await asyncio.to_thread(store.put_many, manifests)
-    stored.rows.extend((d, len(data), "manifest") for d, data in manifests)
+    for digest, m in closure.items():
+        if await store.stat(digest) is None:
+            await store.put(digest, m.data)
+        stored.rows.append((digest, len(m.data), "manifest"))
     return await _record(db, store, wanted, root.digest, closure, stored, repository, extra,
                          gets)
 
 
-async def _record(db: Database, store: FilesystemStore, wanted: Wanted, digest: str,
+async def _record(db: Database, store: BlobStore, wanted: Wanted, digest: str,
                   closure: dict[str, FetchedManifest], stored: _Stored,
                   repository: RepositoryOf, extra: Extra | None, gets: int) -> Recorded:
     def write(session: Session) -> Recorded:
@@ -133,7 +135,8 @@ async def _record(db: Database, store: FilesystemStore, wanted: Wanted, digest: 
             upstream_name=wanted.upstream_name, mirror=False,
             tags={wanted.reference: digest} if wanted.is_tag else {},
             new_manifests=closure, untagged=set() if wanted.is_tag else {digest})
-        _record_artifacts(session, store, stored.rows)
+        record_artifacts(session, (NewArtifact(d, size, kind, store.location(d))
+                                   for d, size, kind in stored.rows))
         version = record_sync(session, findings, None)
         if extra is not None:
             extra(session, repo)
@@ -168,18 +171,3 @@ def held_digest(session: Session, repository_id: int, version: int, tag: str) ->
         select(Manifest.digest).join(Tag, Tag.manifest_id == Manifest.id)
         .where(Tag.name == tag, Tag.id.in_(q.in_version(repository_id, version))))
 
-
-def _stored(session: Session, digests: list[str]) -> set[str]:
-    out: set[str] = set()
-    for batch in q.chunked(digests):
-        out.update(session.scalars(select(Artifact.digest).where(Artifact.digest.in_(batch))))
-    return out
-
-
-def _record_artifacts(session: Session, store: FilesystemStore,
-                      rows: list[tuple[str, int, str]]) -> None:
-    existing = _stored(session, [digest for digest, _, _ in rows])
-    new = {digest: (size, kind) for digest, size, kind in rows if digest not in existing}
-    session.add_all(Artifact(digest=digest, size=size, kind=kind,
-                             location=store.location(digest))
-                    for digest, (size, kind) in new.items())

@@ -48,7 +48,7 @@ async def test_retain_versions_prunes_and_keeps_the_rest_exact(client: Client) -
     assert await _rows(client) < rows_before
     await get(client, "repositories/app/versions/4/", status=404)
     services = client.app[STATE].services
-    assert check(services.db, services.store).ok
+    assert (await check(services.db, services.store)).ok
 
     # New versions keep the window moving; the pinned one stays until unpinned.
     await seed(client, "app", {"e": ["e1"]})
@@ -60,5 +60,5 @@ async def test_retain_versions_prunes_and_keeps_the_rest_exact(client: Client) -
     assert [v["number"] for v in versions["results"]] == [7]
     tags = await get(client, "content/tags/?repository=app")
     assert [t["name"] for t in tags["results"]] == ["e"]
-    assert check(services.db, services.store).ok
+    assert (await check(services.db, services.store)).ok
     await patch(client, "repositories/app/", {"retain_versions": 0}, status=400)

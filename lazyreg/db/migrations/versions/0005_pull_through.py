@@ -1,7 +1,7 @@
 """pull-through distributions: remote freshness settings, name filters, retained versions
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 
 Columns are added, never a table rebuilt: on SQLite a batch rebuild of a
 parent table (remotes, repositories, distributions) would cascade-delete the
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0004'
-down_revision = '0003'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
