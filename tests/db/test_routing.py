@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lazyreg.db.engine import Database
-from lazyreg.db.models import Distribution, Remote, Repository
-from lazyreg.db.routing import prefixes, serving
+from lazyreg.db.models import Distribution, PullThroughRepository, Remote, Repository
+from lazyreg.db.routing import catalog_names, prefixes, serving
 
 
 def test_prefixes_are_whole_components_longest_first() -> None:
@@ -54,3 +55,23 @@ def test_serving(db: Database, name: str, expected: tuple[str, str | None]) -> N
         found = serving(session, name)
         assert found is not None
         assert (found[0].name, found[1]) == expected
+
+
+def test_catalog_lists_plain_base_paths_and_pulled_repositories(db: Database) -> None:
+    with db.write_session() as session:
+        dists = {d.name: d for d in session.scalars(select(Distribution))}
+        dists["deep"].private = True
+        for dist, upstream in (("root", "library/busybox"), ("hub", "library/redis"),
+                               ("deep", "secret")):
+            repo = Repository(name=f"{dist}/{upstream}", latest_version=0)
+            session.add(repo)
+            session.flush()
+            session.add(PullThroughRepository(distribution_id=dists[dist].id,
+                                              upstream_name=upstream, repository_id=repo.id))
+    with db.read_session() as session:
+        names = catalog_names()
+        assert sorted(session.scalars(select(names))) == [
+            "hub/library/alpine", "hub/library/redis", "hub/library/x/secret",
+            "library/busybox", "team"]
+        public = catalog_names(Distribution.private.is_(False))
+        assert "hub/library/x/secret" not in set(session.scalars(select(public)))
