@@ -154,6 +154,13 @@ def test_twenty_first_requests_over_two_processes_make_one_upstream_manifest_get
         second.stop()
 
 
+def _until(condition: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 def _timed(fn: Any) -> tuple[Any, float]:
     started = time.monotonic()
     return fn(), time.monotonic() - started
@@ -166,7 +173,16 @@ def test_upstream_down_known_tags_still_pull_new_ones_fail_fast(
     v1 = upstream.tag("fixtures/small", "v1")
     skopeo_copy(f"{lazyreg.host}/hub/fixtures/small:v1", tmp_path / "before")
 
-    faults.configure(match=".*", fail_first=1_000_000, fail_status=503, reset=True)
+    # An upstream that does not answer in time: the stored tag is served after STALE_WAIT.
+    faults.configure(match=r"^HEAD /v2/.+/manifests/", delay_ms=4000, reset=True)
+    slow, took = _timed(lambda: manifest(lazyreg, "hub/fixtures/small/manifests/v1"))
+    assert slow.status == 200 and slow.headers["Docker-Content-Digest"] == v1["digest"]
+    assert took < 3.5, took
+    # The re-check goes on without the client, and ends.
+    _until(lambda: "hub/fixtures/small:v1: confirmed" in lazyreg.logfile.read_text())
+
+    faults.configure(match=".*", fail_first=1_000_000, fail_status=503, delay_ms=0,
+                     reset=True)
     skopeo_copy(f"{lazyreg.host}/hub/fixtures/small:v1", tmp_path / "during-503")
     assert dir_blobs(tmp_path / "during-503") == v1["blobs"]
     assert faults.counters()["failed"] > 0  # it did ask, and was refused
@@ -228,6 +244,13 @@ def test_tag_moved_upstream_is_seen_after_tag_ttl(
     assert (upstream.count("HEAD", MANIFESTS, mark), upstream.count("GET", MANIFESTS, mark)) \
         == (1, 0)
     assert lazyreg.ok("GET", f"repositories/{name}/")["latest_version"] == 2
+    # Gone upstream: a 404, and the tag leaves the repository in a new version.
+    deleted = request(f"{upstream.url}/v2/{repo}/manifests/{new}", "DELETE")
+    assert deleted.status == 202, deleted.body
+    time.sleep(1.1)
+    assert code(manifest(lazyreg, path)) == (404, "MANIFEST_UNKNOWN")
+    assert lazyreg.ok("GET", f"repositories/{name}/")["latest_version"] == 3
+    assert lazyreg.ok("GET", f"content/tags/?repository={name}")["count"] == 0
     assert lazyreg.ok("GET", "check/")["ok"]
 
 
