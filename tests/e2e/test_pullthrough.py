@@ -174,7 +174,7 @@ def test_upstream_down_known_tags_still_pull_new_ones_fail_fast(
     skopeo_copy(f"{lazyreg.host}/hub/fixtures/small:v1", tmp_path / "before")
 
     # An upstream that does not answer in time: the stored tag is served after STALE_WAIT.
-    faults.configure(match=r"^HEAD /v2/.+/manifests/", delay_ms=4000, reset=True)
+    faults.configure(match=r"^HEAD /v2/.+/manifests/", delay_ms=3000, reset=True)
     slow, took = _timed(lambda: manifest(lazyreg, "hub/fixtures/small/manifests/v1"))
     assert slow.status == 200 and slow.headers["Docker-Content-Digest"] == v1["digest"]
     assert took < 3.5, took
@@ -386,3 +386,32 @@ def test_access_rules_and_anonymous_pull_through_with_auth_on(
                                      "actions": ["pull"]}]
     finally:
         server.stop()
+
+
+@pytest.mark.postgres
+def test_two_servers_on_postgres_pull_through_new_names_and_tags_once(
+        postgres_url: str, upstream: Upstream, tmp_path: Path) -> None:
+    faults = FaultProxy(upstream.url, tmp_path / "faults.log")
+    first = start_lazyreg(tmp_path / "data", database_url=postgres_url)
+    second = start_lazyreg(tmp_path / "data", database_url=postgres_url)
+    try:
+        pull_through(first, faults.url)
+        faults.configure(match=MANIFESTS, delay_ms=300, reset=True)
+        # Two tags of a name never seen, on both servers at once: the repository is
+        # created once, each tag is fetched once, and both land in its versions.
+        wanted = [("many", "t0001"), ("many", "t0002")] * 5
+        mark = upstream.mark()
+        answers = _concurrently(
+            lambda job: manifest(job[0], f"hub/fixtures/{job[1][0]}/manifests/{job[1][1]}"),
+            [(server, w) for server in (first, second) for w in wanted])
+        assert [a.status for a in answers] == [200] * 20
+        for tag in ("t0001", "t0002"):
+            assert upstream.count("GET", rf"^/v2/fixtures/many/manifests/{tag}$", mark) == 1
+        tags = first.ok("GET", "content/tags/?repository=hub/fixtures/many")["results"]
+        assert sorted(t["name"] for t in tags) == ["t0001", "t0002"]
+        assert first.ok("GET", "repositories/")["count"] == 1
+        assert first.ok("GET", "check/")["ok"]
+    finally:
+        first.stop()
+        second.stop()
+        faults.stop()
