@@ -20,6 +20,8 @@ from lazyreg.config import Settings
 from lazyreg.db.engine import Database
 from lazyreg.errors import ApiError, RegistryError
 from lazyreg.fetch import Fetcher
+from lazyreg.observe import requests as observe
+from lazyreg.observe.keys import METRICS
 from lazyreg.services import Services
 from lazyreg.state import STATE, AppState
 from lazyreg.storage.filesystem import FilesystemStore
@@ -94,8 +96,9 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False,
                                         read_bufsize=4 * 1024 * 1024,
                                         connector=aiohttp.TCPConnector(limit=0))
-        services = Services(settings, db, store, UpstreamPool(session))
-        tasks = TaskRunner(services)
+        metrics = app[METRICS]
+        services = Services(settings, db, store, UpstreamPool(session, observer=metrics))
+        tasks = TaskRunner(services, observer=metrics)
         await tasks.recover()
         fetcher = Fetcher(services)
         app[STATE] = AppState(services, fetcher, tasks, LookupCache())
@@ -110,8 +113,10 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, forget_targets],
+    # request_ids first: its id and clock cover everything, errors rendered included.
+    app = web.Application(middlewares=[observe.request_ids, error_middleware, forget_targets],
                           client_max_size=16 * 1024 * 1024)
+    observe.setup(app, settings)  # metrics, /metrics, /healthz, /readyz, the status page at /
     app.cleanup_ctx.append(make_lifespan(settings))
     registry.setup_routes(app)
     api.setup_routes(app)

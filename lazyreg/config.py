@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import (
@@ -33,6 +34,10 @@ class Settings(BaseSettings):
     upstream_retries: int = Field(4, ge=0, le=20)
     upstream_backoff: float = Field(0.5, ge=0)
     log_level: str = "info"
+    # One line per request and per task: "text" or "json" (one JSON object a line).
+    log_format: Literal["text", "json"] = "text"
+    # Count every HTTP request by route and status for /metrics (off only to measure its cost).
+    request_metrics: bool = True
 
     @classmethod
     def settings_customise_sources(

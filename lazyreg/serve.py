@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 import ssl
 
 from aiohttp import web
 
 from lazyreg.app import create_app
 from lazyreg.config import Settings
+from lazyreg.observe import logs
 
 
 def _is_loopback(host: str) -> bool:
@@ -22,10 +22,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logs.configure(settings.log_format, settings.log_level)
     ssl_context = None
     if settings.tls_cert and settings.tls_key:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -47,6 +47,11 @@ class Fetcher:
             return None
         return download
 
+    def progress(self) -> list[tuple[str, int, int]]:
+        """(digest, size, bytes landed) of each download in flight here, led or followed."""
+        return [(d.digest, d.size, d.written) for d in self._downloads.values()
+                if not d.finished.is_set()]
+
     async def join(self, digest: str, size: int, sources: list[Source], *, keep: bool,
                    kind: str = "layer") -> Download | None:
         """The download of `digest` to read from: joined, followed or started.

@@ -23,6 +23,7 @@ from lazyreg.db import content as q
 from lazyreg.db.models import Blob
 from lazyreg.errors import RegistryError
 from lazyreg.fetch import Download
+from lazyreg.observe.keys import served_from
 from lazyreg.oci.digest import DIGEST_RE
 from lazyreg.registry.listing import API_HEADERS
 from lazyreg.registry.ranges import parse_range
@@ -79,6 +80,7 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     if size is not None:
         if request.method == "HEAD":  # no need to open the file to say how big it is
             return web.Response(status=200, headers=_headers(digest, size))
+        served_from(request, "storage")
         return web.FileResponse(path, headers=_headers(digest))
     if request.method == "HEAD":
         return web.Response(status=200, headers=_headers(digest, info.size))
@@ -119,7 +121,9 @@ async def _serve_lazily(request: web.Request, app: AppState, info: BlobInfo,
     span = parse_range(request.headers.get("Range"), info.size)  # 416 before any fetch
     attached = await _attach(app, info, digest)
     if attached is None:  # stored meanwhile, by this process or another
+        served_from(request, "storage")
         return web.FileResponse(app.services.store.local_path(digest), headers=_headers(digest))
+    served_from(request, "upstream")
     download, fd = attached
     start, end = span or (0, info.size)
     response = web.StreamResponse(status=206 if span else 200,

@@ -28,6 +28,7 @@ from lazyreg.upstream.errors import (
     Unavailable,
     UpstreamError,
 )
+from lazyreg.upstream.observer import UNOBSERVED, UpstreamObserver, request_kind
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,10 @@ def pull_scope(name: str) -> str:
 
 class UpstreamClient:
     def __init__(self, session: aiohttp.ClientSession, config: RemoteConfig,
-                 tokens: TokenCache | None = None) -> None:
+                 tokens: TokenCache | None = None,
+                 observer: UpstreamObserver = UNOBSERVED) -> None:
         self.session = session
+        self.observer = observer
         self.config = config
         self.base = config.url.rstrip("/") + "/"
         self.tokens = tokens or TokenCache()
@@ -118,6 +121,7 @@ class UpstreamClient:
         try:
             async with self.session.get(realm, params=query, headers=headers, ssl=self._ssl,
                                         proxy=self.config.proxy_url) as resp:
+                self.observer.upstream_request("token", "GET", resp.status)
                 if resp.status in (401, 403):
                     raise AuthError(
                         f"token server {realm} refused the credentials (HTTP {resp.status}):"
@@ -126,6 +130,7 @@ class UpstreamClient:
                     raise AuthError(f"token server {realm} answered HTTP {resp.status}")
                 body = await resp.json(content_type=None)
         except aiohttp.ClientError as exc:
+            self.observer.upstream_request("token", "GET", None)
             raise Unavailable(f"token server {realm} unreachable: {exc}") from exc
         token = body.get("token") or body.get("access_token")
         if not isinstance(token, str):
@@ -168,6 +173,7 @@ class UpstreamClient:
         The caller must release the response (use it as a context manager).
         """
         url = urljoin(self.base, path.lstrip("/"))
+        kind = request_kind(path)
         auth_tries = 0
         attempt = 0
         while True:
@@ -179,6 +185,7 @@ class UpstreamClient:
                 resp = await self.session.request(method, url, headers=req_headers,
                                                   ssl=self._ssl, proxy=self.config.proxy_url)
             except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+                self.observer.upstream_request(kind, method, None)
                 if attempt >= self.config.retries:
                     raise Unavailable(f"{method} {url}: {exc or type(exc).__name__}") from exc
                 log.info("upstream %s %s failed (%s); retrying", method, url, exc)
@@ -186,8 +193,10 @@ class UpstreamClient:
                 attempt += 1
                 continue
             except aiohttp.ClientError as exc:
+                self.observer.upstream_request(kind, method, None)
                 raise Unavailable(f"{method} {url}: {exc}") from exc
 
+            self.observer.upstream_request(kind, method, resp.status)
             if resp.status in ok:
                 return resp
             resp.release()
@@ -282,7 +291,10 @@ class UpstreamClient:
             resp = await self.send("GET", f"/v2/{name}/blobs/{digest}", scope=pull_scope(name),
                                    headers=headers, ok=(200, 206))
             async with resp:
-                yield resp
+                try:
+                    yield resp
+                finally:  # once per response: what arrived, read or not
+                    self.observer.upstream_blob_bytes(resp.content.total_bytes)
 
 
 __all__ = ["ManifestInfo", "RemoteConfig", "UpstreamClient", "UpstreamError"]
