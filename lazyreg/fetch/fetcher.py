@@ -17,7 +17,13 @@ from lazyreg.db.models import Artifact, BlobSource, Remote, utcnow
 from lazyreg.fetch import lease
 from lazyreg.fetch.download import Download, Source
 from lazyreg.services import Services
-from lazyreg.upstream.errors import AuthError, DigestMismatch, NotFound, Unavailable
+from lazyreg.upstream.errors import (
+    AuthError,
+    DigestMismatch,
+    NotFound,
+    Unavailable,
+    upstream_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +154,10 @@ class Fetcher:
             ok = True
         except BaseException as exc:  # recorded on the download for every reader
             if not isinstance(exc, asyncio.CancelledError):
-                log.warning("download of %s failed: %s", download.digest, exc)
+                status = upstream_status(exc)
+                log.warning("download of %s failed (upstream status %s): %s", download.digest,
+                            status or "none", exc, extra={"fields": {
+                                "digest": download.digest, "upstream_status": status}})
         finally:
             renewer.cancel()
             with contextlib.suppress(Exception):

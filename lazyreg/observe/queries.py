@@ -100,7 +100,10 @@ def _distributions(session: Session) -> list[DistributionRow]:
         .order_by(Distribution.name).limit(LIST_ROWS))
     out = []
     for name, base_path, private, repo, pinned, number in rows:
-        serves = f"{repo} (latest)" if repo else (f"{pinned} version {number}" if pinned else "")
+        if number is not None:
+            serves = f"{pinned or repo} version {number}"
+        else:
+            serves = f"{repo} (latest)" if repo else ""
         out.append(DistributionRow(name, base_path, serves, bool(private)))
     return out
 

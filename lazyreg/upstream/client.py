@@ -125,9 +125,10 @@ class UpstreamClient:
                 if resp.status in (401, 403):
                     raise AuthError(
                         f"token server {realm} refused the credentials (HTTP {resp.status}):"
-                        " wrong username or password?")
+                        " wrong username or password?", status=resp.status)
                 if resp.status != 200:
-                    raise AuthError(f"token server {realm} answered HTTP {resp.status}")
+                    raise AuthError(f"token server {realm} answered HTTP {resp.status}",
+                                    status=resp.status)
                 body = await resp.json(content_type=None)
         except aiohttp.ClientError as exc:
             self.observer.upstream_request("token", "GET", None)
@@ -205,17 +206,20 @@ class UpstreamClient:
                 await self._answer_challenge(resp, scope, had_auth=auth is not None)
                 continue
             if resp.status in (401, 403):
-                raise AuthError(f"upstream denied {method} {path} (HTTP {resp.status})")
+                raise AuthError(f"upstream denied {method} {path} (HTTP {resp.status})",
+                                status=resp.status)
             if resp.status == 404:
-                raise NotFound(f"{method} {path}: not found upstream")
+                raise NotFound(f"{method} {path}: not found upstream", status=404)
             if resp.status in RETRY_STATUSES:
                 if attempt >= self.config.retries:
                     cls = TooManyRequests if resp.status == 429 else Unavailable
-                    raise cls(f"{method} {url}: HTTP {resp.status} after {attempt + 1} tries")
+                    raise cls(f"{method} {url}: HTTP {resp.status} after {attempt + 1} tries",
+                              status=resp.status)
                 await self._backoff(attempt, _retry_after(resp.headers))
                 attempt += 1
                 continue
-            raise InvalidResponse(f"{method} {url}: unexpected HTTP {resp.status}")
+            raise InvalidResponse(f"{method} {url}: unexpected HTTP {resp.status}",
+                                  status=resp.status)
 
     # ------------------------------------------------------------------ registry API
 
