@@ -130,8 +130,10 @@ def _cache(page: Page) -> str:
 {_traffic_row("last hour", page.last_hour, "hour")}
 {_traffic_row("since start", page.overall, "overall")}
 </table>
-<p class="pictures"><span>blob GETs per minute {hits}</span>
-<span>bytes per minute {saved}</span></p>
+<p class="pictures"><span>blob GETs per minute, last hour {hits}</span>
+<span>bytes per minute {saved}</span>
+<span><span class="swatch" style="background:{HIT}"></span>from storage
+<span class="swatch" style="background:{MISS}"></span>from the upstream</span></p>
 <p class="note">A hit is a blob GET answered from storage; a miss one answered from an upstream
 download. Bytes saved are blob bytes served from storage. These are the figures of this server
 process since it started ({since}, up {_duration(page.now - page.started)});
@@ -250,6 +252,10 @@ footer{margin-top:2em;color:#666;font-size:.9em}
 """
 
 
+def _count(n: int, one: str, many: str = "") -> str:
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
 def render(page: Page) -> str:
     snap = page.snapshot
     return f"""<!doctype html>
@@ -258,8 +264,9 @@ def render(page: Page) -> str:
 <meta http-equiv="refresh" content="30"><style>{STYLE}</style></head>
 <body><header><h1>lazyreg</h1>
 <p>version {escape(page.version)} · database {escape(page.database)} · process
-<code>{escape(page.worker)}</code> · {snap.remotes:,} remotes, {snap.repositories:,}
-repositories, {snap.distributions:,} distributions</p></header>
+<code>{escape(page.worker)}</code> · {_count(snap.remotes, "remote")},
+{_count(snap.repositories, "repository", "repositories")},
+{_count(snap.distributions, "distribution")}</p></header>
 {_cache(page)}
 {_storage(page)}
 {_downloads(page)}
