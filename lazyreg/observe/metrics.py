@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.process_collector import ProcessCollector
 
 import lazyreg
+from lazyreg.observe.request_families import RequestFamilies
 from lazyreg.observe.traffic import MinuteRing, Traffic
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -60,13 +61,8 @@ class Metrics:
         ProcessCollector(registry=r)
         Gauge("lazyreg_build_info", "The running lazyreg version (always 1)", ["version"],
               registry=r).labels(lazyreg.__version__).set(1)
-        self._requests = Counter(
-            "lazyreg_http_requests", "HTTP requests answered, by route template and status",
-            ["method", "route", "status"], registry=r)
-        self._latency = Histogram(
-            "lazyreg_http_request_duration_seconds",
-            "Seconds from a request's arrival to its response headers (a blob body streams"
-            " after them)", ["method", "route"], buckets=REQUEST_BUCKETS, registry=r)
+        self._http = RequestFamilies(REQUEST_BUCKETS)
+        r.register(self._http)
         self._hits = Counter("lazyreg_cache_hits", "Blob GETs answered from storage",
                              ["kind"], registry=r)
         self._misses = Counter(
@@ -118,25 +114,14 @@ class Metrics:
         self._from_storage = self._served.labels("storage")
         self._from_upstream = self._served.labels("upstream")
         # labels() costs more than inc(): children are kept, keyed by their label values.
-        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._upstream_children: dict[tuple[str, str, str], Counter] = {}
 
     # ------------------------------------------------------------ HTTP requests
 
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
         """One answered request; `route` is its template (e.g. /v2/{name}/blobs/{digest})."""
-        if not self.count_requests:
-            return
-        key = (method, route, status)
-        children = self._request_children.get(key)
-        if children is None:
-            label = method if method in METHODS else "other"
-            children = (self._requests.labels(label, route, str(status)),
-                        self._latency.labels(label, route))
-            self._request_children[key] = children
-        counter, histogram = children
-        counter.inc()
-        histogram.observe(seconds)
+        if self.count_requests:
+            self._http.observe(method if method in METHODS else "other", route, status, seconds)
 
     # ------------------------------------------------------------ blobs
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from lazyreg.observe.metrics import Metrics
+from lazyreg.observe.metrics import REQUEST_BUCKETS, Metrics
 from tests.observe.scrape import parse
 
 
@@ -98,3 +99,29 @@ def test_tasks_storage_stale_and_evictions() -> None:
     assert s.value("lazyreg_storage_artifacts") == 6
     assert s.value("lazyreg_downloads_in_flight") == 2
     assert not m.storage_stale()
+
+
+def test_request_families_match_prometheus_client_own_histogram() -> None:
+    ours = Metrics()
+    registry = CollectorRegistry()
+    counter = Counter("lazyreg_http_requests", "h", ["method", "route", "status"],
+                      registry=registry)
+    histogram = Histogram("lazyreg_http_request_duration_seconds", "h", ["method", "route"],
+                          buckets=REQUEST_BUCKETS, registry=registry)
+    # bucket bounds exactly, just around them, and far out
+    values = [b + d for b in REQUEST_BUCKETS for d in (-1e-9, 0.0, 1e-9)] + [0.0, 1e6]
+    for i, seconds in enumerate(values):
+        route = "/a" if i % 2 else "/b/{name}"
+        ours.request("GET", route, 200 + i % 3, seconds)
+        counter.labels("GET", route, str(200 + i % 3)).inc()
+        histogram.labels("GET", route).observe(seconds)
+
+    def keyed(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in parse(text).samples
+                if not s.name.endswith("_created")}
+    expected = keyed(generate_latest(registry).decode())
+    got = {k: v for k, v in keyed(ours.render().decode()).items()
+           if k[0].startswith("lazyreg_http_")}
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value), key
