@@ -6,7 +6,9 @@ fetcher and the task runner; errors are rendered here and nowhere else.
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -14,14 +16,20 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from lazyreg import api, registry
+from lazyreg.api.access import api_access
+from lazyreg.api.limits import MAX_BODY_BYTES
+from lazyreg.auth.service import Authenticator
+from lazyreg.auth.startup import bootstrap_users, open_secrets, report_undecryptable
 from lazyreg.cache import LookupCache
 from lazyreg.check import adopt_orphan_files
 from lazyreg.config import Settings
 from lazyreg.db.engine import Database
-from lazyreg.errors import ApiError, RegistryError
+from lazyreg.errors import ApiError, RegistryError, SecretUnavailable, StorageFull
 from lazyreg.fetch import Fetcher
 from lazyreg.observe import requests as observe
 from lazyreg.observe.keys import METRICS
+from lazyreg.redact import redact
+from lazyreg.registry.access import registry_access
 from lazyreg.services import Services
 from lazyreg.state import STATE, AppState
 from lazyreg.storage.filesystem import FilesystemStore
@@ -33,14 +41,19 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def render_registry_error(exc: RegistryError) -> web.Response:
-    body = {"errors": [{"code": exc.code, "message": exc.message, "detail": exc.detail}]}
-    headers = {"Docker-Distribution-API-Version": "registry/2.0"}
+def render_registry_error(exc: RegistryError, allow: str | None = None) -> web.Response:
+    detail = exc.detail if not isinstance(exc.detail, str) else redact(exc.detail)
+    body = {"errors": [{"code": exc.code, "message": redact(exc.message), "detail": detail}]}
+    headers = {"Docker-Distribution-API-Version": "registry/2.0", **exc.headers}
+    if allow is not None:
+        headers["Allow"] = allow  # a 405 names the methods the resource does answer
     return web.json_response(body, status=exc.status, headers=headers)
 
 
-def render_api_error(status: int, message: str, field: str | None) -> web.Response:
-    return web.json_response({"detail": message, "field": field}, status=status)
+def render_api_error(status: int, message: str, field: str | None,
+                     headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"detail": redact(message), "field": field}, status=status,
+                             headers=headers)
 
 
 def render_validation_error(exc: ValidationError) -> web.Response:
@@ -52,39 +65,114 @@ def render_validation_error(exc: ValidationError) -> web.Response:
     return web.json_response({"detail": message, "field": field, "errors": errors}, status=400)
 
 
+# PostgreSQL's SQLSTATE for "disk full".
+PG_DISK_FULL = "53100"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) says the disk or the database is full."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if getattr(current, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return True
+        if getattr(current, "sqlstate", None) == PG_DISK_FULL:
+            return True
+        # SQLAlchemy keeps the driver's exception in `orig`.
+        todo += [current.__cause__, current.__context__, getattr(current, "orig", None)]
+    return False
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await _handle(request, handler)
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        log.error("%s %s: the disk is full: %s", request.method, request.path, exc)
+        full = StorageFull("insufficient storage: the server's disk (or database) is full;"
+                           " nothing was changed; free some space and retry")
+        if request.path.startswith("/v2"):
+            return render_registry_error(RegistryError("UNAVAILABLE", full.message,
+                                                       status=full.status))
+        return render_api_error(full.status, full.message, None)
+
+
+async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except RegistryError as exc:
         return render_registry_error(exc)
     except ApiError as exc:
-        return render_api_error(exc.status, exc.message, exc.field)
+        return render_api_error(exc.status, exc.message, exc.field, exc.headers)
+    except SecretUnavailable as exc:
+        if request.path.startswith("/v2"):
+            return render_registry_error(RegistryError("UNAVAILABLE", exc.message))
+        return render_api_error(503, exc.message, None)
     except ValidationError as exc:
         return render_validation_error(exc)
     except web.HTTPException as exc:
+        allow = exc.headers.get("Allow")
         if request.path.startswith("/v2"):
             code = "UNSUPPORTED" if exc.status == 405 else "NAME_UNKNOWN"
-            return render_registry_error(RegistryError(code, exc.reason, status=exc.status))
+            return render_registry_error(RegistryError(code, exc.reason, status=exc.status),
+                                         allow)
         if exc.status >= 400:
-            return render_api_error(exc.status, exc.reason, None)
+            return render_api_error(exc.status, exc.reason, None,
+                                    {"Allow": allow} if allow else None)
         raise
 
 
 @web.middleware
+async def refuse_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Only the management API reads request bodies; everything else is read-only.
+
+    Refused before a handler runs, and the connection closed rather than the
+    unread body drained.
+    """
+    if request.body_exists and not request.path.startswith("/api/"):
+        message = "this endpoint is read-only: a request body is refused"
+        if request.path.startswith("/v2"):
+            response = render_registry_error(RegistryError("UNSUPPORTED", message, status=413))
+        else:
+            response = render_api_error(413, message, None)
+        response.force_close()
+        return response
+    return await handler(request)
+
+
+@web.middleware
 async def forget_targets(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A management change may move what a base path serves: drop the cached answers."""
-    response = await handler(request)
-    if request.method not in ("GET", "HEAD") and request.path.startswith("/api/"):
-        request.app[STATE].lookups.invalidate_targets()
-    return response
+    """A management change may move what a base path serves: drop the cached targets.
+
+    After the handler, whether it succeeded or not (a write may commit and then
+    fail): a lookup that read the database before the change cannot put its
+    answer back (see `LookupCache.generation`). Answers cached under a target
+    need no dropping: a repository's new version or a new repository is a new
+    target.
+    """
+    try:
+        return await handler(request)
+    finally:
+        if request.method not in ("GET", "HEAD") and request.path.startswith("/api/"):
+            request.app[STATE].lookups.invalidate_targets()
 
 
 def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        secrets = open_secrets(settings)
         db = Database(settings.resolved_database_url)
-        db.migrate()
+        db.migrate(secrets)
+        bootstrap_users(settings, db)
+        report_undecryptable(db, secrets)
         store = FilesystemStore(settings.storage_dir)
         cleaned = store.clean_staging()
         adopted = adopt_orphan_files(db, store)
@@ -97,11 +185,14 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
                                         read_bufsize=4 * 1024 * 1024,
                                         connector=aiohttp.TCPConnector(limit=0))
         metrics = app[METRICS]
-        services = Services(settings, db, store, UpstreamPool(session, observer=metrics))
+        services = Services(settings, db, store, UpstreamPool(session, observer=metrics),
+                            secrets)
         tasks = TaskRunner(services, observer=metrics)
         await tasks.recover()
         fetcher = Fetcher(services)
-        app[STATE] = AppState(services, fetcher, tasks, LookupCache())
+        app[STATE] = AppState(services, fetcher, tasks,
+                              LookupCache(max_bytes=settings.lookup_cache_bytes),
+                              Authenticator(settings, db, secrets))
         try:
             yield
         finally:
@@ -114,8 +205,9 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
 
 def create_app(settings: Settings) -> web.Application:
     # request_ids first: its id and clock cover everything, errors rendered included.
-    app = web.Application(middlewares=[observe.request_ids, error_middleware, forget_targets],
-                          client_max_size=16 * 1024 * 1024)
+    app = web.Application(middlewares=[observe.request_ids, error_middleware, refuse_bodies,
+                                       api_access, registry_access, forget_targets],
+                          client_max_size=MAX_BODY_BYTES)
     observe.setup(app, settings)  # metrics, /metrics, /healthz, /readyz, the status page at /
     app.cleanup_ctx.append(make_lifespan(settings))
     registry.setup_routes(app)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +23,8 @@ class Settings(BaseSettings):
     port: int = Field(5000, ge=0, le=65535)
     data_dir: Path = Path("./lazyreg-data")
     database_url: str | None = None
+    # Bytes of memory for the registry's cached lookups (manifests, what a version holds).
+    lookup_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # Seconds a failed upstream source is skipped before it is tried again.
@@ -33,11 +36,31 @@ class Settings(BaseSettings):
     # Retries of a failed upstream request, and the first backoff (doubling, with jitter).
     upstream_retries: int = Field(4, ge=0, le=20)
     upstream_backoff: float = Field(0.5, ge=0)
+    # The stall rule: an upstream body slower than `min_rate` bytes/s for
+    # `stall_timeout` seconds is abandoned (a drip-feeding upstream frees its slot).
+    min_rate: float = Field(10 * 1024, ge=0)
+    stall_timeout: float = Field(30.0, gt=0)
+    # Seconds a small upstream body (manifest, tag list page, token, config) may take in all.
+    upstream_read_timeout: float = Field(300.0, gt=0)
     log_level: str = "info"
     # One line per request and per task: "text" or "json" (one JSON object a line).
     log_format: Literal["text", "json"] = "text"
     # Count every HTTP request by route and status for /metrics (off only to measure its cost).
     request_metrics: bool = True
+    # Access control (see "Access control" in the README). `off` only on loopback.
+    auth: Literal["on", "off"] = "off"
+    # The first start with auth on creates `admin` with this password (else a generated one).
+    admin_password: SecretStr | None = None
+    # Fernet key for remote secrets and the key JWTs are signed with are derived from it;
+    # unset: a key file created 0600 in the data directory. Servers sharing a database
+    # must share it.
+    secret_key: SecretStr | None = Field(None, min_length=32)
+    # How clients reach this server, for the token realm; unset: the request's own origin.
+    external_url: str | None = None
+    # Seconds a registry token from /token is valid, and API tokens by default and at most.
+    registry_token_ttl: int = Field(300, ge=10, le=3600)
+    api_token_ttl: int = Field(86400, ge=60)
+    api_token_max_ttl: int = Field(30 * 86400, ge=60)
 
     @classmethod
     def settings_customise_sources(
@@ -63,3 +86,29 @@ class Settings(BaseSettings):
     @property
     def storage_dir(self) -> Path:
         return self.data_dir / "storage"
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth == "on"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.data_dir / "secret.key"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_refusal(settings: Settings) -> str | None:
+    """Why these settings must not start a server, or None."""
+    if not settings.auth_enabled and not is_loopback(settings.host):
+        return (f"refusing to listen on {settings.host} with --auth off: anyone who can reach"
+                " it could administer the server and pull every distribution. Use --auth on"
+                " (users and tokens) or a loopback --host such as 127.0.0.1")
+    return None

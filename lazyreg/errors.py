@@ -2,10 +2,18 @@
 
     LazyregError
     ├── RegistryError      an OCI distribution error (code + HTTP status), for /v2
-    └── ApiError           a management API error, for /api/v1
-        ├── NotFound       404, names the resource
-        ├── Conflict       409
-        └── InvalidField   400, names the field
+    ├── ApiError           a management API error, for /api/v1
+    │   ├── NotFound       404, names the resource
+    │   ├── Conflict       409
+    │   ├── InvalidField   400, names the field
+    │   ├── Unauthorized   401, no or bad credentials (with a WWW-Authenticate challenge)
+    │   ├── Forbidden      403, the user's role does not allow it
+    │   ├── TooLarge       413, a request body over the limit
+    │   ├── TooSlow        408, a request body that did not arrive in time
+    │   └── StorageFull    507, the disk (or the database) is full
+    └── SecretUnavailable  a stored secret cannot be decrypted with the secret key
+
+Any of them may carry response `headers` (a challenge, for instance).
 
 Handlers raise these; `lazyreg.web` renders them in one place.
 Upstream failures have their own tree in `lazyreg.upstream.errors`.
@@ -22,6 +30,8 @@ OCI_ERROR_CODES: dict[str, tuple[int, str]] = {
     "MANIFEST_INVALID": (400, "manifest invalid"),
     "NAME_INVALID": (400, "invalid repository name"),
     "NAME_UNKNOWN": (404, "repository name not known to registry"),
+    # Not in the OCI spec's table; the distribution registry's code for a bad `n`.
+    "PAGINATION_NUMBER_INVALID": (400, "invalid number of results requested"),
     "SIZE_INVALID": (400, "provided length did not match content length"),
     "UNAUTHORIZED": (401, "authentication required"),
     "DENIED": (403, "requested access to the resource is denied"),
@@ -36,6 +46,7 @@ class LazyregError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.headers: dict[str, str] = {}
 
 
 class RegistryError(LazyregError):
@@ -72,3 +83,31 @@ class InvalidField(ApiError):
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}", field=field)
+
+
+class TooLarge(ApiError):
+    status = 413
+
+
+class TooSlow(ApiError):
+    status = 408
+
+
+class StorageFull(ApiError):
+    status = 507
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+    def __init__(self, message: str, challenge: str) -> None:
+        super().__init__(message)
+        self.headers = {"WWW-Authenticate": challenge}
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
+class SecretUnavailable(LazyregError):
+    """A remote's password or proxy credentials do not decrypt with the current key."""

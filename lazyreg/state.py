@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from lazyreg.auth.service import Authenticator
 from lazyreg.cache import LookupCache
 from lazyreg.fetch import Fetcher
 from lazyreg.services import Services
@@ -18,6 +19,7 @@ class AppState:
     fetcher: Fetcher
     tasks: TaskRunner
     lookups: LookupCache
+    auth: Authenticator
 
 
 STATE = web.AppKey("state", AppState)

@@ -157,13 +157,15 @@ class Lazyreg:
     data_dir: Path
     proc: subprocess.Popen[bytes]
     logfile: Path
+    # Sent with every API request (an Authorization header, when auth is on).
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def host(self) -> str:
         return self.url.split("://", 1)[1]
 
     def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        return http_json(method, f"{self.url}/api/v1/{path.lstrip('/')}", body)
+        return http_json(method, f"{self.url}/api/v1/{path.lstrip('/')}", body, self.headers)
 
     def ok(self, method: str, path: str, body: Any = None) -> Any:
         status, data = self.api(method, path, body)
@@ -223,10 +225,11 @@ class Lazyreg:
 
 
 def start_lazyreg(data_dir: Path, *, database_url: str | None = None, port: int | None = None,
-                  env: dict[str, str] | None = None) -> Lazyreg:
+                  env: dict[str, str] | None = None, prefix: list[str] | None = None) -> Lazyreg:
+    """`prefix`: a command that execs the server (e.g. in a namespace), keeping its pid."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    cmd = [str(LAZYREG_BIN), "serve", "--host", "127.0.0.1", "--port", str(port),
+    cmd = [*(prefix or []), str(LAZYREG_BIN), "serve", "--host", "127.0.0.1", "--port", str(port),
            "--data-dir", str(data_dir)]
     if database_url:
         cmd += ["--database-url", database_url]
@@ -241,7 +244,7 @@ def start_lazyreg(data_dir: Path, *, database_url: str | None = None, port: int 
         if proc.poll() is not None:
             raise AssertionError(f"lazyreg exited {proc.returncode}:\n{logfile.read_text()}")
         try:
-            if server.api("GET", "status/")[0] == 200:
+            if server.api("GET", "status/")[0] in (200, 401):  # 401: auth on, it answers
                 return server
         except (urllib.error.URLError, ConnectionError):
             pass

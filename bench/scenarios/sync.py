@@ -87,8 +87,8 @@ def run(ctx: Context) -> Section:
         "Time: from POST /api/v1/repositories/many/sync/ to the task seen completed (polled"
         " every 20 ms), on a fresh lazyreg each repetition; the re-sync runs right after on"
         " the same server and must create no version.",
-        "An on_demand sync of N tags of distinct images needs 1 tags/list + N HEAD"
-        " + N manifest GET + N config GET (+ the /v2/ ping); a re-sync needs the tags/list"
-        " and N HEADs.",
+        "An on_demand first sync of N tags of distinct images needs 1 tags/list"
+        " + N manifest GET + N config GET (+ the /v2/ ping): no HEAD of a tag it has never"
+        " seen; a re-sync needs the tags/list and N HEADs.",
     ]
     return section

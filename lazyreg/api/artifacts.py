@@ -7,12 +7,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lazyreg.api import paging
-from lazyreg.api.http import read, respond
+from lazyreg.api.http import query_choice, query_value, read, respond
 from lazyreg.api.schemas import ArtifactOut, ArtifactPage, ArtifactSummary, KindSummary
 from lazyreg.db.models import Artifact
 
 # Always present in a summary, so that a client can read them without checking.
 KINDS = ("manifest", "config", "layer")
+# What `?kind=` may ask for: also files adopted at start-up, whose kind is unknown.
+FILTER_KINDS = (*KINDS, "blob")
 
 
 def summary(session: Session, kind: str | None = None, digest: str | None = None
@@ -36,8 +38,8 @@ def to_out(artifact: Artifact) -> ArtifactOut:
 
 async def list_(request: web.Request) -> web.Response:
     window = paging.Window.of(request)
-    kind = request.query.get("kind") or None
-    digest = request.query.get("digest") or None
+    kind = query_choice(request, "kind", FILTER_KINDS)
+    digest = query_value(request, "digest")
 
     def query(session: Session) -> tuple[int, list[ArtifactOut], ArtifactSummary]:
         stmt = select(Artifact).order_by(Artifact.id)

@@ -14,7 +14,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from lazyreg.api import paging
-from lazyreg.api.http import query_choice, query_int, read, respond
+from lazyreg.api.http import query_choice, query_int, query_value, read, respond
 from lazyreg.api.lookup import referenced
 from lazyreg.api.routing import Query
 from lazyreg.api.schemas import ArtifactRef, BlobOut, ManifestOut, Page, SourceOut, TagOut
@@ -40,7 +40,7 @@ class Scope:
 
     @classmethod
     def of(cls, request: web.Request) -> Scope:
-        repository = request.query.get("repository") or None
+        repository = query_value(request, "repository")
         version = query_int(request, "version")
         if version is not None and repository is None:
             raise InvalidField("version", "needs ?repository=NAME")
@@ -67,7 +67,7 @@ def _stored_filter(request: web.Request, stmt: Select[*Ts]) -> Select[*Ts]:
 
 async def tags(request: web.Request) -> web.Response:
     window, scope = paging.Window.of(request), Scope.of(request)
-    name = request.query.get("name")
+    name = query_value(request, "name")
 
     def query(session: Session) -> tuple[int, list[TagOut]]:
         stmt = (select(Tag.name, Manifest.digest, Manifest.media_type)
@@ -83,7 +83,7 @@ async def tags(request: web.Request) -> web.Response:
 
 async def manifests(request: web.Request) -> web.Response:
     window, scope = paging.Window.of(request), Scope.of(request)
-    digest = request.query.get("digest")
+    digest = query_value(request, "digest")
 
     def query(session: Session) -> tuple[int, list[ManifestOut]]:
         # Not the Manifest entity: that would load every manifest's bytes.
@@ -102,7 +102,7 @@ async def manifests(request: web.Request) -> web.Response:
 
 async def blobs(request: web.Request) -> web.Response:
     window, scope = paging.Window.of(request), Scope.of(request)
-    digest = request.query.get("digest")
+    digest = query_value(request, "digest")
 
     def query(session: Session) -> tuple[int, list[BlobOut]]:
         stmt = (select(Blob.digest, Blob.size, Blob.media_type, Artifact.id, Artifact.size,

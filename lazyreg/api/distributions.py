@@ -1,4 +1,7 @@
-"""`distributions/`: publish a repository (its latest or a pinned version) at a base path."""
+"""`distributions/`: publish a repository (its latest or a pinned version) at a base path.
+
+A private distribution is pulled only by admins and the users in its `readers`.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from lazyreg.api import paging
 from lazyreg.api.http import json_object, no_content, parse_body, path_name, read, respond, write
 from lazyreg.api.lookup import ensure_unique, referenced
 from lazyreg.api.schemas import DistributionIn, DistributionOut, Page
-from lazyreg.db.models import Distribution, Repository, RepositoryVersion
+from lazyreg.auth.users import readers_of
+from lazyreg.db.models import Distribution, DistributionReader, Repository, RepositoryVersion, User
 from lazyreg.errors import Conflict, InvalidField, NotFound
 
 Joined = tuple[Distribution, str | None, int | None]
@@ -26,10 +30,29 @@ def _joined() -> Select[Distribution, str, int]:
                        RepositoryVersion.id == Distribution.repository_version_id))
 
 
-def _out(dist: Distribution, repository: str | None, version: int | None) -> DistributionOut:
+def _out(session: Session, dist: Distribution, repository: str | None,
+         version: int | None) -> DistributionOut:
     return DistributionOut(name=dist.name, base_path=dist.base_path,
                            repository=repository or "", repository_version=version,
-                           private=dist.private, created=dist.created)
+                           private=dist.private, readers=readers_of(session, dist.id),
+                           anonymous_pull_through=dist.anonymous_pull_through,
+                           created=dist.created)
+
+
+def _set_readers(session: Session, dist: Distribution, names: list[str]) -> None:
+    wanted = set(names)
+    users = dict(session.execute(select(User.username, User.id)
+                                 .where(User.username.in_(wanted))).all())
+    unknown = sorted(wanted - set(users))
+    if unknown:
+        raise InvalidField("readers", f"no such user: {', '.join(unknown[:5])}")
+    current = set(session.scalars(select(DistributionReader.user_id).where(
+        DistributionReader.distribution_id == dist.id)))
+    for user_id in current - set(users.values()):
+        session.delete(session.get_one(DistributionReader, (dist.id, user_id)))
+    for user_id in set(users.values()) - current:
+        session.add(DistributionReader(distribution_id=dist.id, user_id=user_id))
+    session.flush()
 
 
 def _load(session: Session, name: str) -> Joined:
@@ -57,12 +80,14 @@ def _assign(session: Session, dist: Distribution, values: DistributionIn) -> Dis
             raise InvalidField("repository_version", f"repository {repository.name!r} has no"
                                f" version {values.repository_version}")
     dist.name, dist.base_path, dist.private = values.name, values.base_path, values.private
+    dist.anonymous_pull_through = values.anonymous_pull_through
     # The repository is kept even when a version is pinned, so that unpinning
     # (repository_version: null) knows which repository's latest to follow.
     dist.repository_id, dist.repository_version_id = repository.id, version_id
     session.add(dist)
     session.flush()
-    return _out(dist, repository.name, values.repository_version)
+    _set_readers(session, dist, values.readers)
+    return _out(session, dist, repository.name, values.repository_version)
 
 
 async def create(request: web.Request) -> web.Response:
@@ -75,7 +100,7 @@ async def list_(request: web.Request) -> web.Response:
 
     def query(session: Session) -> tuple[int, list[DistributionOut]]:
         count, rows = paging.fetch(session, _joined().order_by(Distribution.name), window)
-        return count, [_out(row[0], row[1], row[2]) for row in rows]
+        return count, [_out(session, row[0], row[1], row[2]) for row in rows]
     count, results = await read(request, query)
     return respond(Page[DistributionOut](**paging.envelope(request, window, count),
                                          results=results))
@@ -83,7 +108,7 @@ async def list_(request: web.Request) -> web.Response:
 
 async def show(request: web.Request) -> web.Response:
     name = path_name(request)
-    return respond(await read(request, lambda s: _out(*_load(s, name))))
+    return respond(await read(request, lambda s: _out(s, *_load(s, name))))
 
 
 async def update(request: web.Request) -> web.Response:
@@ -94,7 +119,9 @@ async def update(request: web.Request) -> web.Response:
         dist, repository, version = _load(session, name)
         current: dict[str, Any] = {
             "name": dist.name, "base_path": dist.base_path, "repository": repository,
-            "repository_version": version, "private": dist.private}
+            "repository_version": version, "private": dist.private,
+            "readers": readers_of(session, dist.id),
+            "anonymous_pull_through": dist.anonymous_pull_through}
         return _assign(session, dist, DistributionIn.model_validate({**current, **given}))
     return respond(await write(request, apply))
 

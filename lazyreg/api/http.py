@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -11,11 +13,16 @@ from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lazyreg.errors import ApiError, Conflict, InvalidField
+from lazyreg.api.limits import BODY_TIMEOUT, MAX_BODY_BYTES, MAX_INT, MAX_INT_DIGITS
+from lazyreg.errors import ApiError, Conflict, InvalidField, TooLarge, TooSlow
 from lazyreg.state import state
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
+
+# ASCII digits only: int() also takes "²"-free Unicode digits, "1_000" and spaces.
+_INTEGER = re.compile(rf"-?[0-9]{{1,{MAX_INT_DIGITS}}}")
+_DIGITS = re.compile(r"-?[0-9]+")
 
 
 async def read(request: web.Request, fn: Callable[[Session], T]) -> T:
@@ -31,11 +38,21 @@ async def write(request: web.Request, fn: Callable[[Session], T]) -> T:
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:
-    """The request body, which must be a JSON object."""
-    raw = await request.read()
+    """The request body, which must be a JSON object of at most `MAX_BODY_BYTES`."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise TooLarge(f"the request body is {request.content_length} bytes;"
+                       f" at most {MAX_BODY_BYTES} are accepted")
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise TooLarge(f"the request body is over {MAX_BODY_BYTES} bytes") from None
+    except TimeoutError:
+        raise TooSlow(f"the request body did not arrive within {BODY_TIMEOUT:g} s") from None
     try:
         body = json.loads(raw) if raw.strip() else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
+        # RecursionError: 200,000 nested "[" exhaust the decoder's stack.
         raise ApiError("invalid JSON body") from None
     if not isinstance(body, dict):
         raise ApiError("the request body must be a JSON object")
@@ -55,23 +72,40 @@ def no_content() -> web.Response:
     return web.Response(status=204)
 
 
-def query_int(request: web.Request, name: str, default: int | None = None,
-              minimum: int = 0) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidField(name, f"must be an integer, not {raw!r}") from None
+def parse_int(name: str, raw: str, minimum: int = 0, maximum: int = MAX_INT) -> int:
+    """`raw` as a decimal integer in [minimum, maximum], else a 400 naming `name`."""
+    if not _INTEGER.fullmatch(raw):
+        if _DIGITS.fullmatch(raw) and not raw.startswith("-"):
+            raise InvalidField(name, f"must be at most {maximum}")
+        shown = raw if len(raw) <= 40 else raw[:40] + "…"
+        raise InvalidField(name, f"must be an integer, not {shown!r}")
+    value = int(raw)
     if value < minimum:
         raise InvalidField(name, f"must be at least {minimum}")
+    if value > maximum:
+        raise InvalidField(name, f"must be at most {maximum}")
     return value
 
 
+def query_value(request: web.Request, name: str) -> str | None:
+    """A query parameter given at most once; empty counts as absent."""
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise InvalidField(name, "given more than once")
+    return values[0] if values and values[0] != "" else None
+
+
+def query_int(request: web.Request, name: str, default: int | None = None,
+              minimum: int = 0, maximum: int = MAX_INT) -> int | None:
+    raw = query_value(request, name)
+    if raw is None:
+        return default
+    return parse_int(name, raw, minimum, maximum)
+
+
 def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> str | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
+    raw = query_value(request, name)
+    if raw is None:
         return None
     if raw not in choices:
         raise InvalidField(name, f"must be one of {', '.join(choices)}")

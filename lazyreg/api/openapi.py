@@ -1,4 +1,10 @@
-"""The OpenAPI 3.1 document, generated from the route table and the pydantic schemas."""
+"""The OpenAPI 3.1 document, generated from the route table and the pydantic schemas.
+
+Precise enough for a fuzzer (schemathesis) to make meaningful requests: path
+and query parameters carry their types and bounds, every error status a route
+can answer is listed, and links say which response names the resource that
+another operation needs (a created remote's name, a sync's task id).
+"""
 
 from __future__ import annotations
 
@@ -12,15 +18,32 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 import lazyreg
-from lazyreg.api.routing import Handler, Route
-from lazyreg.api.schemas import ErrorOut
+from lazyreg.api.limits import MAX_INT
+from lazyreg.api.routing import Handler, Query, Route
+from lazyreg.api.schemas import ErrorOut, TaskOut
+from lazyreg.oci.names import MAX_NAME_LENGTH, RESOURCE_NAME_RE
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 PATH_PARAM = re.compile(r"{(\w+)(?::[^}]*)?}")
 ERRORS = {
     "400": "Invalid input; `field` names the offending field",
+    "401": "No or bad credentials (with --auth on); see WWW-Authenticate",
+    "403": "The user's role does not allow it",
     "404": "No such resource",
     "409": "Conflicts with an existing resource",
+}
+BODY_ERRORS = {
+    "408": "The request body did not arrive in time",
+    "413": "The request body is too large",
+}
+WRITE_ERRORS = {
+    "507": "The server's disk (or database) is full; nothing was changed",
+}
+PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "name": {"type": "string", "pattern": RESOURCE_NAME_RE.pattern,
+             "maxLength": MAX_NAME_LENGTH},
+    "number": {"type": "integer", "minimum": 0, "maximum": MAX_INT},
+    "id": {"type": "string", "format": "uuid"},
 }
 
 
@@ -28,13 +51,46 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
+def _query_schema(query: Query) -> dict[str, Any]:
+    if query.type == "integer":
+        return {"type": "integer", "minimum": query.minimum, "maximum": MAX_INT}
+    if query.choices:
+        return {"type": "string", "enum": list(query.choices)}
+    return {"type": query.type}
+
+
 def _parameters(route: Route) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name, "in": "path", "required": True,
+         "schema": PATH_SCHEMAS.get(name, {"type": "string"})}
         for name in PATH_PARAM.findall(route.path)]
     params += [{"name": q.name, "in": "query", "required": False, "description": q.description,
-                "schema": {"type": q.type}} for q in route.query]
+                "schema": _query_schema(q)} for q in route.query]
     return params
+
+
+def _links(route: Route, routes: Sequence[Route]) -> dict[str, Any]:
+    """What a successful answer of `route` lets a client call next."""
+    links: dict[str, Any] = {}
+    if route.response is TaskOut and route.method == "POST":
+        for target in routes:
+            if target.method == "GET" and target.path.endswith("/tasks/{id}/"):
+                links[_operation_id(target)] = {"operationId": _operation_id(target),
+                                                "parameters": {"id": "$response.body#/id"}}
+    if route.method != "POST" or route.status != 201 or route.response is None:
+        return links
+    # A created resource: the operations on it, and the bodies that name it
+    # (a distribution's `repository`, a sync's `remote`).
+    item = route.path + "{name}/"
+    kind = route.response.__name__.removesuffix("Out").lower()
+    for target in routes:
+        op = _operation_id(target)
+        if target.path.startswith(item):
+            links[op] = {"operationId": op, "parameters": {"name": "$response.body#/name"}}
+        elif (target.method == "POST" and target.body is not None
+              and kind in target.body.model_fields):
+            links[op] = {"operationId": op, "requestBody": {kind: "$response.body#/name"}}
+    return links
 
 
 def _operation_id(route: Route) -> str:
@@ -78,16 +134,28 @@ def document(routes: Sequence[Route]) -> dict[str, Any]:
             ok = {"description": "Deleted"}
         else:
             ok = {"description": route.summary, "content": _json({"type": "object"})}
+        links = _links(route, routes)
+        if links:
+            ok["links"] = links
+        errors = dict(ERRORS)
+        if route.body:
+            errors |= BODY_ERRORS
+        if route.method != "GET":
+            errors |= WRITE_ERRORS
         op["responses"] = {str(route.status): ok}
         op["responses"].update({code: {"description": text, "content": error}
-                                for code, text in ERRORS.items()})
+                                for code, text in errors.items()})
         paths.setdefault(route.path, {})[route.method.lower()] = op
 
     return {
         "openapi": "3.1.0",
         "info": {"title": "lazyreg management API", "version": lazyreg.__version__},
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {"schemas": schemas, "securitySchemes": {
+            "basic": {"type": "http", "scheme": "basic"},
+            "token": {"type": "http", "scheme": "bearer",
+                      "description": "A token from POST /api/v1/tokens/"}}},
+        "security": [{"basic": []}, {"token": []}],
     }
 
 

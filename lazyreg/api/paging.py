@@ -1,4 +1,7 @@
-"""`?limit=&offset=` paging, and the `{"count", "next", "previous", "results"}` envelope."""
+"""`?limit=&offset=` paging, and the `{"count", "next", "previous", "results"}` envelope.
+
+`limit` is capped at `MAX_LIMIT`; `limit` and `offset` above `MAX_INT` are a 400.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,9 @@ from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from lazyreg.api.http import query_int
+from lazyreg.api.limits import DEFAULT_LIMIT, MAX_LIMIT
 
 Ts = TypeVarTuple("Ts")
-
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,8 @@ class Window:
     def of(cls, request: web.Request) -> Window:
         limit = query_int(request, "limit", DEFAULT_LIMIT, minimum=1) or DEFAULT_LIMIT
         offset = query_int(request, "offset", 0) or 0
-        # Like Django REST framework: a limit above the maximum is capped, not refused.
+        # Like Django REST framework: a limit above the maximum is capped, not refused;
+        # either number beyond MAX_INT (what any database column holds) is refused.
         return cls(min(limit, MAX_LIMIT), offset)
 
 

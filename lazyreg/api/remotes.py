@@ -1,21 +1,48 @@
-"""`remotes/`: where and how to reach an upstream repository. The password is write-only."""
+"""`remotes/`: where and how to reach an upstream repository.
+
+Secrets are write-only and stored encrypted: the password, and the
+`user:password` of the proxy URL. Credentials written into `url`
+(`https://user:pw@host`) become the username and password; the URL is kept
+without them. A PATCH changes a secret only when it names its field.
+"""
 
 from __future__ import annotations
 
 from typing import Any, cast
 
 from aiohttp import web
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from lazyreg.api import paging
-from lazyreg.api.http import json_object, no_content, parse_body, path_name, read, respond, write
+from lazyreg.api.http import (
+    json_object,
+    no_content,
+    path_name,
+    query_choice,
+    read,
+    respond,
+    write,
+)
 from lazyreg.api.lookup import by_name, ensure_unique
 from lazyreg.api.schemas import Page, Policy, RemoteIn, RemoteOut
-from lazyreg.db.models import Remote
+from lazyreg.auth.secrets import SecretBox
+from lazyreg.db.models import (
+    Artifact,
+    Blob,
+    BlobSource,
+    Distribution,
+    Remote,
+    Repository,
+    RepositoryContent,
+    RepositoryVersion,
+)
+from lazyreg.errors import Conflict, InvalidField
+from lazyreg.redact import decode_userinfo, split_userinfo
 from lazyreg.state import state
 
-FIELDS = tuple(RemoteIn.model_fields)
+SECRETS = ("password",)
+FIELDS = tuple(f for f in RemoteIn.model_fields if f not in SECRETS)
 
 
 def to_out(remote: Remote) -> RemoteOut:
@@ -23,28 +50,53 @@ def to_out(remote: Remote) -> RemoteOut:
         name=remote.name, url=remote.url, upstream_name=remote.upstream_name,
         policy=cast(Policy, remote.policy),  # the column is text; the API wrote it
         include_tags=remote.include_tags, exclude_tags=remote.exclude_tags,
-        username=remote.username, has_password=bool(remote.password),
+        username=remote.username, has_password=remote.password_secret is not None,
         tls_verify=remote.tls_verify, ca_cert=remote.ca_cert, proxy_url=remote.proxy_url,
-        download_concurrency=remote.download_concurrency, created=remote.created)
+        has_proxy_credentials=remote.proxy_secret is not None,
+        download_concurrency=remote.download_concurrency,
+        allow_private_redirects=remote.allow_private_redirects,
+        include_referrers=remote.include_referrers, max_tags=remote.max_tags,
+        created=remote.created)
 
 
 def _current(remote: Remote) -> dict[str, Any]:
     return {f: getattr(remote, f) for f in FIELDS}
 
 
-def _assign(session: Session, remote: Remote, values: RemoteIn) -> None:
+def _assign(session: Session, remote: Remote, values: RemoteIn, given: set[str],
+            secrets: SecretBox, replace: bool = True) -> None:
+    """Set the remote's fields; its secrets all (`replace`) or where `given` names them."""
     ensure_unique(session, Remote, values.name, remote.id)
-    for field, value in values.model_dump().items():
+    fields = values.model_dump(exclude=set(SECRETS))
+    password, set_password = values.password, replace or "password" in given
+    fields["url"], userinfo = split_userinfo(values.url)
+    if userinfo:
+        if given & {"username", "password"}:
+            raise InvalidField("url", "holds credentials, and username or password is given"
+                               " too: give them once")
+        fields["username"], password = decode_userinfo(userinfo)
+        set_password = True
+    if set_password:
+        remote.password_secret = secrets.encrypt(password) if password is not None else None
+    if replace or "proxy_url" in given:
+        proxy_userinfo = None
+        if values.proxy_url:
+            fields["proxy_url"], proxy_userinfo = split_userinfo(values.proxy_url)
+        remote.proxy_secret = secrets.encrypt(proxy_userinfo) if proxy_userinfo else None
+    for field, value in fields.items():
         setattr(remote, field, value)
     session.flush()
 
 
 async def create(request: web.Request) -> web.Response:
-    body = await parse_body(request, RemoteIn)
+    given = await json_object(request)
+    body = RemoteIn.model_validate(given)
+    secrets = state(request).services.secrets
 
     def insert(session: Session) -> RemoteOut:
         ensure_unique(session, Remote, body.name)
-        remote = Remote(**body.model_dump())
+        remote = Remote()
+        _assign(session, remote, body, set(given), secrets)
         session.add(remote)
         session.flush()
         return to_out(remote)
@@ -69,13 +121,15 @@ async def show(request: web.Request) -> web.Response:
 async def _change(request: web.Request, replace: bool) -> web.Response:
     name = path_name(request)
     given = await json_object(request)
+    secrets = state(request).services.secrets
 
     def apply(session: Session) -> tuple[int, RemoteOut]:
         remote = by_name(session, Remote, name)
         # A PATCH is validated as the whole remote it produces, so that every
         # rule (and every field name in an error) is the same as for a create.
         values = RemoteIn.model_validate(given if replace else {**_current(remote), **given})
-        _assign(session, remote, values)
+        # A PUT replaces the secrets too (absent: none); a PATCH only those it names.
+        _assign(session, remote, values, set(given), secrets, replace)
         return remote.id, to_out(remote)
     remote_id, out = await write(request, apply)
     # The pooled upstream client holds the old URL, credentials and token cache.
@@ -91,11 +145,50 @@ async def replace(request: web.Request) -> web.Response:
     return await _change(request, replace=True)
 
 
+def _needing(session: Session, remote: Remote) -> list[str]:
+    """Repositories that would lose content if `remote` went: names, sorted.
+
+    A repository needs the remote when a blob of its latest version, or of a
+    version a distribution serves, is not stored and has no other source.
+    """
+    other = aliased(BlobSource)
+    orphaned = (select(BlobSource.blob_id)
+                .join(Blob, Blob.id == BlobSource.blob_id)
+                .where(BlobSource.remote_id == remote.id,
+                       ~exists().where(Artifact.digest == Blob.digest),
+                       ~exists().where(other.blob_id == BlobSource.blob_id,
+                                       other.remote_id != remote.id)))
+    rc = RepositoryContent
+    served = (select(RepositoryVersion.number)
+              .join(Distribution, Distribution.repository_version_id == RepositoryVersion.id)
+              .where(RepositoryVersion.repository_id == Repository.id))
+    latest = rc.version_removed.is_(None)
+    # in_version's range test, for every pinned version at once.
+    pinned = exists(served.where(RepositoryVersion.number >= rc.version_added,
+                                 or_(rc.version_removed.is_(None),
+                                     rc.version_removed > RepositoryVersion.number)))
+    stmt = (select(Repository.name).distinct()
+            .join(rc, rc.repository_id == Repository.id)
+            .where(rc.content_id.in_(orphaned), or_(latest, pinned))
+            .order_by(Repository.name))
+    return list(session.scalars(stmt))
+
+
 async def delete(request: web.Request) -> web.Response:
     name = path_name(request)
+    force = query_choice(request, "force", ("true", "false")) == "true"
 
     def remove(session: Session) -> int:
         remote = by_name(session, Remote, name)
+        if not force:
+            needing = _needing(session, remote)
+            if needing:
+                shown = ", ".join(needing[:20])
+                if len(needing) > 20:
+                    shown += f" and {len(needing) - 20} more"
+                raise Conflict(f"remote {name!r} is the only source of blobs, not stored, that"
+                               f" these repositories need: {shown}; sync them with the"
+                               " immediate policy first, or delete with ?force=true")
         session.delete(remote)
         return remote.id
     state(request).services.upstreams.forget(await write(request, remove))

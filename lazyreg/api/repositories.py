@@ -7,13 +7,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lazyreg.api import paging
-from lazyreg.api.http import json_object, no_content, parse_body, path_name, read, respond, write
+from lazyreg.api.http import (
+    json_object,
+    no_content,
+    parse_body,
+    parse_int,
+    path_name,
+    read,
+    respond,
+    write,
+)
 from lazyreg.api.lookup import by_name, ensure_unique, referenced, version_row
 from lazyreg.api.routing import PREFIX
 from lazyreg.api.schemas import Counts, Page, RepositoryIn, RepositoryOut, SyncIn, VersionOut
 from lazyreg.api.tasks import to_out as task_out
 from lazyreg.db.models import Remote, Repository, RepositoryVersion
-from lazyreg.errors import NotFound
 from lazyreg.state import state
 from lazyreg.sync.pipeline import sync_repository
 from lazyreg.tasks.runner import TaskContext
@@ -107,13 +115,13 @@ async def versions(request: web.Request) -> web.Response:
 
 
 async def version(request: web.Request) -> web.Response:
-    name, raw = path_name(request), path_name(request, "number")
+    name = path_name(request)
+    # Checked before any query: "²".isdigit() is True but int("²") fails, and
+    # 20 digits overflow every database's integer column.
+    number = parse_int("number", path_name(request, "number"))
 
     def query(session: Session) -> VersionOut:
-        repository = by_name(session, Repository, name)
-        if not raw.isdigit():
-            raise NotFound("repository version", f"{name}/{raw}")
-        return version_out(version_row(session, repository, int(raw)))
+        return version_out(version_row(session, by_name(session, Repository, name), number))
     return respond(await read(request, query))
 
 
@@ -127,9 +135,12 @@ async def sync(request: web.Request) -> web.Response:
     await read(request, check)
     st = state(request)
     params = {"repository": name, "remote": body.remote, "mirror": body.mirror}
+    if body.strict:
+        params["strict"] = True
 
     async def sync(ctx: TaskContext) -> list[str]:
-        created = await sync_repository(ctx, st.fetcher, name, body.remote, body.mirror)
+        created = await sync_repository(ctx, st.fetcher, name, body.remote, body.mirror,
+                                        strict=body.strict)
         st.lookups.invalidate_targets()  # the base paths following it serve the new version
         return created
     task = await st.tasks.submit("sync", params, sync, lock_key=f"repository:{name}")

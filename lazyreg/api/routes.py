@@ -11,6 +11,8 @@ from lazyreg.api import (
     repositories,
     status,
     tasks,
+    tokens,
+    users,
 )
 from lazyreg.api.routing import PAGING, PREFIX, Query, Route
 from lazyreg.api.schemas import (
@@ -29,6 +31,11 @@ from lazyreg.api.schemas import (
     SyncIn,
     TagOut,
     TaskOut,
+    TokenIn,
+    TokenOut,
+    UserIn,
+    UserOut,
+    UserUpdate,
     VersionOut,
 )
 
@@ -47,8 +54,11 @@ ROUTES: list[Route] = [
           "remotes", body=RemoteIn, response=RemoteOut),
     Route("PUT", f"{P}/remotes/{{name}}/", remotes.replace, "Replace a remote", "remotes",
           body=RemoteIn, response=RemoteOut),
-    Route("DELETE", f"{P}/remotes/{{name}}/", remotes.delete, "Delete a remote", "remotes",
-          status=204),
+    Route("DELETE", f"{P}/remotes/{{name}}/", remotes.delete,
+          "Delete a remote (409 while a repository still needs it)", "remotes", status=204,
+          query=(Query("force", "boolean",
+                       "Delete even if repositories need it: their blobs not stored become"
+                       " unavailable"),)),
     # repositories
     Route("POST", f"{P}/repositories/", repositories.create, "Create a repository",
           "repositories", body=RepositoryIn, response=RepositoryOut, status=201),
@@ -94,12 +104,28 @@ ROUTES: list[Route] = [
     Route("GET", f"{P}/artifacts/", artifacts.list_,
           "List stored artifacts, with counts and bytes by kind", "artifacts",
           response=ArtifactPage,
-          query=(*PAGING, Query("kind", "string", "manifest, config or layer"), DIGEST)),
+          query=(*PAGING, Query("kind", "string", "manifest, config, layer or blob",
+                                choices=artifacts.FILTER_KINDS), DIGEST)),
     Route("GET", f"{P}/tasks/", tasks.list_, "List tasks, newest first", "tasks",
           response=Page[TaskOut],
           query=(*PAGING, Query("state", "string",
-                                "waiting, running, completed, failed or canceled"))),
+                                "waiting, running, completed, failed or canceled",
+                                choices=tasks.STATES))),
     Route("GET", f"{P}/tasks/{{id}}/", tasks.show, "Show a task", "tasks", response=TaskOut),
+    # users and tokens
+    Route("POST", f"{P}/users/", users.create, "Create a user (admin or viewer)", "users",
+          body=UserIn, response=UserOut, status=201),
+    Route("GET", f"{P}/users/", users.list_, "List users", "users", response=Page[UserOut],
+          query=PAGING),
+    Route("GET", f"{P}/users/{{name}}/", users.show, "Show a user", "users",
+          response=UserOut),
+    Route("PATCH", f"{P}/users/{{name}}/", users.update,
+          "Change a user's password or role", "users", body=UserUpdate, response=UserOut),
+    Route("DELETE", f"{P}/users/{{name}}/", users.delete, "Delete a user", "users",
+          status=204),
+    Route("POST", f"{P}/tokens/", tokens.create,
+          "A bearer token for the API, for the user who asks", "users", body=TokenIn,
+          response=TokenOut, status=201),
     Route("GET", f"{P}/status/", status.show, "Server status", "status", response=StatusOut),
     Route("GET", f"{P}/check/", status.check,
           "Compare database and storage: artifacts without files, files without artifacts,"

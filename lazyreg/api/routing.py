@@ -18,6 +18,8 @@ class Query:
     name: str
     type: Literal["string", "integer", "boolean"]
     description: str
+    minimum: int = 0  # for an integer
+    choices: tuple[str, ...] = ()  # for a string: the only values accepted
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Route:
 
 
 PAGING = (
-    Query("limit", "integer", "Page size (default 100, at most 1000)"),
+    Query("limit", "integer", "Page size (default 100; a larger one is capped at 1000)",
+          minimum=1),
     Query("offset", "integer", "Index of the first result"),
 )

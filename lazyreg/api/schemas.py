@@ -1,21 +1,38 @@
 """Request and response bodies of the management API.
 
 `*In` models validate what clients send (unknown fields are refused, so that a
-typo is an error, not a silently ignored setting); `*Out` models are what the
-API answers. The OpenAPI document is generated from these same models.
+typo is an error, not a silently ignored setting; types are strict, so that
+`"mirror": "yes"` is an error, not `true`; strings and numbers are bounded, see
+`lazyreg.api.limits`); `*Out` models are what the API answers. The OpenAPI
+document is generated from these same models.
 """
 
 from __future__ import annotations
 
+import re
 import ssl
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from lazyreg.oci.names import is_repository_name, is_resource_name
+from lazyreg.api.limits import (
+    MAX_CREDENTIAL_LENGTH,
+    MAX_DESCRIPTION_LENGTH,
+    MAX_GLOB_LENGTH,
+    MAX_GLOBS,
+    MAX_INT,
+)
+from lazyreg.auth.policy import Role as Role
+from lazyreg.oci.names import (
+    MAX_NAME_LENGTH,
+    NAME_RE,
+    RESOURCE_NAME_RE,
+    is_repository_name,
+    is_resource_name,
+)
 from lazyreg.types import Policy as Policy  # re-exported: api/ imports both from here
 from lazyreg.types import TaskState as TaskState
 
@@ -33,14 +50,15 @@ def _invalid(message: str) -> PydanticCustomError:
 
 
 def _resource_name(value: str) -> str:
-    if not is_resource_name(value):
+    # isprintable: the grammar's "$" also matches before a final newline.
+    if not (is_resource_name(value) and value.isprintable()):
         raise _invalid("must be 1-255 characters of letters, digits, '.', '_' or '-',"
                          " starting with a letter or digit")
     return value
 
 
 def _repository_path(value: str) -> str:
-    if not is_repository_name(value):
+    if not (is_repository_name(value) and value.isprintable()):
         raise _invalid("must be a repository name: lowercase path components"
                          " [a-z0-9] with '.', '_', '__' or '-' separators, joined by '/'")
     return value
@@ -48,36 +66,113 @@ def _repository_path(value: str) -> str:
 
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if (parts.scheme not in ("http", "https") or not parts.hostname
+            or not value.isprintable() or any(c.isspace() for c in value)):
         raise _invalid("must be an http:// or https:// URL with a host")
+    try:
+        parts.port  # noqa: B018 -- parsed on access: a port over 65535 raises here
+    except ValueError:
+        raise _invalid("must have a port from 0 to 65535") from None
     return value.rstrip("/")
 
 
 def _pem_certificates(value: str) -> str:
     # Refusing a bad CA here beats a sync failing later with an opaque TLS error.
+    if not value.isascii():
+        # ssl raises a TypeError for non-ASCII text, which pydantic would not catch.
+        raise _invalid("must be PEM-encoded CA certificates, which are ASCII text")
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=value)
-    except (ssl.SSLError, ValueError) as exc:
+    except (ssl.SSLError, ValueError, TypeError) as exc:
         raise _invalid(f"must be PEM-encoded CA certificates: {exc}") from None
     return value
 
 
+_TAG_CHAR = re.compile(r"[A-Za-z0-9._-]")
+
+
+def _glob_error(glob: str) -> str | None:
+    """Why `glob` (fnmatch syntax) can never select a tag, or None if it can."""
+    if not glob.strip():
+        return "tag globs must not be empty"
+    if len(glob) > MAX_GLOB_LENGTH:
+        return f"a tag glob has at most {MAX_GLOB_LENGTH} characters"
+    i = 0
+    while i < len(glob):
+        char = glob[i]
+        if char == "[":
+            # fnmatch's classes: "[!" negates, and a "]" right after the opening is literal.
+            start = i + 1
+            start += glob.startswith("!", start)
+            start += glob.startswith("]", start)
+            close = glob.find("]", start)
+            if close < 0:
+                # fnmatch would take the "[" literally, and no tag holds a "[".
+                return f"{glob!r}: the '[' at position {i} is never closed"
+            i = close + 1
+        elif char in "*?" or _TAG_CHAR.fullmatch(char):
+            i += 1
+        else:
+            return f"{glob!r}: {char!r} is not allowed in a tag, so this glob matches nothing"
+    return None
+
+
 def _globs(value: list[str] | None) -> list[str] | None:
-    if value is not None and any(not g.strip() for g in value):
-        raise _invalid("tag globs must not be empty")
+    if value is None:
+        return value
+    if len(value) > MAX_GLOBS:
+        raise _invalid(f"at most {MAX_GLOBS} tag globs")
+    for glob in value:
+        error = _glob_error(glob)
+        if error:
+            raise _invalid(error)
     return value
 
 
+def _text_error(value: Any) -> str | None:
+    """Why a string somewhere in `value` cannot be stored, or None."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "must not contain NUL characters"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "must be valid Unicode (a lone surrogate is not)"
+    elif isinstance(value, list):
+        return next(filter(None, map(_text_error, value)), None)
+    return None
+
+
+def _documented(**schema: Any) -> Any:
+    """What the OpenAPI document says of a string; the validators above decide."""
+    return Field(json_schema_extra=schema)
+
+
 Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
-ResourceName = Annotated[str, AfterValidator(_resource_name)]
-RepositoryPath = Annotated[str, AfterValidator(_repository_path)]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
+ResourceName = Annotated[str, AfterValidator(_resource_name), _documented(
+    pattern=RESOURCE_NAME_RE.pattern, maxLength=MAX_NAME_LENGTH)]
+RepositoryPath = Annotated[str, AfterValidator(_repository_path), _documented(
+    pattern=NAME_RE.pattern, maxLength=MAX_NAME_LENGTH)]
+HttpUrl = Annotated[str, AfterValidator(_http_url), _documented(
+    pattern=r"^https?://[^\s/?#@]+(/[^\s]*)?$")]
 PemText = Annotated[str, AfterValidator(_pem_certificates)]
-TagGlobs = Annotated[list[str] | None, AfterValidator(_globs)]
+Glob = Annotated[str, _documented(pattern=r"^([A-Za-z0-9._*?-]|\[!?\]?[^\]]*\])+$",
+                                  maxLength=MAX_GLOB_LENGTH)]
+TagGlobs = Annotated[list[Glob] | None, AfterValidator(_globs)]
 
 
 class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        # JSON allows "\u0000" and lone surrogates; neither survives a trip through
+        # the database (PostgreSQL refuses NUL, UTF-8 has no surrogates).
+        error = _text_error(value)
+        if error:
+            raise _invalid(error)
+        return value
 
 
 class Counts(BaseModel):
@@ -96,12 +191,22 @@ class RemoteIn(Input):
     policy: Policy = "on_demand"
     include_tags: TagGlobs = Field(None, description="Shell-style globs; null means all tags")
     exclude_tags: TagGlobs = None
-    username: str | None = None
-    password: str | None = Field(None, description="Write-only: never returned")
+    username: str | None = Field(None, max_length=MAX_CREDENTIAL_LENGTH)
+    password: str | None = Field(None, max_length=MAX_CREDENTIAL_LENGTH,
+                                 description="Write-only: stored encrypted, never returned")
     tls_verify: bool = True
     ca_cert: PemText | None = Field(None, description="PEM CA certificates to trust")
-    proxy_url: HttpUrl | None = None
+    proxy_url: HttpUrl | None = Field(None, description="Its user:password is stored"
+                                      " encrypted and never returned")
     download_concurrency: int = Field(8, ge=1, le=64)
+    allow_private_redirects: bool = Field(
+        False, description="Follow the upstream's redirects to link-local and cloud metadata"
+        " addresses (169.254.0.0/16, fd00:ec2::254)")
+    include_referrers: bool = Field(
+        False, description="Also mirror the referrers (signatures, SBOMs, attestations)"
+                           " of every synced manifest")
+    max_tags: int = Field(100_000, ge=1, le=10_000_000,
+                          description="A sync of an upstream listing more tags fails")
 
 
 class RemoteOut(BaseModel):
@@ -116,7 +221,11 @@ class RemoteOut(BaseModel):
     tls_verify: bool
     ca_cert: str | None
     proxy_url: str | None
+    has_proxy_credentials: bool
     download_concurrency: int
+    allow_private_redirects: bool
+    include_referrers: bool
+    max_tags: int
     created: Timestamp
 
 
@@ -125,7 +234,7 @@ class RemoteOut(BaseModel):
 
 class RepositoryIn(Input):
     name: ResourceName
-    description: str = ""
+    description: str = Field("", max_length=MAX_DESCRIPTION_LENGTH)
 
 
 class RepositoryOut(BaseModel):
@@ -145,8 +254,10 @@ class VersionOut(BaseModel):
 
 
 class SyncIn(Input):
-    remote: str = Field(description="Name of the remote to sync from")
+    remote: str = Field(max_length=MAX_NAME_LENGTH, description="Name of the remote to sync from")
     mirror: bool = Field(False, description="Make the new version equal to the upstream")
+    strict: bool = Field(False, description="Fail the whole sync on any broken tag, instead"
+                                            " of skipping it with a warning")
 
 
 # --- distributions ---------------------------------------------------------
@@ -155,10 +266,15 @@ class SyncIn(Input):
 class DistributionIn(Input):
     name: ResourceName
     base_path: RepositoryPath = Field(description="The name clients pull: HOST/<base_path>")
-    repository: str
+    repository: str = Field(max_length=MAX_NAME_LENGTH)
     repository_version: int | None = Field(
-        None, ge=0, description="Pin this version number; null serves the latest version")
+        None, ge=0, le=MAX_INT,
+        description="Pin this version number; null serves the latest version")
     private: bool = False
+    readers: list[str] = Field(default_factory=list, max_length=1000,
+                               description="Users who may pull it when it is private")
+    anonymous_pull_through: bool = Field(
+        True, description="Pull-through: may anonymous clients make it fetch new content")
 
 
 class DistributionOut(BaseModel):
@@ -167,7 +283,39 @@ class DistributionOut(BaseModel):
     repository: str
     repository_version: int | None
     private: bool
+    readers: list[str]
+    anonymous_pull_through: bool
     created: Timestamp
+
+
+# --- users and tokens ------------------------------------------------------
+
+
+class UserIn(Input):
+    username: ResourceName
+    password: str = Field(min_length=8, max_length=1024, description="Write-only")
+    role: Role = "viewer"
+
+
+class UserUpdate(Input):
+    password: str | None = Field(None, min_length=8, max_length=1024)
+    role: Role | None = None
+
+
+class UserOut(BaseModel):
+    username: str
+    role: Role
+    created: Timestamp
+
+
+class TokenIn(Input):
+    expires_in: int | None = Field(None, ge=60, description="Seconds the token is valid"
+                                   " (default and maximum are server settings)")
+
+
+class TokenOut(BaseModel):
+    token: str
+    expires: Timestamp
 
 
 # --- content and artifacts -------------------------------------------------
@@ -256,6 +404,7 @@ class TaskOut(BaseModel):
     started: Timestamp | None
     finished: Timestamp | None
     created_resources: list[str]
+    warnings: list[str] = Field(description="What a sync skipped (a broken tag) and why")
 
 
 class StorageStatus(BaseModel):

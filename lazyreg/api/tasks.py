@@ -23,7 +23,7 @@ def to_out(task: Task) -> TaskOut:
         state=cast(TaskState, task.state),  # the runner writes only these
         params=task.params or {}, progress=task.progress or {}, error=task.error,
         created=task.created, started=task.started, finished=task.finished,
-        created_resources=task.created_resources or [])
+        created_resources=task.created_resources or [], warnings=task.warnings or [])
 
 
 async def list_(request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ server's `detail` when it sent one. Nothing here prints.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import urllib.error
@@ -32,6 +33,10 @@ def quote(name: str) -> str:
 @dataclass
 class Client:
     server: str
+    # Sent as `Authorization: Bearer`: LAZYREG_TOKEN, or what `lazyreg login` stored.
+    token: str | None = None
+    # `Authorization: Basic`, for `lazyreg login` itself.
+    basic: tuple[str, str] | None = None
 
     def url(self, path: str, query: dict[str, Any] | None = None) -> str:
         base = f"{self.server.rstrip('/')}/api/v1/{path.lstrip('/')}"
@@ -41,9 +46,14 @@ class Client:
     def request(self, method: str, path: str, body: dict[str, Any] | None = None,
                 query: dict[str, Any] | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        if self.basic is not None:
+            pair = f"{self.basic[0]}:{self.basic[1]}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        elif self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(self.url(path, query), data=data, method=method,
-                                     headers={"Accept": "application/json",
-                                              "Content-Type": "application/json"})
+                                     headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
                 raw = resp.read(MAX_ANSWER + 1)
@@ -83,4 +93,7 @@ def _http_error(exc: urllib.error.HTTPError) -> str:
         detail = json.loads(exc.read(MAX_ERROR)).get("detail")
     except (ValueError, AttributeError, OSError):
         detail = None
-    return str(detail) if detail else f"HTTP {exc.code} {exc.reason}"
+    message = str(detail) if detail else f"HTTP {exc.code} {exc.reason}"
+    if exc.code == 401:
+        message += " (log in with `lazyreg login`, or set LAZYREG_TOKEN)"
+    return message

@@ -30,6 +30,9 @@ class DistributionFields:
     repository_version: Annotated[int | None, typer.Option(
         "--version", help="Pin this version (default: latest)")] = None
     private: Annotated[bool | None, typer.Option("--private/--public")] = None
+    readers: Annotated[list[str] | None, typer.Option(
+        "--reader", help="User who may pull it when private; repeat for several"
+        " (an update replaces the readers)")] = None
 
 
 @app.command("create")

@@ -15,7 +15,16 @@ from typing import Annotated
 import typer
 
 import lazyreg
-from lazyreg.cli import artifacts, distributions, remotes, repositories, status, tasks
+from lazyreg.cli import (
+    artifacts,
+    distributions,
+    logins,
+    remotes,
+    repositories,
+    status,
+    tasks,
+    users,
+)
 from lazyreg.cli.client import Client, CliError
 from lazyreg.cli.context import Cli
 from lazyreg.cli.render import Output
@@ -30,6 +39,9 @@ app.add_typer(repositories.app, name="repository")
 app.add_typer(distributions.app, name="distribution")
 app.add_typer(artifacts.app, name="artifact")
 app.add_typer(tasks.app, name="task")
+app.add_typer(users.app, name="user")
+app.command()(users.login)
+app.command()(users.logout)
 app.command()(status.status)
 app.command()(status.check)
 app.command()(serve)
@@ -52,7 +64,7 @@ def options(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit")] = False,
 ) -> None:
-    ctx.obj = Cli(Client(server), output)
+    ctx.obj = Cli(Client(server, logins.token_for(server)), output)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

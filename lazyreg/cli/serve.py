@@ -24,6 +24,8 @@ def serve(
                             ] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve HTTPS")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert")] = None,
+    auth: Annotated[str | None, typer.Option(
+        help="on: users and tokens; off [default]: everyone is admin, loopback only")] = None,
     log_format: Annotated[str | None, typer.Option(
         help="Log lines as text or json (one object a line) [text]")] = None,
 ) -> None:
@@ -31,10 +33,11 @@ def serve(
     from pydantic import ValidationError
 
     from lazyreg.config import Settings
+    from lazyreg.serve import StartRefused
     from lazyreg.serve import serve as run
 
     flags = {"host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
-             "tls_cert": tls_cert, "tls_key": tls_key, "log_format": log_format}
+             "tls_cert": tls_cert, "tls_key": tls_key, "auth": auth, "log_format": log_format}
     given: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     try:
         settings = Settings(**given)
@@ -43,4 +46,7 @@ def serve(
         raise CliError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise CliError("--tls-cert and --tls-key go together")
-    run(settings)
+    try:
+        run(settings)
+    except StartRefused as exc:
+        raise CliError(str(exc)) from None

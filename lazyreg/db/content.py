@@ -50,14 +50,19 @@ def version_content_ids(session: Session, repository_id: int, number: int) -> se
 
 
 def manifest_closure(session: Session, manifest_ids: Iterable[int]) -> tuple[set[int], set[int]]:
-    """Manifests and blobs reachable from `manifest_ids` (lists -> children -> blobs)."""
+    """Manifests and blobs reachable from `manifest_ids`: lists, their children to any
+    depth (each manifest visited once, so a cycle cannot loop), and their blobs."""
     manifests = set(manifest_ids)
-    for batch in chunked(list(manifests)):
-        manifests.update(
-            session.scalars(select(ManifestChild.child_id).where(ManifestChild.list_id.in_(batch)))
-        )
+    frontier = set(manifests)
+    while frontier:
+        found: set[int] = set()
+        for batch in chunked(sorted(frontier)):
+            found.update(session.scalars(
+                select(ManifestChild.child_id).where(ManifestChild.list_id.in_(batch))))
+        frontier = found - manifests
+        manifests |= frontier
     blobs: set[int] = set()
-    for batch in chunked(list(manifests)):
+    for batch in chunked(sorted(manifests)):
         blobs.update(
             session.scalars(select(ManifestBlob.blob_id).where(ManifestBlob.manifest_id.in_(batch)))
         )

@@ -56,12 +56,17 @@ def make_engine(url: str, *, immediate: bool = False) -> Engine:
     return engine
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration."""
+def migrate(engine: Engine, secrets: Any = None) -> None:
+    """Bring the schema to the newest migration.
+
+    `secrets` (a `lazyreg.auth.secrets.SecretBox`) encrypts what a migration
+    finds stored in plain text.
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
+        cfg.attributes["secrets"] = secrets
         command.upgrade(cfg, "head")
 
 
@@ -91,8 +96,8 @@ class Database:
         self._writer = make_sessionmaker(self.write_engine)
         self._reader = make_sessionmaker(self.read_engine)
 
-    def migrate(self) -> None:
-        migrate(self.write_engine)
+    def migrate(self, secrets: Any = None) -> None:
+        migrate(self.write_engine, secrets)
 
     def write_session(self) -> AbstractContextManager[Session]:
         return transaction(self._writer)

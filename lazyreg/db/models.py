@@ -49,10 +49,15 @@ class Remote(Base):
     include_tags: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     exclude_tags: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     username: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    password: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Secrets are stored encrypted (`lazyreg.auth.secrets`), never in plain text.
+    password_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
     tls_verify: Mapped[bool] = mapped_column(Boolean, default=True)
     ca_cert: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The proxy URL without credentials; its `user:password` is `proxy_secret`, encrypted.
     proxy_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    proxy_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Follow an upstream's redirects to link-local and cloud metadata addresses.
+    allow_private_redirects: Mapped[bool] = mapped_column(Boolean, default=False)
     download_concurrency: Mapped[int] = mapped_column(Integer, default=8)
     # Also mirror the referrers (signatures, SBOMs, attestations) of every synced manifest.
     include_referrers: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -227,7 +232,33 @@ class Distribution(Base):
     repository_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("repository_versions.id", ondelete="CASCADE"), nullable=True)
     private: Mapped[bool] = mapped_column(Boolean, default=False)
+    # On a pull-through distribution: may anonymous clients make it fetch new content?
+    anonymous_pull_through: Mapped[bool] = mapped_column(Boolean, default=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class User(Base):
+    """Someone who may use the management API (by role) and pull the private
+    distributions they read. Only the argon2 hash of the password is kept."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))  # admin | viewer
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DistributionReader(Base):
+    """A user who may pull a private distribution."""
+
+    __tablename__ = "distribution_readers"
+
+    distribution_id: Mapped[int] = mapped_column(
+        ForeignKey("distributions.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True, index=True)
 
 
 class Task(Base):

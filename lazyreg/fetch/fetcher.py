@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from lazyreg.db.models import Artifact, BlobSource, Remote, utcnow
 from lazyreg.fetch import lease
 from lazyreg.fetch.download import Download, Source
+from lazyreg.redact import redact
 from lazyreg.services import Services
 from lazyreg.upstream.errors import (
     AuthError,
@@ -227,7 +228,7 @@ class Fetcher:
             row = session.get(BlobSource, source.source_id)
             if row is not None:
                 row.failures += 1
-                row.last_error = f"{type(exc).__name__}: {exc}"
+                row.last_error = redact(f"{type(exc).__name__}: {exc}")
                 row.cooldown_until = until
         with contextlib.suppress(Exception):
             await self.services.db.write(record)

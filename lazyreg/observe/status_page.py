@@ -4,7 +4,8 @@ It shows, for people rather than for Prometheus: the cache hit ratio and the
 upstream bytes saved (since this process started and over the last hour, with
 a column per minute), stored bytes by kind against the bound on them, the
 downloads in flight with their progress, repositories and distributions, and
-the recent tasks with their state and warnings.
+the recent tasks with their state and warnings. With auth on it needs a login,
+as the management API does (any user: it shows what the API lets a viewer read).
 
 Bounded: one database round trip of a few queries whose lists are cut at a
 fixed length (`lazyreg.observe.queries`), at most MAX_DOWNLOADS downloads,
@@ -24,13 +25,17 @@ from html import escape
 from aiohttp import web
 
 import lazyreg
+from lazyreg.auth.service import AuthFailed
+from lazyreg.errors import Unauthorized
 from lazyreg.observe.keys import METRICS
 from lazyreg.observe.queries import KINDS, LIST_ROWS, Snapshot, TaskRow, snapshot
 from lazyreg.observe.svg import Part, bar, columns
 from lazyreg.observe.traffic import Traffic
-from lazyreg.state import state
+from lazyreg.state import AppState, state
 
 MAX_DOWNLOADS = 20
+# Only Basic: a browser answers it with its login dialog (it has no use for Bearer).
+CHALLENGE = 'Basic realm="lazyreg"'
 HIT, MISS = "#3a9d5d", "#e08a2c"
 KIND_COLORS = {"manifest": "#7b61c9", "config": "#2b7bba", "layer": "#3a9d5d"}
 STATE_COLORS = {"completed": "#3a9d5d", "failed": "#c83c3c", "canceled": "#7f7f7f",
@@ -284,9 +289,21 @@ def _downloads_of(progress: Sequence[tuple[str, int, int]]) -> list[Download]:
     return [Download(digest, size, landed) for digest, size, landed in progress[:MAX_DOWNLOADS]]
 
 
+async def _login(request: web.Request, app: AppState) -> None:
+    """With auth on, the page needs what the management API's reads need: any user."""
+    if not app.auth.enabled:
+        return
+    try:
+        await app.auth.api_identity(request.headers.get("Authorization"))
+    except AuthFailed as exc:
+        raise Unauthorized(f"{exc}: the status page needs a login, as the API does",
+                           CHALLENGE) from None
+
+
 async def status_page(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     app = state(request)
+    await _login(request, app)
     snap = await app.services.db.read(snapshot)
     progress = app.fetcher.progress()
     settings = app.services.settings

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 
 from lazyreg.oci import mediatypes as mt
-from lazyreg.oci.digest import DIGEST_RE
+from lazyreg.oci.digest import InvalidDigest, UnsupportedDigest, parse_digest
 
 
 class InvalidManifest(ValueError):
@@ -22,6 +22,12 @@ class Descriptor:
     digest: str
     size: int
     media_type: str
+    urls: tuple[str, ...] = ()
+
+    @property
+    def foreign(self) -> bool:
+        """A non-distributable layer: the upstream registry is not where it lives."""
+        return bool(self.urls) or self.media_type in mt.FOREIGN_LAYERS
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,10 @@ class ParsedManifest:
     config: Descriptor | None = None
     layers: tuple[Descriptor, ...] = ()
     children: tuple[ChildManifest, ...] = field(default=())
+    # OCI 1.1: the manifest this one is about (a signature, an SBOM...), and its type
+    # (`artifactType`, else the config's media type for an image manifest).
+    subject: Descriptor | None = None
+    artifact_type: str | None = None
 
     @property
     def is_list(self) -> bool:
@@ -50,19 +60,51 @@ class ParsedManifest:
 
     @property
     def blobs(self) -> tuple[Descriptor, ...]:
+        """Every blob the manifest names, foreign layers included."""
         return ((self.config,) if self.config else ()) + self.layers
+
+    @property
+    def linked_blobs(self) -> tuple[tuple[int, Descriptor], ...]:
+        """(position, descriptor) of the blobs a registry serves: the config at -1,
+        layers from 0; foreign layers are left out, positions are kept."""
+        config = ((-1, self.config),) if self.config else ()
+        return config + tuple((i, d) for i, d in enumerate(self.layers) if not d.foreign)
 
 
 def _descriptor(obj: object, where: str) -> Descriptor:
     if not isinstance(obj, dict):
         raise InvalidManifest(f"{where}: descriptor is not an object")
     digest, size = obj.get("digest"), obj.get("size")
-    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
-        raise InvalidManifest(f"{where}: invalid or unsupported digest {digest!r}")
+    if not isinstance(digest, str):
+        raise InvalidManifest(f"{where}: invalid digest {digest!r}")
+    try:
+        parse_digest(digest)
+    except UnsupportedDigest as exc:
+        raise InvalidManifest(f"{where}: {exc}") from None
+    except InvalidDigest:
+        raise InvalidManifest(f"{where}: invalid digest {digest[:200]!r}") from None
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise InvalidManifest(f"{where}: invalid size {size!r}")
     media_type = obj.get("mediaType")
-    return Descriptor(digest, size, media_type if isinstance(media_type, str) else mt.OCTET_STREAM)
+    urls = obj.get("urls")
+    if urls is not None and (not isinstance(urls, list)
+                             or not all(isinstance(u, str) for u in urls)):
+        raise InvalidManifest(f"{where}: 'urls' is not a list of strings")
+    return Descriptor(digest, size, media_type if isinstance(media_type, str) else mt.OCTET_STREAM,
+                      tuple(urls or ()))
+
+
+def _subject(doc: dict[str, object]) -> Descriptor | None:
+    if doc.get("subject") is None:
+        return None
+    return _descriptor(doc["subject"], "subject")
+
+
+def _artifact_type(doc: dict[str, object], config: Descriptor | None) -> str | None:
+    declared = doc.get("artifactType")
+    if isinstance(declared, str) and declared:
+        return declared
+    return config.media_type if config else None
 
 
 def detect_media_type(doc: dict[str, object], content_type: str | None) -> str:
@@ -87,6 +129,8 @@ def parse_manifest(data: bytes, content_type: str | None = None) -> ParsedManife
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidManifest(f"manifest is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise InvalidManifest("manifest is not valid JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise InvalidManifest("manifest is not a JSON object")
     media_type = detect_media_type(doc, content_type)
@@ -107,7 +151,8 @@ def parse_manifest(data: bytes, content_type: str | None = None) -> ParsedManife
                     variant=str(plat.get("variant", "")),
                 )
             children.append(ChildManifest(desc, platform))
-        return ParsedManifest(media_type, children=tuple(children))
+        return ParsedManifest(media_type, children=tuple(children), subject=_subject(doc),
+                              artifact_type=_artifact_type(doc, None))
 
     if media_type in mt.IMAGE_MANIFESTS:
         if "config" not in doc:
@@ -117,6 +162,7 @@ def parse_manifest(data: bytes, content_type: str | None = None) -> ParsedManife
         if not isinstance(layers_doc, list):
             raise InvalidManifest("image manifest has no 'layers' array")
         layers = tuple(_descriptor(layer, f"layers[{i}]") for i, layer in enumerate(layers_doc))
-        return ParsedManifest(media_type, config=config, layers=layers)
+        return ParsedManifest(media_type, config=config, layers=layers, subject=_subject(doc),
+                              artifact_type=_artifact_type(doc, config))
 
     return ParsedManifest(media_type)

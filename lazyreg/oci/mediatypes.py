@@ -17,6 +17,15 @@ MANIFEST_ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCK
 
 OCTET_STREAM = "application/octet-stream"
 
+# Non-distributable ("foreign") layers: the registry does not serve them; their
+# descriptors usually carry `urls` saying where they live instead.
+FOREIGN_LAYERS = frozenset({
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+})
+
 
 def is_list(media_type: str) -> bool:
     return media_type in MANIFEST_LISTS

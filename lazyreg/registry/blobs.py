@@ -65,7 +65,7 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         raise RegistryError("DIGEST_INVALID", f"invalid digest {digest!r}")
     app = state(request)
     target = await target_of(app, name)
-    key = ("blob", target.repository_id, target.version, digest)
+    key = ("blob", target, digest)  # the Target names its repository by uid, never reused
     info: BlobInfo | None = app.lookups.get(key)
     if info is None:
         info = await app.services.db.read(lambda s: _lookup(s, target, name, digest))

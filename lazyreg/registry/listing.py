@@ -1,66 +1,96 @@
-"""`GET /v2/`, `GET /v2/_catalog` and `GET /v2/<name>/tags/list`, paged with `n`, `last`, `Link`."""
+"""`GET /v2/`, `GET /v2/_catalog` and `GET /v2/<name>/tags/list`, paged with `n`, `last`, `Link`.
+
+Paging happens in the database: a page costs one query that reads at most
+`n + 1` names past `last`, however many the repository holds. `n` is capped
+at MAX_PAGE, and a request without `n` gets a page of MAX_PAGE with a `Link`
+to the next one. Names are ordered bytewise (PostgreSQL's collation would
+otherwise put them in another order than the one `last` assumes).
+"""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session
 
-from lazyreg.db import content as q
-from lazyreg.db.models import Distribution
+from lazyreg.db.models import Distribution, Tag
 from lazyreg.errors import RegistryError
-from lazyreg.registry.resolve import target_of
+from lazyreg.registry.access import catalog_filter
+from lazyreg.registry.params import text_param
+from lazyreg.registry.resolve import members, target_of
 from lazyreg.state import state
 
 API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
 MAX_PAGE = 10000
+_DIGITS = re.compile(r"[0-9]+")
 
 
 async def v2_root(request: web.Request) -> web.Response:
     return web.json_response({}, headers=API_HEADERS)
 
 
-def _page(request: web.Request, items: list[str]) -> tuple[list[str], dict[str, str]]:
-    """Apply `last` and `n`; return the page and a Link header when more follow."""
-    last = request.query.get("last")
-    n_raw = request.query.get("n")
-    if last:
-        items = [i for i in items if i > last]
-    headers = dict(API_HEADERS)
-    if n_raw is None:
-        return items, headers
-    try:
-        n = int(n_raw)
-        if n < 0:
-            raise ValueError
-    except ValueError:
-        raise RegistryError("UNSUPPORTED", f"invalid n={n_raw!r}", status=400) from None
-    n = min(n, MAX_PAGE)
-    page = items[:n]
-    if len(items) > n and page:
-        query = urlencode({"n": n, "last": page[-1]})
-        headers["Link"] = f'<{request.path}?{query}>; rel="next"'
-    return page, headers
+@dataclass(frozen=True)
+class PageRequest:
+    n: int
+    last: str | None
+
+    @classmethod
+    def of(cls, request: web.Request) -> PageRequest:
+        n_raw = request.query.get("n")
+        if n_raw is None:
+            n = MAX_PAGE
+        elif not _DIGITS.fullmatch(n_raw):
+            raise RegistryError("PAGINATION_NUMBER_INVALID",
+                                f"invalid n={n_raw[:40]!r}: expected a whole number >= 0")
+        else:
+            # A number of any length is fine: it only asks for as many as we give.
+            digits = n_raw.lstrip("0")
+            n = MAX_PAGE if len(digits) > 9 else min(int(digits or "0"), MAX_PAGE)
+        return cls(n, text_param("last", request.query.get("last")))
+
+    def select(self, session: Session, column: ColumnElement[str],
+               *where: ColumnElement[bool]) -> Select[tuple[str]]:
+        """The distinct values of `column` on this page, and one more if there is any."""
+        ordered = column.collate("C") if session.get_bind().dialect.name == "postgresql" \
+            else column
+        stmt = select(ordered).where(*where).distinct()
+        if self.last is not None:
+            stmt = stmt.where(ordered > self.last)
+        return stmt.order_by(ordered).limit(self.n + 1)
+
+    def cut(self, request: web.Request, names: list[str]) -> tuple[list[str], dict[str, str]]:
+        """The page from the `n + 1` names read, and a Link header when more follow."""
+        page = names[:self.n]
+        headers = dict(API_HEADERS)
+        if len(names) > self.n and page:
+            query = urlencode({"n": self.n, "last": page[-1]})
+            headers["Link"] = f'<{request.path}?{query}>; rel="next"'
+        return page, headers
 
 
 async def catalog(request: web.Request) -> web.Response:
+    paging = PageRequest.of(request)
+
     def names(session: Session) -> list[str]:
-        return sorted(session.scalars(select(Distribution.base_path)))
-    repos, headers = _page(request, await state(request).services.db.read(names))
+        # Private distributions are listed only to their readers (and admins).
+        return list(session.scalars(paging.select(session, Distribution.base_path,
+                                                  *catalog_filter(request, session))))
+    repos, headers = paging.cut(request, await state(request).services.db.read(names))
     return web.json_response({"repositories": repos}, headers=headers)
 
 
 async def tags_list(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-
+    paging = PageRequest.of(request)
     app = state(request)
     target = await target_of(app, name)
 
     def tags(session: Session) -> list[str]:
-        rows = session.execute(q.tags_in_version(session, target.repository_id,
-                                                 target.version)).all()
-        return sorted({row[0] for row in rows})
-    page, headers = _page(request, await app.services.db.read(tags))
+        held = members(target)
+        return list(session.scalars(paging.select(session, Tag.name, Tag.id.in_(held))))
+    page, headers = paging.cut(request, await app.services.db.read(tags))
     return web.json_response({"name": name, "tags": page}, headers=headers)

@@ -1,4 +1,14 @@
-"""`GET|HEAD /v2/<name>/manifests/<tag|digest>`: the exact stored bytes, negotiated by Accept."""
+"""`GET|HEAD /v2/<name>/manifests/<tag|digest>`: the exact stored bytes, negotiated by Accept.
+
+Every answer carries `ETag: "<digest>"`; `If-None-Match` with it answers 304.
+
+Two cached lookups, so that memory does not grow with the variety of Accept
+headers: (target, reference, accepted manifest types) -> which manifest, and
+digest -> its bytes. Accept is reduced to the manifest types lazyreg knows,
+since only they change the answer: at most 17 variants of a reference, and
+one copy of each manifest's bytes whatever the Accept header (and whatever
+the repository: bytes named by their digest are the same everywhere).
+"""
 
 from __future__ import annotations
 
@@ -8,91 +18,111 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lazyreg.db import content as q
 from lazyreg.db.models import Manifest, ManifestChild, Tag
 from lazyreg.errors import RegistryError
 from lazyreg.oci import mediatypes as mt
-from lazyreg.oci.digest import DIGEST_RE, is_digest
 from lazyreg.oci.names import is_tag
+from lazyreg.registry.conditional import etag_of, not_modified
 from lazyreg.registry.listing import API_HEADERS
-from lazyreg.registry.resolve import Target, target_of
+from lazyreg.registry.params import digest_param
+from lazyreg.registry.resolve import Target, members, target_of
 from lazyreg.state import state
 
 
-def _accepted(request: web.Request) -> frozenset[str] | None:
-    """Media types the client accepts; None when it accepts anything."""
-    values = request.headers.getall("Accept", [])
-    types = {part.split(";")[0].strip() for v in values for part in v.split(",")}
+def accepted_types(values: list[str]) -> frozenset[str] | None:
+    """The known manifest types among `Accept` header values; None when anything goes."""
+    types = {part.split(";")[0].strip().lower() for v in values for part in v.split(",")}
     types.discard("")
     if not types or "*/*" in types:
         return None
-    return frozenset(types)
+    # Members taken from the constant set: cached keys share its strings.
+    return frozenset(t for t in mt.KNOWN_MANIFESTS if t in types)
 
 
 @dataclass(frozen=True)
-class ManifestView:
+class ManifestRef:
     digest: str
     media_type: str
     size: int
-    data: bytes
 
 
-def _view(manifest: Manifest) -> ManifestView:
-    return ManifestView(manifest.digest, manifest.media_type, manifest.size, manifest.data)
+# Columns only: the bytes are read (and cached) apart, and only for a GET.
+_REF = (Manifest.id, Manifest.digest, Manifest.media_type, Manifest.size)
 
 
-def _find(session: Session, target: Target, name: str, reference: str,
-          accepted: frozenset[str] | None) -> ManifestView:
-    members = q.in_version(target.repository_id, target.version)
-    if reference.startswith("sha256:") or is_digest(reference):
-        if not DIGEST_RE.match(reference):
-            raise RegistryError("DIGEST_INVALID", f"invalid digest {reference!r}")
-        manifest = session.scalar(select(Manifest).where(Manifest.digest == reference,
-                                                         Manifest.id.in_(members)))
-        if manifest is None:
-            raise RegistryError("MANIFEST_UNKNOWN", f"manifest {reference} unknown",
-                                detail={"name": name, "reference": reference})
-        return _view(manifest)
-    if not is_tag(reference):
-        raise RegistryError("MANIFEST_INVALID", f"invalid tag {reference!r}")
-    manifest = session.scalar(
-        select(Manifest).join(Tag, Tag.manifest_id == Manifest.id)
-        .where(Tag.name == reference, Tag.id.in_(members)))
-    if manifest is None:
-        raise RegistryError("MANIFEST_UNKNOWN", f"manifest unknown: tag {reference!r}",
-                            detail={"name": name, "tag": reference})
-    if accepted is not None and manifest.media_type in mt.MANIFEST_LISTS \
-            and manifest.media_type not in accepted:
+def _by_digest(session: Session, target: Target, name: str, digest: str) -> ManifestRef:
+    held = members(target)
+    row = session.execute(select(*_REF).where(Manifest.digest == digest,
+                                              Manifest.id.in_(held))).first()
+    if row is None:
+        raise RegistryError("MANIFEST_UNKNOWN", f"manifest {digest} unknown",
+                            detail={"name": name, "reference": digest})
+    return ManifestRef(row.digest, row.media_type, row.size)
+
+
+def _by_tag(session: Session, target: Target, name: str, tag: str,
+            accepted: frozenset[str] | None) -> ManifestRef:
+    held = members(target)
+    row = session.execute(
+        select(*_REF).join(Tag, Tag.manifest_id == Manifest.id)
+        .where(Tag.name == tag, Tag.id.in_(held))).first()
+    if row is None:
+        raise RegistryError("MANIFEST_UNKNOWN", f"manifest unknown: tag {tag!r}",
+                            detail={"name": name, "tag": tag})
+    if accepted is not None and row.media_type in mt.MANIFEST_LISTS \
+            and row.media_type not in accepted:
         # An old client that cannot read lists gets the linux/amd64 image, as
         # the distribution registry does.
-        child = session.scalar(
-            select(Manifest).join(ManifestChild, ManifestChild.child_id == Manifest.id)
-            .where(ManifestChild.list_id == manifest.id, ManifestChild.os == "linux",
-                   ManifestChild.architecture == "amd64"))
+        child = session.execute(
+            select(*_REF).join(ManifestChild, ManifestChild.child_id == Manifest.id)
+            .where(ManifestChild.list_id == row.id, ManifestChild.os == "linux",
+                   ManifestChild.architecture == "amd64")
+            .order_by(ManifestChild.position)).first()
         if child is not None and child.media_type in accepted:
-            return _view(child)
-    return _view(manifest)
+            row = child
+    return ManifestRef(row.digest, row.media_type, row.size)
+
+
+def _bytes(session: Session, digest: str) -> bytes:
+    data = session.scalar(select(Manifest.data).where(Manifest.digest == digest))
+    if data is None:  # removed since it was found (orphan cleanup)
+        raise RegistryError("MANIFEST_UNKNOWN", f"manifest {digest} unknown")
+    return bytes(data)
 
 
 async def get_manifest(request: web.Request) -> web.Response:
     name, reference = request.match_info["name"], request.match_info["reference"]
-    accepted = _accepted(request)
     app = state(request)
     target = await target_of(app, name)
-    # A version's content never changes: its answers are cached for good.
-    key = ("manifest", target.repository_id, target.version, reference, accepted)
-    manifest: ManifestView | None = app.lookups.get(key)
-    if manifest is None:
-        manifest = await app.services.db.read(
-            lambda s: _find(s, target, name, reference, accepted))
-        app.lookups.put(key, manifest)
-    headers = {
-        **API_HEADERS,
-        "Docker-Content-Digest": manifest.digest,
-        "ETag": f'"{manifest.digest}"',
-        "Content-Type": manifest.media_type,
-    }
+    if ":" in reference:  # a tag never holds one
+        digest = digest_param(reference)
+        key: tuple[object, ...] = ("manifest", target, digest)
+        found: ManifestRef | None = app.lookups.get(key)
+        if found is None:
+            found = await app.services.db.read(lambda s: _by_digest(s, target, name, digest))
+            app.lookups.put(key, found)
+    else:
+        if not is_tag(reference):
+            raise RegistryError("MANIFEST_INVALID", f"invalid tag {reference[:300]!r}")
+        accepted = accepted_types(request.headers.getall("Accept", []))
+        key = ("manifest", target, reference, accepted)
+        found = app.lookups.get(key)
+        if found is None:
+            found = await app.services.db.read(
+                lambda s: _by_tag(s, target, name, reference, accepted))
+            app.lookups.put(key, found)
+
+    headers = {**API_HEADERS, "Docker-Content-Digest": found.digest,
+               "ETag": etag_of(found.digest)}
+    if not_modified(request, found.digest):
+        return web.Response(status=304, headers=headers)
+    headers["Content-Type"] = found.media_type
     if request.method == "HEAD":
-        headers["Content-Length"] = str(manifest.size)
+        headers["Content-Length"] = str(found.size)
         return web.Response(status=200, headers=headers)
-    return web.Response(body=manifest.data, status=200, headers=headers)
+    data: bytes | None = app.lookups.get(("manifest-bytes", found.digest))
+    if data is None:
+        digest = found.digest
+        data = await app.services.db.read(lambda s: _bytes(s, digest))
+        app.lookups.put(("manifest-bytes", digest), data)
+    return web.Response(body=data, status=200, headers=headers)

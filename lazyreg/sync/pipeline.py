@@ -1,20 +1,26 @@
 """Sync a repository from a remote.
 
-1. list the upstream's tags and apply the remote's include/exclude globs;
-2. HEAD every tag; a digest already known is not fetched again;
-3. GET the new manifests concurrently, recursing into lists and indexes;
-4. store config blobs (image metadata), and every blob with `immediate`;
+1. list the upstream's tags a page at a time: the remote's include/exclude
+   globs, the tag grammar and `max_tags` decide which are kept (`tags.py`);
+2. each tag, TAG_WORKERS at a time: a tag the version already holds is HEADed
+   and kept without a GET when its digest is one this remote and upstream name
+   served before; any other tag is fetched with a GET, whose bytes decide the
+   digest. Then its closure (children to any depth) and its config blobs.
+   A broken tag is skipped with a warning, or fails a `strict` sync;
+3. with `include_referrers`, the referrers of every synced manifest, the same way;
+4. every blob with `immediate` (and any config still missing), BLOB_WORKERS at a time;
 5. write content and one new version in one transaction.
 
 Nothing is written to the database before step 5 except the artifacts of
-what step 4 stored (and of the new manifests), which are whole, verified and
-reusable whether or not a version follows.
+what was stored (configs, layers, and the new manifests), which are whole,
+verified and reusable whether or not a version follows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -28,25 +34,31 @@ from lazyreg.db.models import (
     Blob,
     Manifest,
     ManifestBlob,
+    ManifestSource,
     Remote,
     Repository,
     RepositoryVersion,
 )
 from lazyreg.errors import NotFound
 from lazyreg.fetch import Fetcher, Source
-from lazyreg.oci.digest import sha256_digest
-from lazyreg.oci.manifest import InvalidManifest, parse_manifest
+from lazyreg.oci.digest import matches
+from lazyreg.oci.manifest import Descriptor
 from lazyreg.storage.filesystem import FilesystemStore
-from lazyreg.sync.filters import filter_tags
+from lazyreg.sync.closure import Budget, ManifestGetter
+from lazyreg.sync.problems import ITEM_ERRORS, NothingSynced, Problems
 from lazyreg.sync.record import FetchedManifest, SyncFindings, record_sync
+from lazyreg.sync.referrers import find_referrers
+from lazyreg.sync.tags import TagListing, list_tags
+from lazyreg.sync.workers import drain
 from lazyreg.tasks.runner import TaskContext
-from lazyreg.upstream.client import UpstreamClient
-from lazyreg.upstream.errors import DigestMismatch, InvalidResponse
+from lazyreg.upstream.client import CONFIG_LIMIT, UpstreamClient
+from lazyreg.upstream.errors import DigestMismatch
 
 log = logging.getLogger(__name__)
 
-
-SMALL_BLOB = 4 * 1024 * 1024  # configs up to this size are fetched whole, in memory
+TAG_WORKERS = 16  # tags (or referrer subjects) in progress at once
+BLOB_WORKERS = 8  # blob downloads started at once by an immediate sync
+MANIFESTS_PER_TAG = 10  # a sync may fetch 10 manifests per tag of the remote's max_tags
 
 
 @dataclass(frozen=True)
@@ -57,76 +69,269 @@ class BlobNeed:
 
 
 async def sync_repository(ctx: TaskContext, fetcher: Fetcher, repository_name: str,
-                          remote_name: str, mirror: bool) -> list[str]:
+                          remote_name: str, mirror: bool, strict: bool = False) -> list[str]:
     services, progress = ctx.services, ctx.progress
 
-    def load(session: Session) -> tuple[Repository, Remote]:
+    def load(session: Session) -> tuple[Repository, Remote, set[str], set[str]]:
         repo = session.scalar(select(Repository).where(Repository.name == repository_name))
         if repo is None:
             raise NotFound("repository", repository_name)
         remote = session.scalar(select(Remote).where(Remote.name == remote_name))
         if remote is None:
             raise NotFound("remote", remote_name)
-        return repo, remote
-    repo, remote = await services.db.read(load)
+        known_tags = {name for name, _ in session.execute(
+            q.tags_in_version(session, repo.id, repo.latest_version))}
+        trusted = set(session.scalars(
+            select(Manifest.digest).join(ManifestSource, ManifestSource.manifest_id == Manifest.id)
+            .where(ManifestSource.remote_id == remote.id,
+                   ManifestSource.upstream_name == remote.upstream_name)))
+        return repo, remote, known_tags, trusted
+    repo, remote, known_tags, trusted = await services.db.read(load)
     client = services.upstream_for(remote)
     name = remote.upstream_name
 
     progress.message = f"listing tags of {name}"
-    tags = filter_tags(await client.list_tags(name), remote.include_tags, remote.exclude_tags)
-    progress.add_total("tags", len(tags))
+    listing = await list_tags(client, name, remote.include_tags, remote.exclude_tags,
+                              remote.max_tags, remote.include_referrers)
+    run = SyncRun(ctx, client, name, known_tags, trusted, strict,
+                  Budget(total=max(1000, MANIFESTS_PER_TAG * remote.max_tags)))
+    try:
+        return await _sync(run, fetcher, repo, remote, listing, mirror)
+    finally:
+        ctx.warnings[:] = run.problems.as_list()
+        await run.close()
+        if run.stored:
+            # Whole, verified blobs: recorded whatever happens to the version.
+            await services.db.write(lambda s: _record_artifacts(s, services.store, run.stored))
 
-    progress.message = "checking manifests"
-    tag_digests = await _resolve_tags(client, name, tags, ctx)
-    known = await services.db.read(
-        lambda s: q.manifest_ids_by_digest(s, sorted(set(tag_digests.values()) - {""})))
 
-    fetched: dict[str, FetchedManifest] = {}
-    await _fetch_manifests(client, name, tag_digests, known, fetched, ctx)
+async def _sync(run: SyncRun, fetcher: Fetcher, repo: Repository, remote: Remote,
+                listing: TagListing, mirror: bool) -> list[str]:
+    services, progress = run.ctx.services, run.ctx.progress
+    for tag in listing.invalid:
+        run.problems.skip(f"tag {tag}", "not a valid tag name (never requested upstream)")
+    progress.add_total("tags", len(listing.selected))
+    progress.message = "fetching manifests"
+    await drain(listing.selected, run.sync_tag_only, TAG_WORKERS)
+    if remote.include_referrers and run.tags:
+        progress.message = "looking for referrers"
+        subjects = await run.closure_digests(set(run.tags.values()))
+        await run.sync_referrers(subjects, listing.referrer_tags)
+    if not run.tags and (listing.selected or listing.invalid):
+        raise NothingSynced("no tag could be synced: " + "; ".join(run.problems.as_list()[:5]))
 
     progress.message = "storing blobs"
-    needs = await services.db.read(lambda s: _blob_needs(s, fetched, set(known.values())))
-    stored = await services.db.read(lambda s: _stored(s, [n.digest for n in needs]))
-    wanted = [n for n in needs if n.digest not in stored
-              and (n.is_config or remote.policy == "immediate")]
-    progress.add_total("blobs", len(wanted))
-    source = Source(client, name, remote_name=remote.name)
-
-    async def fetch_config(need: BlobNeed) -> tuple[str, bytes]:
-        # Configs are small: fetched whole, without the lease machinery of layers.
-        data = await client.get_blob_bytes(name, need.digest)
-        if len(data) != need.size or sha256_digest(data) != need.digest:
-            raise DigestMismatch(f"config blob {need.digest} of {name}: upstream sent"
-                                 f" {len(data)} bytes hashing to {sha256_digest(data)}")
-        progress.advance("blobs")
-        return need.digest, data
-
-    async def fetch_layer(need: BlobNeed) -> None:
-        await fetcher.fetch(need.digest, need.size, [source], kind="layer")
-        progress.advance("blobs")
-
-    configs = [n for n in wanted if n.is_config and n.size <= SMALL_BLOB]
-    layers = [n for n in wanted if n not in configs]
-    config_data = await asyncio.gather(*(fetch_config(n) for n in configs))
-    await asyncio.gather(*(fetch_layer(n) for n in layers))
+    await _fetch_blobs(run, fetcher, remote)
 
     progress.message = "creating the repository version"
-    manifest_data = [(m.digest, m.data) for m in fetched.values()]
-    await asyncio.to_thread(services.store.put_many, [*config_data, *manifest_data])
-    stored_now = ([(d, len(data), "config") for d, data in config_data]
-                  + [(d, len(data), "manifest") for d, data in manifest_data])
-    # Whole, verified blobs: recorded now, whatever happens to the version below.
-    await services.db.write(lambda s: _record_artifacts(s, services.store, stored_now))
-    findings = SyncFindings(repository_id=repo.id, remote_id=remote.id, upstream_name=name,
-                            mirror=mirror, tags=tag_digests, new_manifests=fetched)
-    version = await _record(services.db, findings, ctx.task_id)
+    manifests = [(d, m.data) for d, m in run.fetched.items()]
+    await asyncio.to_thread(services.store.put_many, manifests)
+    run.stored.extend((d, len(data), "manifest") for d, data in manifests)
+    findings = SyncFindings(repository_id=repo.id, remote_id=remote.id,
+                            upstream_name=run.name, mirror=mirror, tags=run.tags,
+                            new_manifests=run.fetched, untagged=run.untagged,
+                            keep_tags=run.failed_tags)
+    version = await _record(services.db, findings, run.ctx.task_id)
     if version is None:
         progress.message = f"no changes: version {repo.latest_version} is up to date"
         return []
     counts = version.content_counts
     progress.message = (f"created version {version.number}: {counts.get('tags', 0)} tags,"
                         f" {counts.get('manifests', 0)} manifests, {counts.get('blobs', 0)} blobs")
-    return [f"repositories/{repository_name}/versions/{version.number}/"]
+    if run.problems.count:
+        progress.message += f" ({run.problems.count} skipped: see warnings)"
+    return [f"repositories/{repo.name}/versions/{version.number}/"]
+
+
+class SyncRun:
+    """The state of one sync: what was synced, fetched, stored and skipped."""
+
+    def __init__(self, ctx: TaskContext, client: UpstreamClient, name: str,
+                 known_tags: set[str], trusted: set[str], strict: bool, budget: Budget) -> None:
+        self.ctx = ctx
+        self.client = client
+        self.name = name
+        self.known_tags = known_tags
+        self.problems = Problems(strict)
+        self.tags: dict[str, str] = {}  # synced tag -> manifest digest
+        self.fetched: dict[str, FetchedManifest] = {}  # closures of synced tags and referrers
+        self.untagged: set[str] = set()  # referrers found by digest
+        self.failed_tags: set[str] = set()
+        self.stored: list[tuple[str, int, str]] = []  # (digest, size, kind) put in storage
+        self._started_tags: set[str] = set()
+        self._configs: dict[str, asyncio.Future[None]] = {}
+        self.getter = ManifestGetter(client, name, trusted, budget,
+                                     on_fetched=self._fetched_one)
+
+    def _fetched_one(self) -> None:
+        # How many a sync will fetch is known only as it goes: both counters move.
+        self.ctx.progress.add_total("manifests")
+        self.ctx.progress.advance("manifests")
+
+    async def close(self) -> None:
+        pending = [f for f in self._configs.values() if not f.done()]
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for future in self._configs.values():
+            if not future.cancelled():
+                future.exception()  # retrieved: no "never retrieved" noise
+        await self.getter.close()
+
+    # ------------------------------------------------------------------ tags
+
+    async def sync_tag_only(self, tag: str) -> None:
+        await self.sync_tag(tag)
+
+    async def sync_tag(self, tag: str) -> dict[str, FetchedManifest] | None:
+        """Sync one tag; the manifests fetched for it, or None when it was skipped."""
+        if tag in self._started_tags:
+            return {}
+        self._started_tags.add(tag)
+        progress = self.ctx.progress
+        try:
+            if tag in self.known_tags:
+                info = await self.client.head_manifest(self.name, tag)
+                if info.digest and info.digest in self.getter.trusted:
+                    self.tags[tag] = info.digest
+                    return {}
+            root = await self.getter.by_tag(tag)
+            closure = await self.getter.closure(root)
+            await self.store_configs(closure)
+        except ITEM_ERRORS as exc:
+            self.failed_tags.add(tag)
+            self.problems.skip(f"tag {tag!r}", exc)
+            return None
+        finally:
+            progress.advance("tags")
+        self._accept(closure)
+        self.tags[tag] = root.digest
+        return closure
+
+    async def sync_untagged(self, digest: str) -> dict[str, FetchedManifest] | None:
+        """Sync a manifest named by digest (a referrer) with its closure."""
+        try:
+            if digest in self.getter.trusted:
+                self.untagged.add(digest)
+                return {}
+            root = await self.getter.by_digest(digest)
+            closure = await self.getter.closure(root)
+            await self.store_configs(closure)
+        except ITEM_ERRORS as exc:
+            self.problems.skip(f"referrer {digest}", exc)
+            return None
+        self._accept(closure)
+        self.untagged.add(digest)
+        return closure
+
+    def _accept(self, closure: dict[str, FetchedManifest]) -> None:
+        self.fetched.update(closure)
+        # Served by this upstream and verified: later references need no new GET.
+        self.getter.trusted.update(closure)
+
+    # ------------------------------------------------------------------ referrers
+
+    async def sync_referrers(self, subjects: set[str], listed: set[str]) -> None:
+        visited = set(subjects)
+
+        async def work(subject: str) -> list[str]:
+            try:
+                found = await find_referrers(self.client, self.name, subject, listed)
+            except ITEM_ERRORS as exc:
+                self.problems.skip(f"referrers of {subject}", exc)
+                return []
+            new: set[str] = set()
+            for tag in found.tags:
+                if tag in self.tags or tag in self._started_tags:
+                    continue
+                self.ctx.progress.add_total("tags")
+                if await self.sync_tag(tag) is not None and tag in self.tags:
+                    new |= await self.closure_digests({self.tags[tag]})
+            for digest in found.digests:
+                if digest not in visited and await self.sync_untagged(digest) is not None:
+                    new |= await self.closure_digests({digest})
+            fresh = sorted(new - visited)
+            visited.update(fresh)
+            return fresh  # referrers have referrers too (a signed SBOM)
+        await drain(sorted(subjects), work, TAG_WORKERS)
+
+    async def closure_digests(self, tops: set[str]) -> set[str]:
+        """Digests of every manifest reachable from `tops`, in memory or in the database."""
+        in_memory: set[str] = set()
+        recorded: set[str] = set()
+        stack = list(tops)
+        while stack:
+            digest = stack.pop()
+            if digest in in_memory:
+                continue
+            m = self.fetched.get(digest)
+            if m is None:
+                recorded.add(digest)
+                continue
+            in_memory.add(digest)
+            stack.extend(c.descriptor.digest for c in m.parsed.children)
+        if not recorded:
+            return in_memory
+
+        def query(session: Session) -> set[str]:
+            ids = q.manifest_ids_by_digest(session, sorted(recorded))
+            manifests, _ = q.manifest_closure(session, ids.values())
+            out: set[str] = set()
+            for batch in q.chunked(sorted(manifests)):
+                out.update(session.scalars(select(Manifest.digest).where(Manifest.id.in_(batch))))
+            return out
+        return in_memory | await self.ctx.services.db.read(query)
+
+    # ------------------------------------------------------------------ configs
+
+    async def store_configs(self, closure: dict[str, FetchedManifest]) -> None:
+        """Fetch, verify and store the (small) config blobs a tag's manifests name."""
+        wanted = {m.parsed.config.digest: m.parsed.config for m in closure.values()
+                  if m.parsed.config and m.parsed.config.size <= CONFIG_LIMIT}
+        if not wanted:
+            return
+        stored = await self.ctx.services.db.read(lambda s: _stored(s, list(wanted)))
+        await asyncio.gather(*(self._config(c) for d, c in wanted.items() if d not in stored))
+
+    async def _config(self, config: Descriptor) -> None:
+        future = self._configs.get(config.digest)
+        if future is None:
+            self.ctx.progress.add_total("blobs")
+            future = asyncio.ensure_future(self._fetch_config(config))
+            self._configs[config.digest] = future
+        await asyncio.shield(future)
+
+    async def _fetch_config(self, config: Descriptor) -> None:
+        data = await self.client.get_blob_bytes(self.name, config.digest, max_size=config.size)
+        if len(data) != config.size or not matches(data, config.digest):
+            raise DigestMismatch(f"config blob {config.digest} of {self.name}: the upstream"
+                                 f" sent {len(data)} bytes that do not hash to it")
+        store = self.ctx.services.store
+        await asyncio.to_thread(store.put_many, [(config.digest, data)])
+        self.stored.append((config.digest, len(data), "config"))
+        self.ctx.progress.advance("blobs")
+
+
+async def _fetch_blobs(run: SyncRun, fetcher: Fetcher, remote: Remote) -> None:
+    """Configs still missing, and with `immediate` every layer, through the fetcher."""
+    services, progress = run.ctx.services, run.ctx.progress
+    referenced = await run.closure_digests(set(run.tags.values()) | run.untagged)
+    recorded = referenced - set(run.fetched)
+    needs = await services.db.read(lambda s: _blob_needs(s, run.fetched, recorded))
+    stored = await services.db.read(lambda s: _stored(s, [n.digest for n in needs]))
+    stored.update(d for d, _, _ in run.stored)  # stored by this sync, rows not yet written
+    wanted = [n for n in needs if n.digest not in stored
+              and (n.is_config or remote.policy == "immediate")]
+    if not wanted:
+        return
+    progress.add_total("blobs", len(wanted))
+    source = Source(run.client, run.name, remote_name=remote.name)
+
+    async def fetch(need: BlobNeed) -> None:
+        await fetcher.fetch(need.digest, need.size, [source],
+                            kind="config" if need.is_config else "layer")
+        progress.advance("blobs")
+    await drain(wanted, fetch, BLOB_WORKERS)
 
 
 async def _record(db: Database, findings: SyncFindings, task_id: str) -> RepositoryVersion | None:
@@ -142,64 +347,19 @@ async def _record(db: Database, findings: SyncFindings, task_id: str) -> Reposit
                 raise
 
 
-async def _resolve_tags(client: UpstreamClient, name: str, tags: list[str],
-                        ctx: TaskContext) -> dict[str, str]:
-    """tag -> manifest digest, by HEAD (no body). "" when the upstream gave no digest."""
-    async def head(tag: str) -> tuple[str, str]:
-        info = await client.head_manifest(name, tag)
-        ctx.progress.advance("tags")
-        return tag, info.digest or ""
-    return dict(await asyncio.gather(*(head(t) for t in tags)))
-
-
-async def _fetch_manifests(client: UpstreamClient, name: str, tag_digests: dict[str, str],
-                           known: dict[str, int], fetched: dict[str, FetchedManifest],
-                           ctx: TaskContext) -> None:
-    scheduled: set[str] = set()
-
-    async def get(reference: str, expected: str | None) -> str:
-        data, content_type = await client.get_manifest(name, reference)
-        try:
-            parsed = parse_manifest(data, content_type)
-        except InvalidManifest as exc:
-            raise InvalidResponse(f"manifest {name}:{reference} is malformed: {exc}") from exc
-        digest = sha256_digest(data)
-        if expected and digest != expected:
-            raise DigestMismatch(f"manifest {name}@{reference}: upstream sent {digest}")
-        fetched[digest] = FetchedManifest(digest, data, parsed)
-        ctx.progress.advance("manifests")
-        children = [c.descriptor.digest for c in parsed.children
-                    if c.descriptor.digest not in known and c.descriptor.digest not in scheduled]
-        scheduled.update(children)
-        ctx.progress.add_total("manifests", len(children))
-        await asyncio.gather(*(get(c, c) for c in children))
-        return digest
-
-    async def get_tag(tag: str, digest: str) -> None:
-        tag_digests[tag] = await get(tag, digest or None)
-
-    todo = {}
-    for tag, digest in tag_digests.items():
-        if digest and (digest in known or digest in scheduled):
-            continue
-        if digest:
-            scheduled.add(digest)
-        todo[tag] = digest
-    ctx.progress.add_total("manifests", len(todo))
-    await asyncio.gather(*(get_tag(t, d) for t, d in todo.items()))
-
-
 def _blob_needs(session: Session, fetched: dict[str, FetchedManifest],
-                known_ids: set[int]) -> list[BlobNeed]:
+                recorded: Iterable[str]) -> list[BlobNeed]:
+    """The blobs of the synced manifests: from memory, or from the database for
+    those recorded before. Foreign layers are not among them."""
     needs: dict[str, BlobNeed] = {}
     for m in fetched.values():
-        if m.parsed.config:
-            c = m.parsed.config
-            needs[c.digest] = BlobNeed(c.digest, c.size, True)
-        for layer in m.parsed.layers:
-            needs.setdefault(layer.digest, BlobNeed(layer.digest, layer.size, False))
-    manifests, _ = q.manifest_closure(session, known_ids)
-    for batch in q.chunked(sorted(manifests)):
+        for pos, blob in m.parsed.linked_blobs:
+            if pos == -1:
+                needs[blob.digest] = BlobNeed(blob.digest, blob.size, True)
+            else:
+                needs.setdefault(blob.digest, BlobNeed(blob.digest, blob.size, False))
+    ids = q.manifest_ids_by_digest(session, sorted(recorded))
+    for batch in q.chunked(sorted(ids.values())):
         rows = session.execute(
             select(Blob.digest, Blob.size, Manifest.config_digest)
             .join(ManifestBlob, ManifestBlob.blob_id == Blob.id)
@@ -215,9 +375,10 @@ def _blob_needs(session: Session, fetched: dict[str, FetchedManifest],
 def _record_artifacts(session: Session, store: FilesystemStore,
                       stored: list[tuple[str, int, str]]) -> None:
     existing = _stored(session, [digest for digest, _, _ in stored])
+    rows = {digest: (size, kind) for digest, size, kind in stored if digest not in existing}
     session.add_all(Artifact(digest=digest, size=size, kind=kind,
                              location=store.location(digest))
-                    for digest, size, kind in stored if digest not in existing)
+                    for digest, (size, kind) in rows.items())
 
 
 def _stored(session: Session, digests: list[str]) -> set[str]:

@@ -1,4 +1,10 @@
-"""Write what a sync found as content rows and one new repository version, in one transaction."""
+"""Write what a sync found as content rows and one new repository version, in one transaction.
+
+Every manifest the sync fetched gets a `ManifestSource` row (this remote and
+upstream name served those bytes), and a `BlobSource` row is added only for
+blobs of manifests in the synced closure, which this remote served. Foreign
+layers get neither a blob row nor a link: a version never holds them.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from lazyreg.db.models import (
     Manifest,
     ManifestBlob,
     ManifestChild,
+    ManifestSource,
     Repository,
     RepositoryVersion,
     Tag,
@@ -36,7 +43,12 @@ class SyncFindings:
     upstream_name: str
     mirror: bool
     tags: dict[str, str]  # tag name -> manifest digest
+    # Every manifest this sync fetched (and verified), whether new or already known.
     new_manifests: dict[str, FetchedManifest] = field(default_factory=dict)
+    # Manifests the version holds without a tag: referrers found by digest.
+    untagged: set[str] = field(default_factory=set)
+    # Tags skipped this time (broken upstream): a mirror sync keeps what they were.
+    keep_tags: set[str] = field(default_factory=set)
 
 
 def _new_content_ids(session: Session, kind: str, n: int) -> list[int]:
@@ -50,7 +62,7 @@ def _new_content_ids(session: Session, kind: str, n: int) -> list[int]:
 
 def _insert_blobs(session: Session, manifests: list[FetchedManifest]) -> dict[str, int]:
     """Blob ids by digest for every blob the manifests name, inserting the new ones."""
-    wanted = {d.digest: d for m in manifests for d in m.parsed.blobs}
+    wanted = {d.digest: d for m in manifests for _, d in m.parsed.linked_blobs}
     ids = q.blob_ids_by_digest(session, sorted(wanted))
     new = [wanted[d] for d in sorted(wanted) if d not in ids]
     new_ids = _new_content_ids(session, "blob", len(new))
@@ -74,13 +86,14 @@ def _insert_manifests(session: Session, manifests: list[FetchedManifest],
     session.execute(insert(Manifest), [
         {"id": manifest_ids[m.digest], "digest": m.digest, "media_type": m.parsed.media_type,
          "size": len(m.data), "data": m.data,
-         "config_digest": m.parsed.config.digest if m.parsed.config else None}
+         "config_digest": m.parsed.config.digest if m.parsed.config else None,
+         "subject_digest": m.parsed.subject.digest if m.parsed.subject else None,
+         "artifact_type": m.parsed.artifact_type}
         for m in new])
     # The config is position -1 so that layers keep their own order from 0.
-    links = [{"manifest_id": manifest_ids[m.digest],
-              "position": pos - 1 if m.parsed.config else pos,
+    links = [{"manifest_id": manifest_ids[m.digest], "position": pos,
               "blob_id": blob_ids[d.digest]}
-             for m in new for pos, d in enumerate(m.parsed.blobs)]
+             for m in new for pos, d in m.parsed.linked_blobs]
     children = []
     for m in new:
         for pos, child in enumerate(m.parsed.children):
@@ -114,47 +127,102 @@ def _tag_ids(session: Session, tags: dict[str, int]) -> set[int]:
 
 
 def _ordered(manifests: dict[str, FetchedManifest]) -> list[FetchedManifest]:
-    """Children before the lists that name them."""
+    """Children before the lists that name them (the sync refused cycles)."""
     done: set[str] = set()
     out: list[FetchedManifest] = []
-
-    def visit(m: FetchedManifest) -> None:
-        if m.digest in done:
-            return
-        done.add(m.digest)
-        for child in m.parsed.children:
-            if child.descriptor.digest in manifests:
-                visit(manifests[child.descriptor.digest])
-        out.append(m)
-    for m in manifests.values():
-        visit(m)
+    for first in manifests.values():
+        if first.digest in done:
+            continue
+        done.add(first.digest)
+        stack = [(first, iter(first.parsed.children))]
+        while stack:
+            m, pending = stack[-1]
+            child = next(pending, None)
+            if child is None:
+                stack.pop()
+                out.append(m)
+                continue
+            found = manifests.get(child.descriptor.digest)
+            if found is not None and found.digest not in done:
+                done.add(found.digest)
+                stack.append((found, iter(found.parsed.children)))
     return out
+
+
+def _referenced(findings: SyncFindings) -> set[str]:
+    """Every manifest digest the findings name: tagged, untagged, fetched, children."""
+    children = {c.descriptor.digest for m in findings.new_manifests.values()
+                for c in m.parsed.children}
+    return (set(findings.tags.values()) | findings.untagged | set(findings.new_manifests)
+            | children)
 
 
 def record_sync(session: Session, findings: SyncFindings,
                 task_id: str | None) -> RepositoryVersion | None:
     """Insert new content, then create the new version; None when nothing changed."""
     repository = session.get_one(Repository, findings.repository_id)
-    all_digests = set(findings.tags.values()) | set(findings.new_manifests)
-    manifest_ids = q.manifest_ids_by_digest(session, sorted(all_digests))
+    manifest_ids = q.manifest_ids_by_digest(session, sorted(_referenced(findings)))
+    _fill_referrer_columns(session, findings, manifest_ids)
     _insert_manifests(session, _ordered(findings.new_manifests), manifest_ids)
+    _record_manifest_sources(session, findings,
+                             {manifest_ids[d] for d in findings.new_manifests})
     tag_ids = _tag_ids(session, {name: manifest_ids[digest]
                                  for name, digest in findings.tags.items()})
-    top = {manifest_ids[d] for d in findings.tags.values()}
+    top = {manifest_ids[d] for d in (*findings.tags.values(), *findings.untagged)}
     manifests, blobs = q.manifest_closure(session, top)
     _record_sources(session, findings, blobs)
 
     synced = tag_ids | manifests | blobs
+    current = q.version_content_ids(session, repository.id, repository.latest_version)
+    names = q.tag_names(session, current)
     if findings.mirror:
-        content = synced
+        # Equal to the upstream, except that a tag which failed this time is
+        # still listed there: it keeps what it was.
+        kept = {tid for tid, name in names.items()
+                if name in findings.keep_tags and name not in findings.tags}
+        kept_manifests: set[int] = set()
+        for batch in q.chunked(sorted(kept)):
+            kept_manifests.update(session.scalars(
+                select(Tag.manifest_id).where(Tag.id.in_(batch))))
+        kept_closure = q.manifest_closure(session, kept_manifests)
+        content = synced | kept | kept_closure[0] | kept_closure[1]
     else:
         # Additive, but a tag name points at one manifest: the synced tag replaces
         # the old one of the same name.
-        current = q.version_content_ids(session, repository.id, repository.latest_version)
-        names = q.tag_names(session, current)
         replaced = {tid for tid, name in names.items() if name in findings.tags}
         content = (current - replaced) | synced
     return q.create_version(session, repository, content, task_id)
+
+
+def _fill_referrer_columns(session: Session, findings: SyncFindings,
+                           manifest_ids: dict[str, int]) -> None:
+    """Subject and artifact type of known manifests fetched again, where still unset."""
+    known = [m for d, m in findings.new_manifests.items()
+             if d in manifest_ids and (m.parsed.subject or m.parsed.artifact_type)]
+    for batch in q.chunked(known):
+        rows = {row.id: row for row in session.scalars(select(Manifest).where(
+            Manifest.id.in_([manifest_ids[m.digest] for m in batch])))}
+        for m in batch:
+            row = rows[manifest_ids[m.digest]]
+            if row.subject_digest is None and m.parsed.subject is not None:
+                row.subject_digest = m.parsed.subject.digest
+            if row.artifact_type is None and m.parsed.artifact_type is not None:
+                row.artifact_type = m.parsed.artifact_type
+
+
+def _record_manifest_sources(session: Session, findings: SyncFindings,
+                             manifest_ids: set[int]) -> None:
+    existing: set[int] = set()
+    for batch in q.chunked(sorted(manifest_ids)):
+        existing.update(session.scalars(select(ManifestSource.manifest_id).where(
+            ManifestSource.manifest_id.in_(batch),
+            ManifestSource.remote_id == findings.remote_id,
+            ManifestSource.upstream_name == findings.upstream_name)))
+    new = sorted(manifest_ids - existing)
+    if new:
+        session.execute(insert(ManifestSource), [
+            {"manifest_id": m, "remote_id": findings.remote_id,
+             "upstream_name": findings.upstream_name} for m in new])
 
 
 def _record_sources(session: Session, findings: SyncFindings, blob_ids: set[int]) -> None:
@@ -167,4 +235,3 @@ def _record_sources(session: Session, findings: SyncFindings, blob_ids: set[int]
     session.add_all(BlobSource(blob_id=b, remote_id=findings.remote_id,
                                upstream_name=findings.upstream_name)
                     for b in sorted(blob_ids - existing))
-

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lazyreg.db.models import Task, utcnow
+from lazyreg.redact import redact
 from lazyreg.services import Services
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class TaskContext:
     task_id: str
     services: Services
     progress: Progress
+    # What the task skipped and why; saved with the task whether it completes or fails.
+    warnings: list[str] = field(default_factory=list)
 
 
 TaskFn = Callable[[TaskContext], Awaitable[list[str]]]
@@ -103,7 +106,7 @@ class TaskRunner:
                      lock_key: str | None = None) -> Task:
         task = Task(id=str(uuid.uuid4()), kind=kind, state="waiting", params=params,
                     lock_key=lock_key, worker=self.services.worker_id, progress={},
-                    created_resources=[], created=utcnow())
+                    created_resources=[], warnings=[], created=utcnow())
 
         def insert(session: Session) -> Task:
             session.add(task)
@@ -143,24 +146,28 @@ class TaskRunner:
             created = await fn(ctx)
             progress.message = progress.message or f"done in {time.monotonic() - started:.2f}s"
             await self._update(task_id, state="completed", finished=utcnow(),
-                               progress=progress.snapshot(), created_resources=created)
+                               progress=progress.snapshot(), created_resources=created,
+                               warnings=[redact(w) for w in ctx.warnings])
             outcome = "completed"
         except asyncio.CancelledError:
             outcome, error = "canceled", "canceled"
             await self._update(task_id, state="canceled", finished=utcnow(),
-                               progress=progress.snapshot(), error="canceled")
+                               progress=progress.snapshot(), error="canceled",
+                               warnings=[redact(w) for w in ctx.warnings])
             raise
         except Exception as exc:
             error = _describe(exc)
             log.debug("task %s failed", task_id, exc_info=True)
             await self._update(task_id, state="failed", finished=utcnow(),
-                               progress=progress.snapshot(), error=error)
+                               progress=progress.snapshot(), error=error,
+                               warnings=[redact(w) for w in ctx.warnings])
         finally:
             seconds = time.monotonic() - started if started is not None else 0.0
             self.observer.task_finished(kind, outcome, seconds)
             # The task's log line; it carries the id of the request that started it.
+            warned = f", {len(ctx.warnings)} warnings" if ctx.warnings else ""
             log.log(logging.WARNING if outcome == "failed" else logging.INFO,
-                    "task %s %s %s in %.2fs%s", task_id, kind, outcome, seconds,
+                    "task %s %s %s in %.2fs%s%s", task_id, kind, outcome, seconds, warned,
                     f": {error}" if error else "")
             if flusher:
                 flusher.cancel()
@@ -197,4 +204,4 @@ class TaskRunner:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
+    return redact(f"{type(exc).__name__}: {text}")  # tasks are readable by every viewer

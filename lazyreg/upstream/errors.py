@@ -2,10 +2,13 @@
 
     UpstreamError
     ├── Unavailable        connection refused/reset, timeout, 5xx (after retries)
-    │   └── TooManyRequests    429 (after retries)
+    │   ├── TooManyRequests    429 (after retries)
+    │   └── Stalled            a body slower than the stall rule, or not read in time
     ├── NotFound           404: the repository, manifest or blob is not there
     ├── AuthError          401/403 that credentials did not fix
     ├── InvalidResponse    the upstream answered something that is not a registry answer
+    │   └── RedirectRefused    a redirect or token realm we must not follow (scheme, address)
+    │   └── TooLarge           a body over its byte cap (manifest, config, tag page, token)
     └── DigestMismatch     bytes that do not hash to the digest they were asked by
 
 Retry code catches `Unavailable`; everything else is final.
@@ -39,6 +42,10 @@ class TooManyRequests(Unavailable):
     pass
 
 
+class Stalled(Unavailable):
+    pass
+
+
 class NotFound(UpstreamError):
     pass
 
@@ -48,6 +55,14 @@ class AuthError(UpstreamError):
 
 
 class InvalidResponse(UpstreamError):
+    pass
+
+
+class RedirectRefused(InvalidResponse):
+    pass
+
+
+class TooLarge(InvalidResponse):
     pass
 
 

@@ -55,3 +55,38 @@ async def test_operations_have_summaries_and_schemas(client: Client) -> None:
     assert set(page["properties"]) == {"count", "next", "previous", "results"}
     version = doc["paths"]["/api/v1/repositories/{name}/versions/{number}/"]["get"]
     assert [p["name"] for p in version["parameters"]] == ["name", "number"]
+
+
+async def test_parameters_are_typed_and_bounded(client: Client) -> None:
+    doc = await get(client, "openapi.json")
+    version = doc["paths"]["/api/v1/repositories/{name}/versions/{number}/"]["get"]
+    number = {p["name"]: p["schema"] for p in version["parameters"]}["number"]
+    assert number == {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
+    listing = doc["paths"]["/api/v1/tasks/"]["get"]
+    query = {p["name"]: p["schema"] for p in listing["parameters"]}
+    assert query["limit"]["minimum"] == 1 and query["offset"]["maximum"] == 2**31 - 1
+    assert query["state"]["enum"] == ["waiting", "running", "completed", "failed", "canceled"]
+    remote = doc["components"]["schemas"]["RemoteIn"]["properties"]
+    assert remote["name"]["maxLength"] == 255 and remote["name"]["pattern"]
+    assert remote["tls_verify"] == {"default": True, "title": "Tls Verify", "type": "boolean"}
+    pinned = doc["components"]["schemas"]["DistributionIn"]["properties"]["repository_version"]
+    assert pinned["anyOf"][0]["maximum"] == 2**31 - 1
+
+
+async def test_errors_and_links_are_documented(client: Client) -> None:
+    doc = await get(client, "openapi.json")
+    create = doc["paths"]["/api/v1/remotes/"]["post"]["responses"]
+    assert {"400", "408", "409", "413", "507"} <= set(create)
+    delete = doc["paths"]["/api/v1/remotes/{name}/"]["delete"]
+    assert {"409", "507"} <= set(delete["responses"])
+    assert [p["name"] for p in delete["parameters"]] == ["name", "force"]
+    assert "507" not in doc["paths"]["/api/v1/remotes/"]["get"]["responses"]
+    links = create["201"]["links"]
+    assert links["remotes_show"] == {"operationId": "remotes_show",
+                                     "parameters": {"name": "$response.body#/name"}}
+    assert links["repositories_sync"]["requestBody"] == {"remote": "$response.body#/name"}
+    repository = doc["paths"]["/api/v1/repositories/"]["post"]["responses"]["201"]["links"]
+    assert repository["distributions_create"]["requestBody"] == {
+        "repository": "$response.body#/name"}
+    sync = doc["paths"]["/api/v1/repositories/{name}/sync/"]["post"]["responses"]["202"]
+    assert sync["links"]["tasks_show"]["parameters"] == {"id": "$response.body#/id"}

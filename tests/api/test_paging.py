@@ -95,3 +95,20 @@ async def test_unknown_api_path_is_a_json_404(client: Client) -> None:
     resp = await client.get(f"{API}/nothing-here/")
     assert resp.status == 404
     assert (await resp.json())["detail"]
+
+
+@pytest.mark.parametrize("query", [
+    "offset=2147483648", "offset=9223372036854775808", "offset=" + "9" * 5000,
+    "limit=9223372036854775808", "offset=%D9%A1", "offset=1_0", "offset=+1", "offset=%201",
+    "offset=1&offset=2",
+])
+async def test_out_of_bounds_paging_names_the_parameter(client: Client, query: str) -> None:
+    error = await get(client, f"tasks/?{query}", status=400)
+    assert error["field"] == query.split("=")[0], error
+    assert len(error["detail"]) < 100, error  # a 5000-digit number is not echoed back
+
+
+async def test_largest_offset_and_limit_are_served(client: Client) -> None:
+    page = await get(client, "remotes/?offset=2147483647&limit=2147483647")
+    assert page == {"count": 0, "next": None, "previous": page["previous"], "results": []}
+    assert "limit=1000" in page["previous"]  # the capped page size

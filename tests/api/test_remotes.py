@@ -5,8 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from tests.api.conftest import API, Client, delete, get, patch, post, remote_body
+from lazyreg.db.models import Blob, BlobSource, Remote
+from tests.api.conftest import (
+    API,
+    Client,
+    database,
+    delete,
+    digest_of,
+    get,
+    patch,
+    post,
+    remote_body,
+    seed,
+    store,
+)
 
 PEM = """-----BEGIN CERTIFICATE-----
 MIIBfTCCASOgAwIBAgIUIg5M1yH5vXqMmrVAWl2ysyB8qWwwCgYIKoZIzj0EAwIw
@@ -24,7 +39,9 @@ async def test_create_returns_the_remote_with_defaults(client: Client) -> None:
         "name": "hub", "url": "https://registry.example.test", "upstream_name": "library/alpine",
         "policy": "on_demand", "include_tags": None, "exclude_tags": None, "username": None,
         "has_password": False, "tls_verify": True, "ca_cert": None, "proxy_url": None,
-        "download_concurrency": 8, "created": created["created"],
+        "has_proxy_credentials": False, "download_concurrency": 8,
+        "allow_private_redirects": False, "include_referrers": False, "max_tags": 100000,
+        "created": created["created"],
     }
     assert created["created"].endswith("Z")
     assert await get(client, "remotes/hub/") == created
@@ -146,3 +163,109 @@ async def test_bad_json_body(client: Client, raw: bytes) -> None:
 async def test_path_without_trailing_slash(client: Client) -> None:
     await post(client, "remotes", remote_body())
     assert (await get(client, "remotes/hub"))["name"] == "hub"
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("include_tags", ["["]),
+    ("include_tags", ["v[1-"]),
+    ("exclude_tags", ["ok", "[!"]),
+    ("include_tags", ["v1 *"]),
+    ("include_tags", ["a" * 256]),
+    ("include_tags", ["v*"] * 101),
+    ("tls_verify", "true"),
+    ("tls_verify", 1),
+    ("download_concurrency", "8"),
+    ("download_concurrency", 8.0),
+    ("download_concurrency", True),
+    ("ca_cert", "é"),
+    ("url", "http://example.test:99999"),
+    ("url", "http://exa mple.test"),
+    ("name", "hub\n"),
+    ("username", "u" * 4097),
+    ("password", "a\u0000b"),
+])
+async def test_loose_input_is_refused(client: Client, field: str, value: object) -> None:
+    error = await post(client, "remotes/", {**remote_body(), field: value}, status=400)
+    assert error["field"] == field, error
+
+
+@pytest.mark.parametrize("globs", [["v1.*", "*-alpine", "3.1?", "[0-9]*", "[!v]*", "[]]x",
+                                    "latest"]])
+async def test_valid_globs_are_kept(client: Client, globs: list[str]) -> None:
+    created = await post(client, "remotes/", remote_body(include_tags=globs, exclude_tags=globs))
+    assert created["include_tags"] == created["exclude_tags"] == globs
+
+
+# --- deleting a remote that repositories still need ------------------------
+
+
+async def sources(client: Client, remote: str, layers: list[str]) -> None:
+    """Record `remote` as a source of the blobs named like in `seed`."""
+    def insert(session: Session) -> None:
+        remote_id = session.scalars(select(Remote.id).where(Remote.name == remote)).one()
+        for layer in layers:
+            blob_id = session.scalars(select(Blob.id).where(Blob.digest == digest_of(layer))).one()
+            session.add(BlobSource(blob_id=blob_id, remote_id=remote_id, upstream_name="x"))
+    await database(client).write(insert)
+
+
+async def delete_status(client: Client, path: str) -> tuple[int, dict[str, Any] | None]:
+    resp = await client.delete(f"{API}/{path}")
+    return resp.status, (await resp.json() if resp.status != 204 else None)
+
+
+@pytest.fixture
+async def needed(client: Client) -> Client:
+    """Remote `hub`, the only source of layers a and b of repositories `r` and `s`."""
+    await post(client, "remotes/", remote_body())
+    for name in ("s", "r"):
+        await post(client, "repositories/", {"name": name})
+        await seed(client, name, {"v1": ["a", "b"]})
+    await sources(client, "hub", ["a", "b"])
+    return client
+
+
+async def test_delete_of_the_only_source_is_a_conflict_naming_the_repositories(
+        needed: Client) -> None:
+    status, error = await delete_status(needed, "remotes/hub/")
+    assert status == 409 and error is not None
+    assert "these repositories need: r, s;" in error["detail"], error
+    assert "?force=true" in error["detail"]
+    assert (await get(needed, "remotes/hub/"))["name"] == "hub"
+
+
+async def test_delete_with_force(needed: Client) -> None:
+    assert (await delete_status(needed, "remotes/hub/?force=true"))[0] == 204
+    assert await database(needed).read(
+        lambda s: s.scalar(select(func.count()).select_from(BlobSource))) == 0
+
+
+async def test_stored_blobs_need_no_source(needed: Client) -> None:
+    await store(needed, ["a"])
+    assert (await delete_status(needed, "remotes/hub/"))[0] == 409  # b is still missing
+    await store(needed, ["b"])
+    assert (await delete_status(needed, "remotes/hub/"))[0] == 204
+
+
+async def test_another_source_is_enough(needed: Client) -> None:
+    await post(needed, "remotes/", remote_body("mirror"))
+    await sources(needed, "mirror", ["a", "b"])
+    assert (await delete_status(needed, "remotes/hub/"))[0] == 204
+    # Now `mirror` is the only one left.
+    assert (await delete_status(needed, "remotes/mirror/"))[0] == 409
+
+
+async def test_only_the_latest_and_served_versions_count(needed: Client) -> None:
+    for name in ("r", "s"):
+        await seed(needed, name, {"v2": ["c"]})  # version 2 holds neither a nor b
+    assert (await delete_status(needed, "remotes/hub/"))[0] == 204
+    await post(needed, "remotes/", remote_body())
+    await sources(needed, "hub", ["a"])
+    await post(needed, "distributions/", {"name": "old", "base_path": "old", "repository": "s",
+                                          "repository_version": 1})
+    await post(needed, "distributions/", {"name": "new", "base_path": "new", "repository": "r"})
+    status, error = await delete_status(needed, "remotes/hub/")
+    assert status == 409 and error is not None
+    assert "these repositories need: s;" in error["detail"], error
+    await patch(needed, "distributions/old/", {"repository_version": None})
+    assert (await delete_status(needed, "remotes/hub/"))[0] == 204

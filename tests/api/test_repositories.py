@@ -61,7 +61,10 @@ async def test_versions_newest_first_with_counts(client: Client) -> None:
     assert two["added"] == {"tags": 1, "manifests": 1, "blobs": 1}
     assert two["removed"] == {"tags": 1, "manifests": 1, "blobs": 1}
     await get(client, "repositories/alpine/versions/3/", status=404)
-    await get(client, "repositories/alpine/versions/x/", status=404)
+    for bad in ("x", "%C2%B2", "-1", "1_0", "12345678901234567890"):
+        # "²".isdigit() is True and int("1_0") == 10: neither is a version number.
+        error = await get(client, f"repositories/alpine/versions/{bad}/", status=400)
+        assert error["field"] == "number", error
     await get(client, "repositories/nope/versions/0/", status=404)
 
 
@@ -106,7 +109,7 @@ async def test_sync_answers_202_with_the_task(client: Client) -> None:
     assert task["state"] in ("waiting", "running")
     assert task["params"] == {"repository": "alpine", "remote": "hub", "mirror": True}
     assert set(task) == {"id", "kind", "state", "params", "progress", "error", "created",
-                         "started", "finished", "created_resources"}
+                         "started", "finished", "created_resources", "warnings"}
     final: dict[str, Any] = task
     for _ in range(200):
         final = await get(client, f"tasks/{task['id']}/")

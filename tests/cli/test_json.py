@@ -6,8 +6,10 @@ with the app's, so a new command without a JSON case fails here.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+import pytest
 import typer
 
 from lazyreg.cli.main import app
@@ -23,10 +25,12 @@ def commands(group: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
     return found
 
 
-def test_every_command_answers_json(cli: Runner, servers: Servers) -> None:
+def test_every_command_answers_json(cli: Runner, servers: Servers,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
     ran: set[tuple[str, ...]] = set()
 
-    def run(command: str, *args: str, code: int = 0) -> Any:
+    def run(command: str, *args: str, code: int = 0, stdin: str = "") -> Any:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
         result = cli("-o", "json", *command.split(), *args)
         assert result.code == code, result.err
         ran.add(tuple(command.split()))
@@ -58,6 +62,14 @@ def test_every_command_answers_json(cli: Runner, servers: Servers) -> None:
     assert run("distribution delete", "app") == {"deleted": "distributions/app/"}
     assert run("repository delete", "app") == {"deleted": "repositories/app/"}
     assert run("remote delete", "up") == {"deleted": "remotes/up/"}
+    assert run("user create", "vera", "--password-stdin", stdin="vera-password\n"
+               )["role"] == "viewer"
+    assert run("user update", "vera", "--password-stdin", stdin="new-password\n"
+               )["role"] == "viewer"
+    assert run("user show", "vera")["username"] == "vera"
+    assert run("user list")["count"] == 1
+    assert run("user delete", "vera") == {"deleted": "users/vera/"}
 
-    every = commands(typer.main.get_command(app)) - {("serve",)}
+    # login and logout need a server with auth on: tests/cli/test_login.py.
+    every = commands(typer.main.get_command(app)) - {("serve",), ("login",), ("logout",)}
     assert ran == every, every - ran

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import statistics
 import time
+from pathlib import Path
 
+from aiohttp.test_utils import TestClient, TestServer
+
+from lazyreg.app import create_app
+from lazyreg.config import Settings
 from lazyreg.observe.keys import METRICS
 from lazyreg.observe.queries import LIST_ROWS, Snapshot, TaskRow
 from lazyreg.observe.status_page import Download, Page, render
@@ -116,3 +122,24 @@ def test_tasks_with_state_warnings_and_errors_escaped() -> None:
     assert "Unavailable: &lt;down&gt;" in html
     assert "repo&lt;1&gt;" in html
     assert ">completed</span>" in html and ">failed</span>" in html
+
+
+async def test_with_auth_on_the_page_needs_a_login_and_probes_do_not(tmp_path: Path) -> None:
+    password = "admin-secret-1"
+    settings = Settings(data_dir=tmp_path, auth="on", admin_password=password)
+    async with TestClient(TestServer(create_app(settings))) as client:
+        resp = await client.get("/")
+        assert resp.status == 401
+        assert resp.headers["WWW-Authenticate"] == 'Basic realm="lazyreg"'  # a browser's dialog
+        assert "lazyreg status" not in await resp.text()
+        wrong = base64.b64encode(b"admin:wrong").decode()
+        assert (await client.get("/", headers={"Authorization": f"Basic {wrong}"})).status == 401
+        admin = base64.b64encode(f"admin:{password}".encode()).decode()
+        resp = await client.get("/", headers={"Authorization": f"Basic {admin}"})
+        assert resp.status == 200 and "lazyreg status" in await resp.text()
+        token = (await (await client.post("/api/v1/tokens/", headers={
+            "Authorization": f"Basic {admin}"})).json())["token"]
+        resp = await client.get("/", headers={"Authorization": f"Bearer {token}"})
+        assert resp.status == 200
+        for path in ("/metrics", "/healthz", "/readyz"):
+            assert (await client.get(path)).status == 200, path

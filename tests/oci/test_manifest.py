@@ -5,7 +5,14 @@ import json
 import pytest
 
 from lazyreg.oci import mediatypes as mt
-from lazyreg.oci.digest import InvalidDigest, parse_digest, sha256_digest
+from lazyreg.oci.digest import (
+    InvalidDigest,
+    UnsupportedDigest,
+    digest_of,
+    is_valid_digest,
+    parse_digest,
+    sha256_digest,
+)
 from lazyreg.oci.manifest import InvalidManifest, parse_manifest
 from lazyreg.oci.names import is_repository_name, is_tag
 
@@ -60,3 +67,80 @@ def test_digests_and_names() -> None:
     assert is_repository_name("team/mirrors/alpine")
     assert not is_repository_name("Team/x") and not is_repository_name("a//b")
     assert is_tag("v1.0-rc_1") and not is_tag(".hidden") and not is_tag("a" * 129)
+
+
+D512 = "sha512:" + "5" * 128
+
+
+@pytest.mark.parametrize("value", [D1, D512])
+def test_sha256_and_sha512_digests_are_valid(value: str) -> None:
+    assert parse_digest(value) == value
+    assert digest_of(b"x", value.split(":")[0]).startswith(value.split(":")[0] + ":")
+
+
+@pytest.mark.parametrize("value", [D1 + "\n", D512 + "\n", "sha256:" + "1" * 63,
+                                   "SHA256:" + "1" * 64, "sha512:" + "5" * 64, " " + D1])
+def test_malformed_digests_are_invalid_even_with_a_trailing_newline(value: str) -> None:
+    with pytest.raises(InvalidDigest):
+        parse_digest(value)
+    assert not is_valid_digest(value)
+
+
+def test_an_unknown_algorithm_is_unsupported_not_malformed() -> None:
+    with pytest.raises(UnsupportedDigest):
+        parse_digest("sha384:" + "a" * 96)
+    doc = {"mediaType": mt.OCI_MANIFEST, "config": {"digest": D1, "size": 1},
+           "layers": [{"digest": "sha384:" + "a" * 96, "size": 1}]}
+    with pytest.raises(InvalidManifest, match="unsupported digest algorithm"):
+        parse_manifest(json.dumps(doc).encode())
+
+
+def test_names_and_tags_with_a_trailing_newline_are_invalid() -> None:
+    assert not is_tag("v1\n") and not is_repository_name("a/b\n")
+    assert not is_tag("../x") and not is_tag("../../../../v2/evil/marker/manifests/x")
+
+
+def test_sha512_blobs_are_parsed() -> None:
+    doc = {"mediaType": mt.OCI_MANIFEST, "config": {"digest": D1, "size": 1},
+           "layers": [{"digest": D512, "size": 9, "mediaType": "l"}]}
+    parsed = parse_manifest(json.dumps(doc).encode())
+    assert [d.digest for _, d in parsed.linked_blobs] == [D1, D512]
+
+
+def test_foreign_layers_are_parsed_but_not_linked() -> None:
+    doc = {"mediaType": mt.DOCKER_MANIFEST, "config": {"digest": D1, "size": 1},
+           "layers": [
+               {"digest": D2, "size": 5, "mediaType": "l"},
+               {"digest": "sha256:" + "3" * 64, "size": 7, "urls": ["https://x.invalid/l"],
+                "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"},
+               {"digest": "sha256:" + "4" * 64, "size": 7,
+                "mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"},
+               {"digest": "sha256:" + "6" * 64, "size": 7, "mediaType": "l",
+                "urls": ["https://x.invalid/l"]}]}
+    parsed = parse_manifest(json.dumps(doc).encode())
+    assert len(parsed.blobs) == 5
+    assert [(pos, d.digest) for pos, d in parsed.linked_blobs] == [(-1, D1), (0, D2)]
+    assert [d.foreign for d in parsed.layers] == [False, True, True, True]
+
+
+def test_subject_and_artifact_type() -> None:
+    artifact = {"mediaType": mt.OCI_MANIFEST, "artifactType": "application/vnd.example.sig",
+                "config": {"digest": D1, "size": 2,
+                           "mediaType": "application/vnd.oci.empty.v1+json"},
+                "layers": [], "subject": {"digest": D2, "size": 10, "mediaType": mt.OCI_MANIFEST}}
+    parsed = parse_manifest(json.dumps(artifact).encode())
+    assert parsed.subject is not None and parsed.subject.digest == D2
+    assert parsed.artifact_type == "application/vnd.example.sig"
+    del artifact["artifactType"], artifact["subject"]
+    parsed = parse_manifest(json.dumps(artifact).encode())
+    assert parsed.artifact_type == "application/vnd.oci.empty.v1+json"  # the config's type
+    assert parsed.subject is None
+    index = {"mediaType": mt.OCI_INDEX, "manifests": [], "artifactType": "a/b",
+             "subject": {"digest": D2, "size": 10}}
+    parsed = parse_manifest(json.dumps(index).encode())
+    assert parsed.artifact_type == "a/b" and parsed.subject is not None
+
+
+def test_a_deeply_nested_document_is_malformed_not_a_crash() -> None:
+    with pytest.raises(InvalidManifest, match="nested too deeply"):
+        parse_manifest(b"[" * 200_000)

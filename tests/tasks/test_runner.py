@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from lazyreg.auth.secrets import SecretBox
 from lazyreg.config import Settings
 from lazyreg.db.engine import Database
 from lazyreg.observe.logs import REQUEST_ID, RequestIdFilter
@@ -33,7 +34,7 @@ async def runner(tmp_path: Path) -> AsyncIterator[tuple[TaskRunner, Recorder]]:
     recorder = Recorder()
     async with aiohttp.ClientSession() as session:
         services = Services(Settings(data_dir=tmp_path), db, FilesystemStore(tmp_path / "s"),
-                            UpstreamPool(session))
+                            UpstreamPool(session), SecretBox.from_master(b"k" * 32, "test"))
         runner = TaskRunner(services, observer=recorder)
         yield runner, recorder
         await runner.shutdown()

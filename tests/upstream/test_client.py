@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -14,7 +17,16 @@ from aiohttp.test_utils import TestServer
 
 from lazyreg.upstream.auth import parse_www_authenticate
 from lazyreg.upstream.client import RemoteConfig, UpstreamClient
-from lazyreg.upstream.errors import AuthError, NotFound, TooManyRequests, Unavailable
+from lazyreg.upstream.errors import (
+    AuthError,
+    InvalidResponse,
+    NotFound,
+    Stalled,
+    TooLarge,
+    TooManyRequests,
+    Unavailable,
+)
+from lazyreg.upstream.stall import StallRule
 
 Handler = Callable[[web.Request], Any]
 
@@ -136,3 +148,148 @@ async def test_tag_list_follows_link_pagination(serve: Any) -> None:
             "Link": '</v2/x/tags/list?n=2&last=b>; rel="next"'})
     client = await serve({"/v2/x/tags/list": tags})
     assert await client.list_tags("x") == ["a", "b", "c"]
+
+
+async def test_tag_list_link_loop_is_refused(serve: Any) -> None:
+    calls: list[str] = []
+
+    async def tags(request: web.Request) -> web.Response:
+        calls.append(request.path_qs)
+        return web.json_response({"tags": ["a"]}, headers={
+            "Link": '</v2/x/tags/list?n=1000&last=a>; rel="next"'})
+    client = await serve({"/v2/x/tags/list": tags})
+    with pytest.raises(InvalidResponse, match="loops"):
+        await client.list_tags("x")
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("link", [
+    '<http://evil.example/v2/x/tags/list?last=a>; rel="next"',
+    '</v2/other/tags/list?last=a>; rel="next"',
+    '</v2/x/manifests/latest>; rel="next"',
+])
+async def test_tag_list_link_elsewhere_is_refused(serve: Any, link: str) -> None:
+    calls: list[str] = []
+
+    async def tags(request: web.Request) -> web.Response:
+        calls.append(request.path_qs)
+        return web.json_response({"tags": ["a"]}, headers={"Link": link})
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        calls.append(request.path_qs)
+        return web.json_response({"tags": []})
+    client = await serve({"/v2/x/tags/list": tags, "/v2/other/tags/list": elsewhere,
+                          "/v2/x/manifests/latest": elsewhere})
+    with pytest.raises(InvalidResponse, match="Link to another"):
+        await client.list_tags("x")
+    assert calls == ["/v2/x/tags/list?n=1000"]
+
+
+async def test_tag_list_pages_are_capped(serve: Any) -> None:
+    async def tags(request: web.Request) -> web.Response:
+        last = int(request.query.get("last", "0"))
+        return web.json_response({"tags": []}, headers={
+            "Link": f'</v2/x/tags/list?last={last + 1}>; rel="next"'})
+    client = await serve({"/v2/x/tags/list": tags})
+    pages = 0
+    with pytest.raises(InvalidResponse, match="more than 5 pages"):
+        async for _ in client.iter_tag_pages("x", max_pages=5):
+            pages += 1
+    assert pages == 5
+
+
+async def test_tag_list_over_max_tags_fails(serve: Any) -> None:
+    async def tags(request: web.Request) -> web.Response:
+        return web.json_response({"tags": [f"t{i}" for i in range(50)]})
+    client = await serve({"/v2/x/tags/list": tags})
+    with pytest.raises(InvalidResponse, match="more than 10 tags"):
+        await client.list_tags("x", max_tags=10)
+
+
+@pytest.mark.parametrize("reference", ["../x", "../../../../v2/evil/marker/manifests/x",
+                                       "v1\n", "sha256:" + "a" * 64 + "\n"])
+async def test_invalid_references_are_never_requested(serve: Any, reference: str) -> None:
+    seen: list[str] = []
+
+    async def anything(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        return web.Response(status=404)
+    client = await serve({"/{tail:.*}": anything})
+    with pytest.raises(InvalidResponse, match="invalid tag or digest"):
+        await client.get_manifest("a/b", reference)
+    with pytest.raises(InvalidResponse, match="invalid tag or digest"):
+        await client.head_manifest("a/b", reference)
+    assert seen == []
+
+
+async def test_manifest_sent_in_many_small_writes_is_read_whole(serve: Any) -> None:
+    body = json.dumps({"schemaVersion": 2, "annotations": {"k": "v" * 300_000}}).encode()
+
+    async def manifest(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json",
+                                           "Content-Length": str(len(body))})
+        await resp.prepare(request)
+        for i in range(0, len(body), 1000):
+            await resp.write(body[i:i + 1000])
+            if i % 50_000 == 0:
+                await asyncio.sleep(0.001)  # let the client read what is buffered
+        return resp
+    client = await serve({"/v2/a/manifests/{ref}": manifest})
+    got = await client.get_manifest("a", "v1")
+    assert got.data == body
+
+
+async def test_manifest_over_the_limit_fails_naming_it(serve: Any) -> None:
+    async def manifest(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()  # chunked: no length declared
+        await resp.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(200):
+                await resp.write(b" " * 65536)
+        return resp
+    client = await serve({"/v2/a/manifests/{ref}": manifest})
+    with pytest.raises(TooLarge, match="manifest a:big is more than the limit of 1048576"):
+        await client.get_manifest("a", "big", max_size=1024 * 1024)
+
+
+async def test_token_response_is_capped(serve: Any) -> None:
+    async def token(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"token": "t" * 100_000})
+
+    async def v2(request: web.Request) -> web.Response:
+        realm = str(request.url.with_path("/token").with_query(None))
+        return web.Response(status=401, headers={
+            "WWW-Authenticate": f'Bearer realm="{realm}",service="s"'})
+    client = await serve({"/token": token, "/v2/": v2})
+    with pytest.raises(TooLarge, match="token response"):
+        await client.ping()
+
+
+async def test_a_drip_fed_blob_stalls_and_frees_its_slot(serve: Any) -> None:
+    async def blob(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": "1000"})
+        await resp.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(1000):
+                await resp.write(b"x")
+                await asyncio.sleep(0.05)
+        return resp
+    client = await serve({"/v2/a/blobs/{digest}": blob}, concurrency=1,
+                         stall=StallRule(min_rate=1024, timeout=0.5))
+    digest = "sha256:" + "a" * 64
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(Stalled):
+        async with client.open_blob("a", digest) as resp:
+            assert resp.status == 200
+            while await resp.content.read(65536):
+                pass
+    assert loop.time() - started < 2.0
+    assert not client.semaphore.locked()  # the remote's one slot is free again
+
+
+async def test_referrers_api_absent_is_none(serve: Any) -> None:
+    async def missing(request: web.Request) -> web.Response:
+        return web.Response(status=404)
+    client = await serve({"/v2/a/referrers/{digest}": missing})
+    assert await client.get_referrers("a", "sha256:" + "b" * 64) is None
