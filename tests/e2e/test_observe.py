@@ -125,6 +125,9 @@ def test_metrics_follow_traffic_exactly(pulled: Pulled) -> None:
         "GET", BLOB_GET, since=pulled.sync_mark) - log.count("GET", BLOB_GET, pulled.pull_mark)
     assert before.value("lazyreg_upstream_requests_total", kind="manifest") == sum(
         log.count(m, r"/manifests/", since=pulled.sync_mark) for m in ("GET", "HEAD"))
+    truth = repo_truth(log.index, "fixtures/small")
+    assert before.value("lazyreg_upstream_blob_bytes_total") == sum(
+        log.index["blobs"][d] for d in truth["configs"])  # the sync fetched the configs
     assert before.value("lazyreg_tasks_total", kind="sync", state="completed") == 1
     assert before.value("lazyreg_task_duration_seconds_count", kind="sync") == 1
     # Requests by route template; no label holds a digest or a repository name.
@@ -135,7 +138,6 @@ def test_metrics_follow_traffic_exactly(pulled: Pulled) -> None:
         for value in sample.labels.values():
             assert "sha256:" not in value and "mirror" not in value, sample
     # Stored bytes, read from the database at scrape time (reused for a few seconds).
-    truth = repo_truth(log.index, "fixtures/small")
     later = until(lambda: scrape(pulled.server.url),
                   lambda s: s.value("lazyreg_storage_bytes", kind="layer") == sum(layer_sizes))
     assert later.value("lazyreg_storage_artifacts", kind="config") == len(truth["configs"])
