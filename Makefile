@@ -10,7 +10,7 @@ PORT ?= 5000
 DATA_DIR ?= ./lazyreg-data
 PYTEST_ARGS ?=
 
-.PHONY: run test deps venv lint bench bench-quick demo clean
+.PHONY: run test unit deps venv lint bench bench-quick demo clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ deps:
 test: deps venv
 	LAZYREG_SHARED=$(SHARED) $(VENV)/bin/ruff check .
 	LAZYREG_SHARED=$(SHARED) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Tests that need no root and no server outside the test process (no registry,
+# skopeo, podman or PostgreSQL): the end-to-end tests are left out.
+unit: venv
+	$(VENV)/bin/pytest -q -m "not e2e and not postgres" --ignore=tests/e2e $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

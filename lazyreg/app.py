@@ -25,7 +25,7 @@ from lazyreg.check import adopt_orphan_files
 from lazyreg.config import Settings
 from lazyreg.db.engine import Database
 from lazyreg.errors import ApiError, RegistryError, SecretUnavailable, StorageFull
-from lazyreg.fetch import Fetcher
+from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.observe import requests as observe
 from lazyreg.observe.keys import METRICS
 from lazyreg.redact import redact
@@ -35,6 +35,7 @@ from lazyreg.state import STATE, AppState
 from lazyreg.storage.filesystem import FilesystemStore
 from lazyreg.tasks.runner import TaskRunner
 from lazyreg.upstream.pool import UpstreamPool
+from lazyreg.worker import WorkerId
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +174,10 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         db.migrate(secrets)
         bootstrap_users(settings, db)
         report_undecryptable(db, secrets)
-        store = FilesystemStore(settings.storage_dir)
-        cleaned = store.clean_staging()
-        adopted = adopt_orphan_files(db, store)
+        worker = WorkerId.current()
+        store = FilesystemStore(settings.storage_dir, worker)
+        cleaned = await store.clean_staging()
+        adopted = await adopt_orphan_files(db, store)
         if cleaned or adopted:
             log.info("start-up repair: removed %d staging files of dead processes,"
                      " adopted %d stored files that had no artifact row", cleaned, adopted)
@@ -186,13 +188,13 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
                                         connector=aiohttp.TCPConnector(limit=0))
         metrics = app[METRICS]
         services = Services(settings, db, store, UpstreamPool(session, observer=metrics),
-                            secrets)
+                            secrets, worker)
         tasks = TaskRunner(services, observer=metrics)
         await tasks.recover()
         fetcher = Fetcher(services)
         app[STATE] = AppState(services, fetcher, tasks,
                               LookupCache(max_bytes=settings.lookup_cache_bytes),
-                              Authenticator(settings, db, secrets))
+                              Authenticator(settings, db, secrets), LazyStore(services, fetcher))
         try:
             yield
         finally:

@@ -1,13 +1,14 @@
 """Consistency between the database and storage, and the repair done at start-up.
 
 What must always hold: every artifact row has its file with the right size;
-every file under `sha256/` has its artifact row; each repository's versions
+every stored blob has its artifact row; each repository's versions
 run 0..latest with no membership pointing past `latest`; staging holds only
 the live downloads of running processes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -15,10 +16,14 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from lazyreg.db.artifacts import NewArtifact, record_artifacts, stored_digests
 from lazyreg.db.content import chunked
 from lazyreg.db.engine import Database
 from lazyreg.db.models import Artifact, Manifest, Repository, RepositoryContent, RepositoryVersion
-from lazyreg.storage.filesystem import FilesystemStore
+from lazyreg.storage.base import BlobStore
+from lazyreg.storage.layout import split_digest
+
+HASH_CHUNK = 1024 * 1024
 
 
 @dataclass
@@ -42,12 +47,24 @@ class CheckReport:
         return {"ok": self.ok, **asdict(self)}
 
 
-def _sha256_file(path: Any) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
+async def _digest_of_stored(store: BlobStore, digest: str) -> str | None:
+    """What a stored blob hashes to, read through the storage interface; None if it is gone."""
+    reader = await store.open(digest)
+    if reader is None:
+        return None
+    try:
+        algorithm, _ = split_digest(digest)
+        h = hashlib.new(algorithm)
+        offset, size = 0, reader.landed()
+        while offset < size:
+            chunk = await reader.read(offset, min(HASH_CHUNK, size - offset))
+            if not chunk:
+                break
+            await asyncio.to_thread(h.update, chunk)
+            offset += len(chunk)
+        return f"{algorithm}:{h.hexdigest()}"
+    finally:
+        reader.close()
 
 
 def _repository_problems(session: Session) -> list[str]:
@@ -67,49 +84,52 @@ def _repository_problems(session: Session) -> list[str]:
     return problems
 
 
-def check(db: Database, store: FilesystemStore, verify: bool = False) -> CheckReport:
-    """Compare database and storage; with `verify`, hash every stored file too."""
+async def check(db: Database, store: BlobStore, verify: bool = False) -> CheckReport:
+    """Compare database and storage; with `verify`, hash every stored blob too."""
     report = CheckReport(verified=verify)
-    with db.read_session() as session:
+
+    def load(session: Session) -> tuple[dict[str, int], list[str]]:
         rows = dict(session.execute(select(Artifact.digest, Artifact.size)).all())
-        report.inconsistent_repositories = _repository_problems(session)
-    files = set(store.iter_digests())
+        return rows, _repository_problems(session)
+    rows, report.inconsistent_repositories = await db.read(load)
+    files = {digest async for digest in store.iter_digests()}
     report.artifacts, report.files = len(rows), len(files)
     report.artifacts_without_file = sorted(set(rows) - files)
     report.files_without_artifact = sorted(files - set(rows))
     for digest in sorted(files & set(rows)):
-        path = store.local_path(digest)
-        if path.stat().st_size != rows[digest]:
+        if await store.stat(digest) != rows[digest]:
             report.size_mismatches.append(digest)
-        elif verify and _sha256_file(path) != digest:
+        elif verify and await _digest_of_stored(store, digest) != digest:
             report.digest_mismatches.append(digest)
     return report
 
 
-def adopt_orphan_files(db: Database, store: FilesystemStore) -> int:
-    """Give an artifact row to each stored file that lacks one.
+async def adopt_orphan_files(db: Database, store: BlobStore) -> int:
+    """Give an artifact row to each stored blob that lacks one.
 
-    A file reaches `sha256/` only after its digest was verified, so one without
-    a row is a process killed between the rename and the insert: its bytes are
+    A blob reaches storage only after its digest was verified, so one without
+    a row is a process killed between the commit and the insert: its bytes are
     good and content-addressed, and adopting them is the cheap, safe repair.
     """
-    with db.read_session() as session:
-        known = set(session.scalars(select(Artifact.digest)))
-    orphans = [d for d in store.iter_digests() if d not in known]
+    listed = [digest async for digest in store.iter_digests()]
+    known = await db.read(lambda s: stored_digests(s, listed))
+    orphans = [d for d in listed if d not in known]
     if not orphans:
         return 0
-    with db.write_session() as session:
-        manifests: set[str] = set()
-        existing: set[str] = set()
+
+    def manifests(session: Session) -> set[str]:
+        found: set[str] = set()
         for batch in chunked(orphans):
-            manifests.update(session.scalars(
+            found.update(session.scalars(
                 select(Manifest.digest).where(Manifest.digest.in_(batch))))
-            existing.update(session.scalars(
-                select(Artifact.digest).where(Artifact.digest.in_(batch))))
-        for digest in orphans:
-            if digest in existing:
-                continue
-            session.add(Artifact(digest=digest, size=store.size(digest),
-                                 kind="manifest" if digest in manifests else "blob",
-                                 location=store.location(digest)))
-    return len(orphans)
+        return found
+    manifest_digests = await db.read(manifests)
+    found = []
+    for digest in orphans:
+        size = await store.stat(digest)
+        if size is not None:
+            found.append(NewArtifact(digest, size,
+                                     "manifest" if digest in manifest_digests else "blob",
+                                     store.location(digest)))
+    await db.write(lambda s: record_artifacts(s, found))
+    return len(found)

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     source_cooldown: float = 300.0
     # Seconds a lazy download may take in all (it goes on when its clients leave).
     detached_fetch_timeout: float = 3600.0
+    # Seconds a client reading a blob may stall before it is disconnected (see registry/send.py).
+    send_timeout: float = Field(60.0, gt=0)
     # Seconds a download lease is valid before another process may take it over.
     lease_ttl: float = 30.0
     # Retries of a failed upstream request, and the first backoff (doubling, with jitter).

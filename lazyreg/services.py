@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass, field
 
 from lazyreg.auth.secrets import SecretBox
@@ -11,21 +9,27 @@ from lazyreg.config import Settings
 from lazyreg.db.engine import Database
 from lazyreg.db.models import Remote
 from lazyreg.redact import with_userinfo
-from lazyreg.storage.filesystem import FilesystemStore
+from lazyreg.storage.base import BlobStore
 from lazyreg.upstream.client import RemoteConfig, UpstreamClient
 from lazyreg.upstream.pool import UpstreamPool
 from lazyreg.upstream.stall import StallRule
+from lazyreg.worker import WorkerId
 
 
 @dataclass
 class Services:
     settings: Settings
     db: Database
-    store: FilesystemStore
+    store: BlobStore
     upstreams: UpstreamPool
     secrets: SecretBox
-    # Identifies this process in leases and task rows.
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # This process, in leases, task rows and storage's staging.
+    worker: WorkerId = field(default_factory=WorkerId.current)
+
+    @property
+    def worker_id(self) -> str:
+        """The worker as task rows record it."""
+        return str(self.worker)
 
     def upstream_for(self, remote: Remote) -> UpstreamClient:
         return self.upstreams.client(remote.id,

@@ -1,4 +1,4 @@
-"""What the running application holds: services, the fetcher and the task runner."""
+"""What the running application holds: services, the lazy store, the fetcher, the task runner."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from aiohttp import web
 
 from lazyreg.auth.service import Authenticator
 from lazyreg.cache import LookupCache
-from lazyreg.fetch import Fetcher
+from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.services import Services
 from lazyreg.tasks.runner import TaskRunner
 
@@ -20,6 +20,7 @@ class AppState:
     tasks: TaskRunner
     lookups: LookupCache
     auth: Authenticator
+    blobs: LazyStore
 
 
 STATE = web.AppKey("state", AppState)

@@ -56,5 +56,5 @@ async def check(request: web.Request) -> web.Response:
     """Compare database and storage (`?verify=true` also hashes every stored file)."""
     services = state(request).services
     verify = query_choice(request, "verify", ("true", "false")) == "true"
-    report = await asyncio.to_thread(run_check, services.db, services.store, verify)
+    report = await run_check(services.db, services.store, verify)
     return respond(CheckOut(**report.as_dict()))

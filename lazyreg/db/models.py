@@ -282,10 +282,15 @@ class Task(Base):
 
 
 class Lease(Base):
-    """A claim on a named job (e.g. downloading one blob) by one server process."""
+    """A claim on a named job (e.g. downloading one blob) by one server process.
+
+    `state` is `running`, then `done` (the bytes were verified) or `failed`;
+    see `lazyreg.db.leases`.
+    """
 
     __tablename__ = "leases"
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64))
     expires: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16), default="running", server_default="running")

@@ -1,10 +1,17 @@
-"""Fetching blobs from upstreams into storage: one download per blob, readers join it.
+"""The lazy store: a decorator over storage with single flight, staging and verified commit.
 
-Used by the /v2 lazy path (clients stream the download as it grows) and by
-sync (config blobs, and every blob with the `immediate` policy).
+    LazyStore   what /v2 asks for a blob: local first, then in flight, then upstream
+    Fetcher     one download per blob, in this process and across processes (leases);
+                `fetch` is also how sync stores a blob
+    Growing     a blob on its way, as readers see it; filled by a Leader or a follower
+    Source      where a blob can be fetched
 """
 
-from lazyreg.fetch.download import Download, Source
+from lazyreg.fetch.body import BlobBody, StoredBody
 from lazyreg.fetch.fetcher import Fetcher
+from lazyreg.fetch.growing import Growing, Phase
+from lazyreg.fetch.lazystore import BlobRef, LazyStore
+from lazyreg.fetch.source import Source
 
-__all__ = ["Download", "Fetcher", "Source"]
+__all__ = ["BlobBody", "BlobRef", "Fetcher", "Growing", "LazyStore", "Phase", "Source",
+           "StoredBody"]

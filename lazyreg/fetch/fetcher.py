@@ -1,23 +1,44 @@
-"""Single flight: at most one download per blob in this process; later askers join it."""
+"""Single flight: at most one download per blob, in this process and across processes.
+
+In this process, one `Flight` per digest: the first asker creates it and every
+later one joins its `Growing`, with no await in between, so two askers can
+never start two downloads. Across processes, the flight claims the blob's lease
+(`lazyreg.db.leases`) and then either
+
+- finds the blob stored meanwhile and serves it from storage;
+- leads: downloads it (`Leader`), renewing the lease, then commits it and
+  records its artifact (`keep`), or relays it only (`streamed`) and discards it;
+- follows the process that holds the lease (`follower.follow`); when that one
+  is lost (dead, expired, shut down) the flight claims again and takes over,
+  its readers still attached.
+
+A flight's lifetime is its own (`detached_fetch_timeout`): readers leaving do
+not stop it. Its outcome is recorded on its `Growing`, for every reader alike.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import Enum
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lazyreg.db.models import Artifact, BlobSource, Remote, utcnow
-from lazyreg.fetch import lease
-from lazyreg.fetch.download import Download, Source
+from lazyreg.db import artifacts, leases, sources
+from lazyreg.db.models import utcnow
+from lazyreg.fetch.follower import LeaseStatus, follow
+from lazyreg.fetch.growing import Growing, Phase
+from lazyreg.fetch.leader import Leader
+from lazyreg.fetch.source import Source
 from lazyreg.redact import redact
 from lazyreg.services import Services
+from lazyreg.storage.base import StagedBlob
 from lazyreg.upstream.errors import (
     AuthError,
     DigestMismatch,
@@ -25,233 +46,229 @@ from lazyreg.upstream.errors import (
     Unavailable,
     upstream_status,
 )
+from lazyreg.worker import WorkerId
 
 log = logging.getLogger(__name__)
 
 # Failures that say this source will not give the right bytes soon: skip it for a while.
 COOLDOWN_ERRORS = (DigestMismatch, NotFound, AuthError)
-STORED = "stored"
+MAX_HANDOVERS = 5  # claims of one flight (a takeover is one more)
+MAX_CLAIM_RACES = 20  # PostgreSQL: another process inserted the lease row first
 
 
-@dataclass(frozen=True)
-class Sources:
-    usable: list[Source]
-    why: str = ""  # when none is usable
-    cooling: bool = False  # none is usable only because each failed recently
+class Claim(Enum):
+    OURS = "ours"
+    HELD = "held"  # by another live process
+    STORED = "stored"
+
+
+@dataclass
+class Flight:
+    growing: Growing
+    keep: bool  # commit to storage (on_demand, immediate), or relay only (streamed)
+    kind: str  # the artifact kind recorded when kept
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+def lease_key(digest: str) -> str:
+    return f"blob:{digest}"
 
 
 class Fetcher:
-    """Downloads in flight in this process, by digest; other processes are reached via leases."""
-
     def __init__(self, services: Services) -> None:
         self.services = services
-        self._downloads: dict[str, Download] = {}
-        self._starting: dict[str, asyncio.Future[Download | None]] = {}
+        self._flights: dict[str, Flight] = {}
 
-    def in_flight(self, digest: str) -> Download | None:
-        download = self._downloads.get(digest)
-        if download is None or download.finished.is_set():
-            return None
-        return download
+    def in_flight(self, digest: str) -> Growing | None:
+        flight = self._flights.get(digest)
+        return flight.growing if flight is not None and not flight.growing.closed else None
 
     def progress(self) -> list[tuple[str, int, int]]:
         """(digest, size, bytes landed) of each download in flight here, led or followed."""
-        return [(d.digest, d.size, d.written) for d in self._downloads.values()
-                if not d.finished.is_set()]
+        return [(f.growing.digest, f.growing.size, f.growing.landed)
+                for f in self._flights.values() if not f.growing.closed]
 
-    async def join(self, digest: str, size: int, sources: list[Source], *, keep: bool,
-                   kind: str = "layer") -> Download | None:
-        """The download of `digest` to read from: joined, followed or started.
-
-        None means the blob is now in storage (another process just committed it).
-        """
-        existing = self.in_flight(digest)
-        if existing is not None:
-            return existing
-        starting = self._starting.get(digest)
-        if starting is not None:
-            return await asyncio.shield(starting)
-        future: asyncio.Future[Download | None] = asyncio.get_running_loop().create_future()
-        self._starting[digest] = future
-        try:
-            download = await self._claim_or_follow(digest, size, sources, keep, kind)
-            future.set_result(download)
-            return download
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters, if any, get it from await
-            raise
-        finally:
-            del self._starting[digest]
+    def join(self, digest: str, size: int, sources: list[Source], *, keep: bool,
+             kind: str = "layer") -> Growing:
+        """The flight of `digest` to read from: the one in this process, or a new one."""
+        flight = self._flights.get(digest)
+        if flight is None or flight.growing.closed:
+            # A closed flight may still be recording its end: the new one waits for it.
+            previous = flight
+            flight = Flight(Growing(digest, size), keep, kind)
+            self._flights[digest] = flight
+            flight.task = asyncio.create_task(self._run(flight, sources, previous))
+        return flight.growing
 
     async def fetch(self, digest: str, size: int, sources: list[Source], *,
                     kind: str) -> None:
-        """Download into storage (or join the download in flight) and wait for it."""
-        download = await self.join(digest, size, sources, keep=True, kind=kind)
-        if download is None:
-            return
-        await download.finished.wait()
-        if download.error is not None:
-            raise download.error
+        """Download into storage (or join the download in flight) and wait until it is stored."""
+        for _ in range(3):
+            self.join(digest, size, sources, keep=True, kind=kind)
+            flight = self._flights[digest]
+            assert flight.task is not None
+            await asyncio.shield(flight.task)
+            growing = flight.growing
+            if growing.phase is Phase.FAILED:
+                assert growing.error is not None
+                raise growing.error
+            if flight.keep or await self.services.store.stat(digest) is not None:
+                return
+            # We joined a relay (`streamed`) that stored nothing: download it again.
+        raise Unavailable(f"could not store {digest}: it was only ever relayed")
 
-    async def _claim_or_follow(self, digest: str, size: int, sources: list[Source],
-                               keep: bool, kind: str) -> Download | None:
-        services = self.services
-        key, me, ttl = f"blob:{digest}", services.worker_id, services.settings.lease_ttl
-        name = digest[7:] + ".part"
+    # ------------------------------------------------------------ one flight
 
-        def claim(session: Session) -> lease.Holder | str | None:
-            if (session.scalar(select(Artifact.id).where(Artifact.digest == digest))
-                    and services.store.exists(digest)):
-                return STORED  # committed meanwhile (a row whose file is gone is fetched again)
-            return lease.claim(session, key, me, ttl)
-
-        for _ in range(200):
-            try:
-                holder = await services.db.write(claim)
-            except IntegrityError:
-                continue  # PostgreSQL: another process inserted the lease first; look again
-            if holder == STORED:
-                return None
-            if holder is None:
-                download = Download(digest, size, services.store.stage(name))
-                self._downloads[digest] = download
-                download.task = asyncio.create_task(
-                    self._lead(download, sources, keep, kind, key))
-                return download
-            assert isinstance(holder, lease.Holder)
-            path = services.store.staging_path(holder.owner, name)
-            try:
-                download = Download(digest, size, None, path=path)
-            except FileNotFoundError:
-                await asyncio.sleep(0.02)  # its owner is about to create it, or just finished
-                continue
-            self._downloads[digest] = download
-            download.task = asyncio.create_task(self._follow(download, key, holder.owner))
-            return download
-        raise Unavailable(f"could not start or join a download of {digest}")
-
-    async def _lead(self, download: Download, sources: list[Source], keep: bool, kind: str,
-                    key: str) -> None:
-        services = self.services
-        me, ttl = services.worker_id, services.settings.lease_ttl
-
-        async def on_verified(d: Download) -> None:
-            if keep:
-                await self._commit(d, kind)
-            else:
-                d.staged.discard()  # readers keep their descriptors
-
-        async def keep_lease() -> None:
-            while True:
-                await asyncio.sleep(ttl / 3)
-                await services.db.write(lambda s: lease.renew(s, key, me, ttl))
-
-        renewer = asyncio.create_task(keep_lease())
-        ok = False
+    async def _run(self, flight: Flight, sources: list[Source], previous: Flight | None) -> None:
+        growing = flight.growing
         try:
-            async with asyncio.timeout(services.settings.detached_fetch_timeout):
-                await download.run(sources, on_verified, self._source_failed)
-            ok = True
-        except BaseException as exc:  # recorded on the download for every reader
-            if not isinstance(exc, asyncio.CancelledError):
-                status = upstream_status(exc)
-                log.warning("download of %s failed (upstream status %s): %s", download.digest,
-                            status or "none", exc, extra={"fields": {
-                                "digest": download.digest, "upstream_status": status}})
+            if previous is not None and previous.task is not None:
+                await asyncio.wait([previous.task])
+            async with asyncio.timeout(self.services.settings.detached_fetch_timeout):
+                await self._fill(flight, sources)
+        except asyncio.CancelledError:
+            raise  # shutting down: `close` below tells readers the fetch stopped
+        except Exception as exc:  # recorded on the growing blob, for every reader
+            growing.fail(exc)
+            status = upstream_status(exc)
+            log.warning("fetch of %s failed (upstream status %s): %s", growing.digest,
+                        status or "none", exc, extra={"fields": {
+                            "digest": growing.digest, "upstream_status": status}})
+        finally:
+            growing.close()
+            if self._flights.get(growing.digest) is flight:
+                del self._flights[growing.digest]
+
+    async def _fill(self, flight: Flight, sources: list[Source]) -> None:
+        growing = flight.growing
+        for _ in range(MAX_HANDOVERS):
+            claim, holder = await self._claim(growing.digest)
+            if claim is Claim.STORED:
+                reader = await self.services.store.open(growing.digest)
+                if reader is not None:
+                    growing.set_source(reader, reader.landed())
+                    growing.verified()
+                    return
+            elif claim is Claim.OURS:
+                await self._lead(flight, sources)
+                return
+            else:
+                assert holder is not None
+                if await follow(growing, self.services.store, holder,
+                                functools.partial(self._status, growing.digest, holder)):
+                    return
+                log.info("download of %s by %s was lost; taking over", growing.digest, holder)
+        raise Unavailable(f"the download of {growing.digest} changed hands too often")
+
+    async def _claim(self, digest: str) -> tuple[Claim, WorkerId | None]:
+        services = self.services
+        key, me, ttl = lease_key(digest), services.worker, services.settings.lease_ttl
+
+        def claim(session: Session) -> tuple[bool, leases.LeaseView | None]:
+            return artifacts.is_stored(session, digest), leases.claim(session, key, me, ttl)
+
+        for _ in range(MAX_CLAIM_RACES):
+            try:
+                recorded, held = await services.db.write(claim)
+            except IntegrityError:
+                continue
+            if held is not None:
+                return Claim.HELD, held.owner
+            # A row whose file is gone is fetched again.
+            if recorded and await services.store.stat(digest) is not None:
+                await self._finish_lease(key, verified=True)
+                return Claim.STORED, None
+            return Claim.OURS, None
+        raise Unavailable(f"could not claim the download of {digest}")
+
+    async def _status(self, digest: str, owner: WorkerId) -> LeaseStatus:
+        key = lease_key(digest)
+
+        def status(session: Session) -> LeaseStatus:
+            if artifacts.is_stored(session, digest):
+                return LeaseStatus.VERIFIED
+            lease = leases.get(session, key)
+            if lease is None or lease.owner != owner:
+                return LeaseStatus.LOST
+            if lease.state is leases.LeaseState.DONE:
+                return LeaseStatus.VERIFIED
+            if lease.state is leases.LeaseState.FAILED:
+                return LeaseStatus.FAILED
+            return LeaseStatus.LOST if lease.takeable(time.time()) else LeaseStatus.RUNNING
+        return await self.services.db.read(status)
+
+    async def _lead(self, flight: Flight, sources: list[Source]) -> None:
+        key = lease_key(flight.growing.digest)
+        renewer = asyncio.create_task(self._keep_lease(key))
+        verified: bool | None = False  # None: given up (shutdown), for others to take over
+        try:
+            staged = await Leader(flight.growing, self.services.store,
+                                  self._source_failed).run(sources)
+            verified = True
+            if flight.keep:
+                location = await staged.commit()
+            else:
+                await staged.abort()  # relayed: readers keep what they hold
+            # Readers still sending keep their descriptor; a new one reads storage.
+            flight.growing.close()
+            if flight.keep:
+                await self._record(staged, flight.kind, location)
+        except asyncio.CancelledError:
+            if not verified:
+                verified = None
+            raise
         finally:
             renewer.cancel()
-            with contextlib.suppress(Exception):
-                await asyncio.shield(services.db.write(
-                    lambda s: lease.finish(s, key, me, ttl, ok)))
-            self._forget(download)
+            await self._finish_lease(key, verified)
 
-    async def _follow(self, download: Download, key: str, owner: str) -> None:
-        digest = download.digest
+    async def _keep_lease(self, key: str) -> None:
+        services = self.services
+        me, ttl = services.worker, services.settings.lease_ttl
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                await services.db.write(lambda s: leases.renew(s, key, me, ttl))
+            except Exception as exc:  # the next renewal may work; expiry is the backstop
+                log.warning("could not renew lease %s: %s", key, exc)
 
-        def status(session: Session) -> str:
-            if session.scalar(select(Artifact.id).where(Artifact.digest == digest)):
-                return "verified"
-            held = lease.holder(session, key)
-            if held is None:
-                return "failed"
-            if held.owner == lease.DONE + owner:
-                return "verified"
-            if held.owner != owner or held.expires < time.time():
-                return "failed"
-            return "running"
+    async def _finish_lease(self, key: str, verified: bool | None) -> None:
+        services = self.services
+        me, ttl = services.worker, services.settings.lease_ttl
 
+        def finish(session: Session) -> None:
+            if verified is None:
+                leases.release(session, key, me)
+            else:
+                leases.finish(session, key, me, ttl, verified)
         try:
-            await download.follow(lambda: self.services.db.read(status))
-        except BaseException as exc:
-            if not isinstance(exc, asyncio.CancelledError):
-                log.warning("followed download of %s failed: %s", digest, exc)
-        finally:
-            self._forget(download)
+            await asyncio.shield(services.db.write(finish))
+        except Exception as exc:  # followers fall back on the lease's expiry
+            log.warning("could not finish lease %s: %s", key, exc)
 
-    def _forget(self, download: Download) -> None:
-        if self._downloads.get(download.digest) is download:
-            del self._downloads[download.digest]
-
-    async def close(self) -> None:
-        """Stop downloads and give up this process's leases, so others take over at once."""
-        tasks = [d.task for d in self._downloads.values() if d.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        me = self.services.worker_id
-        with contextlib.suppress(Exception):
-            await self.services.db.write(lambda s: lease.release_all(s, me))
-
-    async def _commit(self, download: Download, kind: str) -> None:
-        store = self.services.store
-        location = await asyncio.to_thread(store.commit, download.staged, download.digest,
-                                           download.size)
-
-        def insert(session: Session) -> None:
-            if session.scalar(select(Artifact.id).where(Artifact.digest == download.digest)):
-                return
-            session.add(Artifact(digest=download.digest, size=download.size, kind=kind,
-                                 location=location))
-        # IntegrityError: another process committed the same blob first, same bytes.
-        with contextlib.suppress(IntegrityError):
-            await self.services.db.write(insert)
+    async def _record(self, staged: StagedBlob, kind: str, location: str) -> None:
+        record = artifacts.NewArtifact(staged.digest, staged.size, kind, location)
+        await self.services.db.write(lambda s: artifacts.record_artifacts(s, [record]))
 
     async def _source_failed(self, source: Source, exc: BaseException) -> None:
         log.warning("source %s/%s failed for a blob: %s", source.remote_name,
                     source.upstream_name, exc)
-        if source.source_id is None or not isinstance(exc, COOLDOWN_ERRORS):
+        source_id = source.source_id
+        if source_id is None or not isinstance(exc, COOLDOWN_ERRORS):
             return
         until = utcnow() + timedelta(seconds=self.services.settings.source_cooldown)
+        error = redact(f"{type(exc).__name__}: {exc}")
+        try:
+            await self.services.db.write(
+                lambda s: sources.cool_down(s, source_id, error, until))
+        except Exception as err:
+            log.warning("could not record the failure of source %s: %s", source_id, err)
 
-        def record(session: Session) -> None:
-            row = session.get(BlobSource, source.source_id)
-            if row is not None:
-                row.failures += 1
-                row.last_error = redact(f"{type(exc).__name__}: {exc}")
-                row.cooldown_until = until
+    async def close(self) -> None:
+        """Stop downloads and give up this process's leases, so others take over at once."""
+        tasks = [f.task for f in self._flights.values() if f.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        me = self.services.worker
         with contextlib.suppress(Exception):
-            await self.services.db.write(record)
-
-    def sources_for(self, session: Session, blob_id: int) -> Sources:
-        """The usable sources of a blob, and why there are none when there are none."""
-        now = utcnow()
-        rows = session.execute(
-            select(BlobSource, Remote).join(Remote, Remote.id == BlobSource.remote_id)
-            .where(BlobSource.blob_id == blob_id)
-            .order_by(BlobSource.failures, BlobSource.id)).all()
-        usable = [(s, r) for s, r in rows
-                  if s.cooldown_until is None or _aware(s.cooldown_until) <= now]
-        if not usable and rows:
-            first = rows[0][0]
-            return Sources([], cooling=True, why=(
-                f"every upstream source is cooling down after a failure"
-                f" (until {first.cooldown_until}): {first.last_error}"))
-        if not usable:
-            return Sources([], why="no upstream source is recorded for this blob")
-        return Sources([Source(self.services.upstream_for(r), s.upstream_name, s.id, r.name,
-                               r.policy) for s, r in usable])
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; they were written in UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+            await self.services.db.write(lambda s: leases.release_all(s, me))

@@ -1,4 +1,9 @@
-"""Conditional requests: the ETag of content named by its digest, and `If-None-Match`."""
+"""Conditional requests: the ETag of content named by its digest, and `If-None-Match`.
+
+Content is addressed by its digest, so the digest is a strong validator
+whether or not the bytes are stored: a match answers 304 before anything is
+read or fetched.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""Content-addressed blob storage."""
+"""Content-addressed blob storage: one interface (`base`), a filesystem backend."""
 
-from lazyreg.storage.base import BlobStore, DigestMismatch, StagedBlob
+from lazyreg.storage.base import BlobReader, BlobStore, DigestMismatch, StagedBlob
 from lazyreg.storage.filesystem import FilesystemStore
+from lazyreg.storage.layout import UnsupportedDigest, blob_key, is_supported, split_digest
 
-__all__ = ["BlobStore", "DigestMismatch", "FilesystemStore", "StagedBlob"]
+__all__ = ["BlobReader", "BlobStore", "DigestMismatch", "FilesystemStore", "StagedBlob",
+           "UnsupportedDigest", "blob_key", "is_supported", "split_digest"]

@@ -1,36 +1,120 @@
-"""The storage interface: stage bytes while hashing, commit only verified content."""
+"""The storage interface: what a filesystem and an object store both provide.
+
+    BlobStore     stat, open, stage, put, delete, iterate; another worker's staging
+    StagedBlob    a new blob on its way in: write (hashing), verify, then commit or abort
+    BlobReader    the landed bytes of one blob, stored or still being staged
+
+What every backend promises (`tests/storage/` runs one suite against each):
+
+- A blob is visible under its digest (`stat`, `open`, `iter_digests`) only once its
+  bytes hashed to that digest, with the digest's own algorithm, and had the expected
+  size; `commit` makes it visible atomically. Nothing else writes under a digest.
+- `verify` hashes nothing: the hash is kept up to date by `write`, so a blob is
+  verified once, and `commit` after `verify` does not check again.
+- A reader of a staged blob reads every byte that landed (`landed()`), while the
+  blob grows and after it is committed or aborted, until the reader is closed.
+  Readers never need a file: `file` is an optimisation a backend may offer
+  (the filesystem does, for sendfile), never part of the contract.
+- `commit` and `abort` each release everything the staged blob holds, whichever
+  way it ends; an abort or a failed verification leaves nothing behind.
+- Staging belongs to one worker (`WorkerId`). `clean_staging` removes what dead
+  workers left, never a live one's; `open_staging` lets a worker follow another
+  worker's staging when the backend can share it (a shared filesystem can; an
+  object store answers None and followers wait for the commit instead).
+
+Methods that may touch the network in some backend are coroutines. `write`,
+`reset` and `verify` are plain calls, made from the download's writer thread.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Protocol
+from collections.abc import AsyncIterator
+from typing import BinaryIO, Protocol
+
+from lazyreg.worker import WorkerId
 
 
 class DigestMismatch(ValueError):
     """Staged bytes do not hash to (or are not the size of) the expected digest."""
 
 
-class StagedBlob(Protocol):
-    """Bytes on their way into storage; invisible to readers of the store."""
+class BlobReader(Protocol):
+    @property
+    def file(self) -> BinaryIO | None:
+        """A file whose bytes at each offset are the blob's (for sendfile), if there is one."""
+        ...
 
-    path: Path  # the staging file, readable while it grows
-    size: int
+    def landed(self) -> int:
+        """How many bytes from offset 0 can be read now."""
+        ...
+
+    async def read(self, offset: int, count: int) -> bytes:
+        """Up to `count` bytes at `offset` (fewer only past what landed)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class StagedBlob(Protocol):
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def size(self) -> int:
+        """The size the blob must have."""
+        ...
+
+    @property
+    def written(self) -> int:
+        """Bytes written so far, all of them readable by readers."""
+        ...
 
     def write(self, data: bytes) -> None: ...
-    def hexdigest(self) -> str: ...
-    def discard(self) -> None: ...
+
+    def reset(self) -> None:
+        """Start over at byte 0; readers keep reading what lands from now on."""
+        ...
+
+    def verify(self) -> None:
+        """Raise DigestMismatch unless every byte is there and hashes to the digest."""
+        ...
+
+    def open_reader(self) -> BlobReader: ...
+
+    async def commit(self) -> str:
+        """Verify (unless done) and make the blob visible; its location. Raises DigestMismatch."""
+        ...
+
+    async def abort(self) -> None: ...
 
 
 class BlobStore(Protocol):
-    def stage(self) -> StagedBlob: ...
-
-    def commit(self, staged: StagedBlob, digest: str, size: int) -> str:
-        """Verify and move into place; return the location. Raises DigestMismatch."""
+    async def stat(self, digest: str) -> int | None:
+        """The stored blob's size, None when it is not stored."""
         ...
 
-    def exists(self, digest: str) -> bool: ...
-    def local_path(self, digest: str) -> Path: ...
-    def delete(self, digest: str) -> None: ...
-    def iter_digests(self) -> Iterator[str]: ...
-    def clean_staging(self) -> int: ...
+    async def open(self, digest: str) -> BlobReader | None:
+        """A reader of the stored blob, None when it is not stored."""
+        ...
+
+    async def stage(self, digest: str, size: int) -> StagedBlob: ...
+
+    async def open_staging(self, worker: WorkerId, digest: str) -> BlobReader | None:
+        """A reader of `worker`'s staging of `digest`, if it exists and can be shared."""
+        ...
+
+    async def put(self, digest: str, data: bytes) -> str:
+        """Store a small blob given whole; its location. Raises DigestMismatch."""
+        ...
+
+    async def delete(self, digest: str) -> None: ...
+
+    def iter_digests(self) -> AsyncIterator[str]: ...
+
+    def location(self, digest: str) -> str:
+        """What an artifact row records for this blob (`sha256/ab/<hex>`)."""
+        ...
+
+    async def clean_staging(self) -> int:
+        """Remove what dead workers left staged; the number of blobs removed."""
+        ...

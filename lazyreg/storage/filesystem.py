@@ -1,157 +1,301 @@
-"""Filesystem backend: `<root>/sha256/ab/<hex>`, staging under `<root>/tmp`.
+"""Filesystem backend: blobs at `<root>/<algorithm>/<hex[:2]>/<hex>`, staging under `<root>/tmp`.
 
 A blob appears under its digest only by an atomic rename after its hash and
-size were checked, so a reader of `sha256/` never sees half a blob. Each server
-process stages in its own `tmp/<host>-<pid>/`, so that a process starting up can
-clean what dead processes left without touching a live one's downloads.
+size were checked, so a reader of `sha256/` never sees half a blob. Each worker
+stages in its own `tmp/<host>-<pid>/`, under a name made of the digest
+(`sha256-<hex>.part`), so that another process on the same filesystem can
+follow a download there, and a process starting up can clean what dead
+processes left without touching a live one's downloads.
+
+Readers are file descriptors, so landed spans can go out with sendfile; a
+reader keeps reading the same bytes after its file is renamed into place or
+unlinked. The calls here are short system calls made on the event loop;
+whole-blob work (`put`, listing, cleaning) runs in a worker thread.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import errno
 import os
 import shutil
-import socket
 import tempfile
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import BinaryIO
 
-from lazyreg.oci.digest import DIGEST_RE
 from lazyreg.storage.base import DigestMismatch
+from lazyreg.storage.layout import ALGORITHMS, blob_key, new_hash, split_digest
+from lazyreg.worker import WorkerId
+
+STALE_AFTER = 3600.0  # seconds: another host's staging left this long is abandoned
+FD_WAIT = 30.0  # seconds an open waits for a descriptor while the process has none left
+FD_RETRY = 0.02
 
 
-class FilesystemStaged:
-    def __init__(self, staging_dir: Path, name: str | None = None) -> None:
-        if name is None:
-            fd, path = tempfile.mkstemp(dir=staging_dir, prefix="blob-")
-        else:
-            # A known name lets other processes find (and follow) this download.
-            path = str(staging_dir / name)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        self._file = os.fdopen(fd, "wb", buffering=0)
-        self.path = Path(path)
-        self.size = 0
-        self._hash = hashlib.sha256()
+async def _open(path: Path, flags: int, mode: int = 0o644) -> int:
+    """`os.open`, waiting while the process is out of descriptors (EMFILE), up to FD_WAIT.
 
-    def write(self, data: bytes) -> None:
-        # hashlib releases the GIL on large buffers: callers run this in a
-        # worker thread so that hashing overlaps receiving.
-        self._hash.update(data)
-        view = memoryview(data)
-        while view:
-            written = self._file.write(view)
-            view = view[written:]
-        self.size += len(data)
+    Descriptors free up as other transfers end: waiting for one is back-pressure,
+    where failing would turn a busy moment into failed pulls.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FD_WAIT
+    while True:
+        try:
+            return os.open(path, flags, mode)
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE) or loop.time() > deadline:
+                raise
+        await asyncio.sleep(FD_RETRY)
 
-    def reset(self) -> None:
-        """Start over at byte 0 in the same file (readers keep their descriptors)."""
-        self._file.seek(0)
-        self._file.truncate()
-        self.size = 0
-        self._hash = hashlib.sha256()
 
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
+class _Descriptor:
+    """One open file shared by its users (a staging's writer and readers); closed with the last."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.users = 1
+
+    def take(self) -> _Descriptor:
+        self.users += 1
+        return self
+
+    def drop(self) -> None:
+        self.users -= 1
+        if self.users == 0:
+            os.close(self.fd)
+
+
+class FileReader:
+    """The bytes of one file; `size` fixes how many have landed (a stored blob).
+
+    Reads name their offset (pread, sendfile with an offset), so readers sharing
+    one descriptor with each other and with the writer never disturb each other.
+    """
+
+    def __init__(self, descriptor: _Descriptor, size: int | None = None) -> None:
+        self._descriptor = descriptor
+        self._file: BinaryIO = os.fdopen(descriptor.fd, "rb", buffering=0, closefd=False)
+        self._size = size
+
+    @property
+    def file(self) -> BinaryIO:
+        return self._file
+
+    def landed(self) -> int:
+        if self._size is not None:
+            return self._size
+        return os.fstat(self._descriptor.fd).st_size
+
+    async def read(self, offset: int, count: int) -> bytes:
+        return os.pread(self._descriptor.fd, count, offset)
 
     def close(self) -> None:
         if not self._file.closed:
             self._file.close()
+            self._descriptor.drop()
 
-    def discard(self) -> None:
-        self.close()
+
+class FilesystemStaged:
+    """A staging file: one descriptor, written at explicit offsets and shared with readers.
+
+    The write side belongs to one thread at a time.
+    """
+
+    def __init__(self, store: FilesystemStore, path: Path, digest: str, size: int,
+                 fd: int) -> None:
+        self.store, self.path, self.digest, self.size = store, path, digest, size
+        self._hash = new_hash(digest)
+        self.written = 0
+        self._verified = False
+        self._descriptor: _Descriptor | None = _Descriptor(fd)
+
+    def _fd(self) -> int:
+        if self._descriptor is None:
+            raise ValueError(f"the staging of {self.digest} is closed")
+        return self._descriptor.fd
+
+    def write(self, data: bytes) -> None:
+        # hashlib and pwrite() release the GIL on large buffers: the caller's
+        # writer thread hashes and writes while the event loop receives.
+        fd = self._fd()
+        self._hash.update(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.pwrite(fd, view, self.written + len(data) - len(view)):]
+        self.written += len(data)
+
+    def reset(self) -> None:
+        os.ftruncate(self._fd(), 0)
+        self._hash = new_hash(self.digest)
+        self.written = 0
+        self._verified = False
+
+    def verify(self) -> None:
+        if self._verified:
+            return
+        algorithm, hex_ = split_digest(self.digest)
+        actual = self._hash.hexdigest()
+        if self.written != self.size or actual != hex_:
+            raise DigestMismatch(f"expected {self.digest} ({self.size} bytes),"
+                                 f" got {algorithm}:{actual} ({self.written} bytes)")
+        self._verified = True
+
+    def open_reader(self) -> FileReader:
+        """A reader on the staging's own descriptor: no new descriptor is opened."""
+        if self._descriptor is None:
+            raise ValueError(f"the staging of {self.digest} is closed")
+        return FileReader(self._descriptor.take())
+
+    def _close(self) -> None:
+        if self._descriptor is not None:
+            self._descriptor.drop()
+            self._descriptor = None
+
+    async def commit(self) -> str:
+        try:
+            self.verify()
+            self._close()
+            target = self.store.path_of(self.digest)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.path, target)
+        except BaseException:
+            await self.abort()
+            raise
+        return blob_key(self.digest)
+
+    async def abort(self) -> None:
+        self._close()
         self.path.unlink(missing_ok=True)
 
 
 class FilesystemStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, worker: WorkerId | None = None) -> None:
         self.root = root
-        self.blobs_dir = root / "sha256"
+        self.worker = worker or WorkerId.current()
         self.staging_root = root / "tmp"
-        self.host = socket.gethostname()
-        self.staging_dir = self.staging_root / f"{self.host}-{os.getpid()}"
-        self.blobs_dir.mkdir(parents=True, exist_ok=True)
+        self.staging_dir = self.staging_root / str(self.worker)
         self.staging_dir.mkdir(parents=True, exist_ok=True)
 
-    def stage(self, name: str | None = None) -> FilesystemStaged:
-        return FilesystemStaged(self.staging_dir, name)
+    def path_of(self, digest: str) -> Path:
+        return self.root / blob_key(digest)
 
-    def staging_path(self, worker_id: str, name: str) -> Path:
-        """Where process `worker_id` stages `name` (see `stage`)."""
-        return self.staging_root / worker_id / name
+    def _staging_name(self, digest: str) -> str:
+        algorithm, hex_ = split_digest(digest)
+        return f"{algorithm}-{hex_}.part"
 
-    def local_path(self, digest: str) -> Path:
-        if not DIGEST_RE.match(digest):
-            raise ValueError(f"invalid digest {digest!r}")
-        hex_ = digest[7:]
-        return self.blobs_dir / hex_[:2] / hex_
+    async def stat(self, digest: str) -> int | None:
+        try:
+            return self.path_of(digest).stat().st_size
+        except FileNotFoundError:
+            return None
 
-    def location(self, digest: str) -> str:
-        return str(self.local_path(digest).relative_to(self.root))
+    async def open(self, digest: str) -> FileReader | None:
+        try:
+            fd = await _open(self.path_of(digest), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        return FileReader(_Descriptor(fd), os.fstat(fd).st_size)
 
-    def commit(self, staged: FilesystemStaged, digest: str, size: int) -> str:
-        staged.close()
-        actual = "sha256:" + staged.hexdigest()
-        if actual != digest or staged.size != size:
-            staged.discard()
-            raise DigestMismatch(
-                f"expected {digest} ({size} bytes), got {actual} ({staged.size} bytes)")
-        target = self.local_path(digest)
-        target.parent.mkdir(exist_ok=True)
-        os.replace(staged.path, target)
-        return self.location(digest)
+    async def stage(self, digest: str, size: int) -> FilesystemStaged:
+        path = self.staging_dir / self._staging_name(digest)
+        fd = await _open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+        return FilesystemStaged(self, path, digest, size, fd)
+
+    async def open_staging(self, worker: WorkerId, digest: str) -> FileReader | None:
+        path = self.staging_root / str(worker) / self._staging_name(digest)
+        try:
+            return FileReader(_Descriptor(await _open(path, os.O_RDONLY)))
+        except FileNotFoundError:
+            return None
+
+    def _put(self, fd: int, name: Path, digest: str, data: bytes) -> str:
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            algorithm, hex_ = split_digest(digest)
+            actual = new_hash(digest)
+            actual.update(data)
+            if actual.hexdigest() != hex_:
+                raise DigestMismatch(f"expected {digest}, got {algorithm}:{actual.hexdigest()}")
+            target = self.path_of(digest)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(name, target)
+        finally:
+            name.unlink(missing_ok=True)
+        return blob_key(digest)
+
+    def put_blob(self, digest: str, data: bytes) -> str:
+        """`put` for a caller in a worker thread."""
+        fd, name = tempfile.mkstemp(dir=self.staging_dir, prefix="put-", suffix=".part")
+        return self._put(fd, Path(name), digest, data)
+
+    async def put(self, digest: str, data: bytes) -> str:
+        split_digest(digest)
+        name = self.staging_dir / f"put-{uuid.uuid4().hex}.part"
+        fd = await _open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        return await asyncio.to_thread(self._put, fd, name, digest, data)
 
     def put_many(self, items: list[tuple[str, bytes]]) -> None:
-        """Store small blobs (digest, bytes) not stored yet; one call, for one worker thread."""
-        for digest, data in items:
-            if not self.exists(digest):
-                self.put_bytes(data, digest)
+        """Store small blobs (digest, bytes) not stored yet, from a worker thread.
 
-    def put_bytes(self, data: bytes, digest: str) -> str:
-        staged = self.stage()
-        try:
-            staged.write(data)
-        except BaseException:
-            staged.discard()
-            raise
-        return self.commit(staged, digest, len(data))
-
-    def exists(self, digest: str) -> bool:
-        return self.local_path(digest).is_file()
-
-    def size(self, digest: str) -> int:
-        return self.local_path(digest).stat().st_size
-
-    def delete(self, digest: str) -> None:
-        self.local_path(digest).unlink(missing_ok=True)
-
-    def iter_digests(self) -> Iterator[str]:
-        for sub in sorted(self.blobs_dir.iterdir()):
-            if sub.is_dir():
-                for f in sorted(sub.iterdir()):
-                    yield "sha256:" + f.name
-
-    def clean_staging(self, stale_after: float = 3600.0) -> int:
-        """Remove what dead processes left half-written; returns the count of files.
-
-        A directory of this host is dead when its process is; another host's is
-        judged by age, since its processes cannot be seen from here.
+        Kept for the sync pipeline, which calls it with `asyncio.to_thread`;
+        new code calls `put`.
         """
+        for digest, data in items:
+            if not self.path_of(digest).is_file():
+                self.put_blob(digest, data)
+
+    async def delete(self, digest: str) -> None:
+        self.path_of(digest).unlink(missing_ok=True)
+
+    def _list(self) -> list[str]:
+        found = []
+        for algorithm, length in ALGORITHMS.items():
+            top = self.root / algorithm
+            if not top.is_dir():
+                continue
+            for sub in sorted(top.iterdir()):
+                if sub.is_dir():
+                    found += [f"{algorithm}:{f.name}" for f in sorted(sub.iterdir())
+                              if len(f.name) == length]
+        return found
+
+    async def iter_digests(self) -> AsyncIterator[str]:
+        for digest in await asyncio.to_thread(self._list):
+            yield digest
+
+    def location(self, digest: str) -> str:
+        return blob_key(digest)
+
+    def _clean_staging(self, stale_after: float) -> int:
         removed = 0
         now = time.time()
         for entry in self.staging_root.iterdir():
             if entry == self.staging_dir:
                 continue
-            host, _, pid = entry.name.rpartition("-")
-            if host == self.host and pid.isdigit():
-                stale = not Path(f"/proc/{pid}").exists()
+            owner = WorkerId.parse(entry.name)
+            if owner is not None and owner.on_this_host:
+                stale = owner.known_dead()
             else:
                 stale = now - entry.stat().st_mtime > stale_after
-            if stale:
-                removed += (sum(1 for f in entry.rglob("*") if f.is_file())
-                            if entry.is_dir() else 1)
-                if entry.is_dir():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
+            if not stale:
+                continue
+            if entry.is_dir():
+                removed += sum(1 for f in entry.rglob("*") if f.is_file())
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                removed += 1
+                entry.unlink(missing_ok=True)
         return removed
+
+    async def clean_staging(self, stale_after: float = STALE_AFTER) -> int:
+        """Remove what dead processes left half-written; the count of files.
+
+        A directory of this host is dead when its process is; another host's is
+        judged by age, since its processes cannot be seen from here.
+        """
+        return await asyncio.to_thread(self._clean_staging, stale_after)

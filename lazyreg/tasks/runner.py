@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session
 from lazyreg.db.models import Task, utcnow
 from lazyreg.redact import redact
 from lazyreg.services import Services
+from lazyreg.worker import WorkerId
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +74,8 @@ class _Unobserved:
 
 
 def _worker_alive(worker: str | None, services: Services) -> bool:
-    if not worker:
-        return False
-    host, _, pid = worker.rpartition("-")
-    if host != services.worker_id.rpartition("-")[0]:
-        return True  # another machine's worker: trust its row
-    return Path(f"/proc/{pid}").exists()
+    owner = WorkerId.parse(worker or "")
+    return owner is not None and not owner.known_dead()  # another host's: trust its row
 
 
 class TaskRunner:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,13 @@ from tests.rig import (
 pytestmark = pytest.mark.e2e
 
 BLOB_GET = r"^/v2/.+/blobs/sha256:"
+
+
+def wait_stored(server: Lazyreg, digest: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while digest not in server.artifact_digests():
+        assert time.monotonic() < deadline, f"{digest} was not stored within {timeout}s"
+        time.sleep(0.05)
 
 
 def manifest_digest(copy_dir: Path) -> str:
@@ -54,8 +62,10 @@ def test_lazy_pull_of_small_with_skopeo_and_podman(lazyreg: Lazyreg, upstream: U
                if m == "GET" and "/blobs/" in p}
     assert fetched == new_layers
 
-    pulled = podman_pull(f"{lazyreg.host}/mirror:v1", tmp_path / "podman")
-    assert pulled.returncode == 0
+    # podman (which raises on failure) gets v1 from storage: nothing more upstream.
+    mark = upstream.mark()
+    podman_pull(f"{lazyreg.host}/mirror:v1", tmp_path / "podman")
+    assert upstream.count("GET", BLOB_GET, since=mark) == 0
 
 
 def test_streamed_relays_without_storing(lazyreg: Lazyreg, upstream: Upstream,
@@ -188,7 +198,8 @@ def test_manifest_and_blob_headers_ranges_and_paging(lazyreg: Lazyreg, upstream:
                           headers={"Range": f"bytes={upstream.index['blobs'][layer]}-"})
     assert status == 416
     assert layer not in lazyreg.artifact_digests()  # a refused range fetches nothing
-    for _ in ("lazy", "stored"):
+    for phase, upstream_gets in (("lazy", 1), ("stored", 0)):
+        mark = upstream.mark()
         req = urllib.request.Request(f"{lazyreg.url}/v2/mirror/blobs/{layer}",
                                      headers={"Range": "bytes=10-19"})
         with urllib.request.urlopen(req) as resp:
@@ -198,6 +209,8 @@ def test_manifest_and_blob_headers_ranges_and_paging(lazyreg: Lazyreg, upstream:
             whole = resp.read()
         assert part == whole[10:20]
         assert "sha256:" + hashlib.sha256(whole).hexdigest() == layer
+        assert upstream.count("GET", BLOB_GET, since=mark) == upstream_gets, phase
+        wait_stored(lazyreg, layer)  # the commit may follow the last byte
 
     with urllib.request.urlopen(f"{lazyreg.url}/v2/mirror/tags/list?n=1") as resp:
         assert json.loads(resp.read())["tags"] == ["latest"]

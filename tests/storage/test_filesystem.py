@@ -1,3 +1,5 @@
+"""What only the filesystem backend does: its layout, staging per worker, sendfile-able readers."""
+
 from __future__ import annotations
 
 import os
@@ -6,66 +8,78 @@ from pathlib import Path
 
 import pytest
 
-from lazyreg.oci.digest import sha256_digest
-from lazyreg.storage import DigestMismatch, FilesystemStore
+from lazyreg.storage.filesystem import FilesystemStore
+from lazyreg.storage.layout import digest_of
+from lazyreg.worker import WorkerId
 
 
-def test_commit_only_after_digest_and_size_match(tmp_path: Path) -> None:
+def dead_worker() -> WorkerId:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return WorkerId(WorkerId.current().host, proc.pid)
+
+
+async def test_layout_and_sendfile_readers(tmp_path: Path) -> None:
     store = FilesystemStore(tmp_path)
-    data = b"hello" * 1000
-    digest = sha256_digest(data)
-    staged = store.stage()
-    staged.write(data[:10])
-    staged.write(data[10:])
-    assert not store.exists(digest)
-    location = store.commit(staged, digest, len(data))
-    assert location == f"sha256/{digest[7:9]}/{digest[7:]}"
-    assert store.local_path(digest).read_bytes() == data
-    assert list(store.iter_digests()) == [digest]
-    assert list(store.staging_dir.iterdir()) == []
+    digest = digest_of(b"hello")
+    await store.put(digest, b"hello")
+    assert (tmp_path / "sha256" / digest[7:9] / digest[7:]).read_bytes() == b"hello"
+    reader = await store.open(digest)
+    assert reader is not None
+    assert reader.file is not None
+    assert os.pread(reader.file.fileno(), 5, 0) == b"hello"
+    reader.close()
 
 
-@pytest.mark.parametrize("wrong", ["digest", "size"])
-def test_mismatch_leaves_nothing_behind(tmp_path: Path, wrong: str) -> None:
+async def test_another_worker_follows_a_staging_file(tmp_path: Path) -> None:
+    leader = FilesystemStore(tmp_path, WorkerId("host-a", 1))
+    follower = FilesystemStore(tmp_path, WorkerId("host-b", 2))
+    digest = digest_of(b"0123456789")
+    assert await follower.open_staging(leader.worker, digest) is None
+    staged = await leader.stage(digest, 10)
+    staged.write(b"01234")
+    reader = await follower.open_staging(leader.worker, digest)
+    assert reader is not None
+    assert reader.landed() == 5
+    staged.write(b"56789")
+    assert reader.landed() == 10
+    await staged.commit()
+    assert await reader.read(0, 10) == b"0123456789"  # the renamed file, same descriptor
+    reader.close()
+    assert await follower.stat(digest) == 10
+
+
+async def test_start_up_cleans_staging_of_dead_processes_only(tmp_path: Path) -> None:
     store = FilesystemStore(tmp_path)
-    data = b"abc"
-    digest = sha256_digest(b"abd") if wrong == "digest" else sha256_digest(data)
-    staged = store.stage()
-    staged.write(data)
-    with pytest.raises(DigestMismatch):
-        store.commit(staged, digest, len(data) + (1 if wrong == "size" else 0))
-    assert list(store.iter_digests()) == []
-    assert list(store.staging_dir.iterdir()) == []
-
-
-def test_start_up_cleans_staging_of_dead_processes_only(tmp_path: Path) -> None:
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    store = FilesystemStore(tmp_path)
-    leftover = store.staging_root / f"{store.host}-{dead.pid}"
+    leftover = store.staging_root / str(dead_worker())
     leftover.mkdir()
-    (leftover / "blob-1").write_bytes(b"half")
-    alive = store.staging_root / f"{store.host}-{os.getppid()}"
+    (leftover / "sha256-abc.part").write_bytes(b"half")
+    alive = store.staging_root / str(WorkerId(store.worker.host, os.getppid()))
     alive.mkdir(exist_ok=True)
-    (alive / "blob-2").write_bytes(b"in flight")
-    own = store.stage()
+    (alive / "sha256-def.part").write_bytes(b"in flight")
+    elsewhere = store.staging_root / "another-host-12"  # judged by age, and it is fresh
+    elsewhere.mkdir()
+    (elsewhere / "sha256-fed.part").write_bytes(b"in flight")
+    own = await store.stage(digest_of(b"mine"), 4)
     own.write(b"mine")
 
-    assert store.clean_staging() == 1  # the dead process's half-written file
+    assert await store.clean_staging() == 1  # the dead process's half-written file
     assert not leftover.exists()
-    assert (alive / "blob-2").exists()
-    assert own.path.exists()
-    own.discard()
+    assert (alive / "sha256-def.part").exists()
+    assert (elsewhere / "sha256-fed.part").exists()
+    assert await store.clean_staging(stale_after=-1) == 1  # now old enough
+    assert not elsewhere.exists()
+    await own.abort()
 
 
-def test_reset_keeps_readers_descriptor(tmp_path: Path) -> None:
+async def test_a_commit_that_cannot_rename_leaves_nothing_staged(tmp_path: Path) -> None:
     store = FilesystemStore(tmp_path)
-    staged = store.stage()
-    fd = os.open(staged.path, os.O_RDONLY)
-    staged.write(b"wrong")
-    staged.reset()
-    staged.write(b"right")
-    assert os.pread(fd, 10, 0) == b"right"
-    os.close(fd)
-    assert staged.hexdigest() == sha256_digest(b"right")[7:]
-    staged.discard()
+    digest = digest_of(b"data")
+    (tmp_path / "sha256").mkdir()
+    (tmp_path / "sha256" / digest[7:9]).write_bytes(b"a file where a directory belongs")
+    staged = await store.stage(digest, 4)
+    staged.write(b"data")
+    with pytest.raises(OSError):
+        await staged.commit()
+    assert list(store.staging_dir.iterdir()) == []
+    assert [d async for d in store.iter_digests()] == []

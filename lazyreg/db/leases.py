@@ -1,0 +1,104 @@
+"""Leases: which server process does a job (downloading one blob), coordinated through the database.
+
+A lease row names its owner (a `WorkerId`), a state and an expiry. The owner of
+a `running` lease keeps renewing it; when the job ends it marks it `done` (the
+bytes were verified, which followers need to know even when nothing is stored)
+or `failed`. Any process may take a lease that is finished, expired, or owned
+by a process of this host that is dead. Rows that finished or expired long ago
+are purged as leases finish, so the table holds about what is in flight.
+
+Each function is one short step of a write (or read) transaction; callers run
+them through `Database.write`/`read`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import and_, delete, or_
+from sqlalchemy.orm import Session
+
+from lazyreg.db.models import Lease
+from lazyreg.worker import WorkerId
+
+FORGET_AFTER = 3600.0  # seconds past expiry after which any lease row is purged
+
+
+class LeaseState(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class LeaseView:
+    owner: WorkerId | None  # None: the row names no worker this code can parse
+    state: LeaseState
+    expires: float
+
+    def takeable(self, now: float) -> bool:
+        """May another process claim it now?"""
+        return (self.state is not LeaseState.RUNNING or self.expires < now
+                or self.owner is None or self.owner.known_dead())
+
+
+def _view(row: Lease) -> LeaseView:
+    try:
+        state = LeaseState(row.state)
+    except ValueError:
+        state = LeaseState.FAILED
+    return LeaseView(WorkerId.parse(row.owner), state, row.expires)
+
+
+def claim(session: Session, key: str, me: WorkerId, ttl: float) -> LeaseView | None:
+    """Take the lease (None) or return the live lease of another process."""
+    now = time.time()
+    row = session.get(Lease, key, with_for_update=True)
+    if row is None:
+        session.add(Lease(key=key, owner=str(me), expires=now + ttl,
+                          state=LeaseState.RUNNING.value))
+        return None
+    current = _view(row)
+    if current.owner != me and not current.takeable(now):
+        return current
+    row.owner, row.expires, row.state = str(me), now + ttl, LeaseState.RUNNING.value
+    return None
+
+
+def renew(session: Session, key: str, me: WorkerId, ttl: float) -> bool:
+    row = session.get(Lease, key, with_for_update=True)
+    if row is None or row.owner != str(me) or row.state != LeaseState.RUNNING:
+        return False
+    row.expires = time.time() + ttl
+    return True
+
+
+def finish(session: Session, key: str, me: WorkerId, ttl: float, verified: bool) -> None:
+    """End this process's lease: `done` or `failed`, kept `ttl` seconds for followers."""
+    now = time.time()
+    row = session.get(Lease, key, with_for_update=True)
+    if row is not None and row.owner == str(me):
+        row.state = (LeaseState.DONE if verified else LeaseState.FAILED).value
+        row.expires = now + ttl
+    session.execute(delete(Lease).where(or_(
+        and_(Lease.state != LeaseState.RUNNING.value, Lease.expires < now),
+        Lease.expires < now - FORGET_AFTER)))
+
+
+def release(session: Session, key: str, me: WorkerId) -> None:
+    """Give this process's running lease up unfinished: any process may take it at once."""
+    session.execute(delete(Lease).where(Lease.key == key, Lease.owner == str(me),
+                                        Lease.state == LeaseState.RUNNING.value))
+
+
+def get(session: Session, key: str) -> LeaseView | None:
+    row = session.get(Lease, key)
+    return _view(row) if row is not None else None
+
+
+def release_all(session: Session, me: WorkerId) -> None:
+    """Drop this process's running leases (at shutdown): followers take over at once."""
+    session.execute(delete(Lease).where(Lease.owner == str(me),
+                                        Lease.state == LeaseState.RUNNING.value))

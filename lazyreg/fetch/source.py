@@ -1,0 +1,43 @@
+"""Where a blob is fetched from, and the one call the fetcher makes upstream.
+
+`BlobOpener` is the part of `UpstreamClient` the fetcher uses: one method, so
+that unit tests can run the fetcher against an in-process fake.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class ChunkStream(Protocol):
+    async def read(self, n: int = -1) -> bytes:
+        """Up to `n` bytes as they arrive; b"" at the end of the body."""
+        ...
+
+
+class BlobResponse(Protocol):
+    @property
+    def status(self) -> int:
+        """200 (the body starts at byte 0) or 206 (it starts at the offset asked for)."""
+        ...
+
+    @property
+    def content(self) -> ChunkStream: ...
+
+
+class BlobOpener(Protocol):
+    def open_blob(self, name: str, digest: str, offset: int = 0
+                  ) -> AbstractAsyncContextManager[BlobResponse]: ...
+
+
+@dataclass(frozen=True)
+class Source:
+    """A remote's client and the upstream repository name that listed the blob."""
+
+    client: BlobOpener
+    upstream_name: str
+    source_id: int | None = None  # the BlobSource row, when there is one
+    remote_name: str = ""
+    policy: str = "on_demand"

@@ -1,0 +1,79 @@
+"""Leases: one owner at a time; finished, expired and dead owners' leases can be taken."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from sqlalchemy import func, select, update
+
+from lazyreg.db import leases
+from lazyreg.db.engine import Database
+from lazyreg.db.leases import LeaseState
+from lazyreg.db.models import Lease
+from lazyreg.worker import WorkerId
+
+A, B = WorkerId("host-a", 1), WorkerId("host-b", 2)
+KEY = "blob:sha256:" + "a" * 64
+
+
+def test_one_owner_at_a_time_until_it_finishes(db: Database) -> None:
+    with db.write_session() as s:
+        assert leases.claim(s, KEY, A, 30) is None
+    with db.write_session() as s:
+        held = leases.claim(s, KEY, B, 30)
+    assert held is not None and held.owner == A and held.state is LeaseState.RUNNING
+    with db.write_session() as s:
+        assert leases.renew(s, KEY, A, 30)
+        assert not leases.renew(s, KEY, B, 30)
+        leases.finish(s, KEY, A, 30, verified=True)
+    with db.read_session() as s:
+        view = leases.get(s, KEY)
+    assert view is not None and view.state is LeaseState.DONE and view.owner == A
+    with db.write_session() as s:
+        assert leases.claim(s, KEY, B, 30) is None  # a finished lease is free
+        assert not leases.renew(s, KEY, A, 30)
+
+
+def test_an_expired_lease_or_a_dead_owner_is_taken_over(db: Database) -> None:
+    with db.write_session() as s:
+        leases.claim(s, KEY, A, 30)
+        s.execute(update(Lease).values(expires=time.time() - 1))
+    with db.write_session() as s:
+        assert leases.claim(s, KEY, B, 30) is None
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    dead = WorkerId(WorkerId.current().host, proc.pid)
+    with db.write_session() as s:
+        leases.release(s, KEY, B)
+        assert leases.claim(s, KEY, dead, 3600) is None
+    with db.write_session() as s:
+        assert leases.claim(s, KEY, A, 30) is None  # its owner is dead, long expiry or not
+
+
+def test_release_frees_a_lease_and_failure_is_recorded(db: Database) -> None:
+    with db.write_session() as s:
+        leases.claim(s, KEY, A, 30)
+        leases.claim(s, KEY + "2", A, 30)
+        leases.release_all(s, A)
+    with db.read_session() as s:
+        assert leases.get(s, KEY) is None
+    with db.write_session() as s:
+        leases.claim(s, KEY, B, 30)
+        leases.finish(s, KEY, B, 30, verified=False)
+    with db.read_session() as s:
+        view = leases.get(s, KEY)
+    assert view is not None and view.state is LeaseState.FAILED
+    assert view.takeable(time.time())
+
+
+def test_finished_leases_are_purged_once_expired(db: Database) -> None:
+    with db.write_session() as s:
+        for i in range(5):
+            leases.claim(s, f"{KEY}{i}", A, 30)
+            leases.finish(s, f"{KEY}{i}", A, -1, verified=True)  # expired at once
+        leases.claim(s, KEY, B, 30)  # running: kept
+        leases.finish(s, KEY + "x", B, 30, verified=True)  # no such lease: nothing to mark
+    with db.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(Lease)) == 1
