@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # first time; past it, 503 while the fetch goes on (a retry finds its result).
     pull_through_wait: float = Field(10.0, gt=0)
     log_level: str = "info"
+    # One line per request and per task: "text" or "json" (one JSON object a line).
+    log_format: Literal["text", "json"] = "text"
+    # Count every HTTP request by route and status for /metrics (off only to measure its cost).
+    request_metrics: bool = True
     # Access control (see "Access control" in the README). `off` only on loopback.
     auth: Literal["on", "off"] = "off"
     # The first start with auth on creates `admin` with this password (else a generated one).

@@ -1,4 +1,4 @@
-"""7. Pull-through: lazyreg as a registry mirror against distribution's proxy, with skopeo.
+"""8. Pull-through: lazyreg as a registry mirror against distribution's proxy, with skopeo.
 
 Each repetition gets a fresh lazyreg with a pull-through distribution of the
 whole upstream (a remote with only a url; no sync, no repository beforehand)
@@ -42,7 +42,7 @@ def _pull_through(server: Lazyreg, upstream: Upstream) -> None:
 
 
 def run(ctx: Context) -> Section:
-    section = Section("pullthrough", "7. Pull-through (registry mirror) with skopeo",
+    section = Section("pullthrough", "8. Pull-through (registry mirror) with skopeo",
                       [LAZYREG, PROXY], [(LAZYREG, PROXY)])
     up = ctx.servers.upstream()
     columns = section.columns

@@ -21,13 +21,14 @@ version) that holds the reference, fetching it from the upstream when needed:
    with its closure and configs (`lazyreg.sync.one_tag`).
 
 When the upstream is down, answers 5xx or 429, sends something unusable, or is
-slower than STALE_WAIT, a tag already stored is served stale (a warning in
-the log, `stale_served`); content never seen gets 503 (502 for an upstream
-that refused our credentials or sent something unusable, 429 passed on as
-TOOMANYREQUESTS). An upstream 404 is MANIFEST_UNKNOWN; a tag the repository
-held then leaves it (a new version without it). A client waits at most the
-`pull_through_wait` setting for content never seen; the flight goes on without
-it (at most MAX_FLIGHT seconds), so a retry finds the result.
+slower than STALE_WAIT, a tag already stored is served stale (a warning in the
+log, and `lazyreg_stale_serves_total{kind="manifest"}`); content never seen
+gets 503 (502 for an upstream that refused our credentials or sent something
+unusable, 429 passed on as TOOMANYREQUESTS). An upstream 404 is
+MANIFEST_UNKNOWN; a tag the repository held then leaves it (a new version
+without it). A client waits at most the `pull_through_wait` setting for
+content never seen; the flight goes on without it (at most MAX_FLIGHT
+seconds), so a retry finds the result.
 
 Bounds: MAX_FLIGHTS flights at once, MAX_REMEMBERED remembered failures and
 MAX_FRESH confirmed tags in memory.
@@ -40,6 +41,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import exists, select
@@ -100,15 +102,6 @@ class Local:
         return self.checked is not None and self.checked + mirror.tag_ttl > now
 
 
-def stale_served(mirror: Mirror, reference: str, why: str) -> None:
-    """Content served without the upstream's confirmation.
-
-    The hook for the observability metric of stale serves: count it here.
-    """
-    log.warning("pull-through %s/%s:%s served stale from storage: %s", mirror.distribution,
-                mirror.upstream_name, reference, why)
-
-
 def _is_tag(reference: str) -> bool:
     return ":" not in reference
 
@@ -166,8 +159,10 @@ def _as_registry_error(exc: BaseException, mirror: Mirror, reference: str) -> Re
 class PullThrough:
     """The flights and memories of this process; the application owns one."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services,
+                 on_stale: Callable[[str], None] = lambda kind: None) -> None:
         self.services = services
+        self._on_stale = on_stale  # counts stale serves (lazyreg_stale_serves_total)
         self._flights: dict[FlightKey, tuple[float, asyncio.Task[Target]]] = {}
         self._failures: Expiring[BaseException] = Expiring(MAX_REMEMBERED)
         self._fresh: Expiring[bool] = Expiring(MAX_FRESH)
@@ -177,6 +172,12 @@ class PullThrough:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stale_served(self, mirror: Mirror, reference: str, why: str) -> None:
+        """Stored content served without the upstream's confirmation: logged and counted."""
+        log.warning("pull-through %s/%s:%s served stale from storage: %s",
+                    mirror.distribution, mirror.upstream_name, reference, why)
+        self._on_stale("manifest")
 
     # ------------------------------------------------------------------ requests
 
@@ -215,7 +216,7 @@ class PullThrough:
             return self._fallback(local, mirror, reference, remembered)
         if not may_fetch or mirror.remote_id is None:
             if local.held and local.target is not None:
-                stale_served(mirror, reference, "not re-checked for an anonymous client"
+                self.stale_served(mirror, reference, "not re-checked for an anonymous client"
                              if mirror.remote_id is not None else "the remote was deleted")
                 return local.target
             if mirror.remote_id is None:
@@ -234,7 +235,8 @@ class PullThrough:
                 found = await asyncio.shield(flight)
         except TimeoutError:
             if local.held and local.target is not None:
-                stale_served(mirror, reference, f"the upstream did not answer within {wait:g} s")
+                self.stale_served(mirror, reference,
+                                  f"the upstream did not answer within {wait:g} s")
                 return local.target
             raise RegistryError("UNAVAILABLE", f"the upstream did not answer for"
                                 f" {mirror.upstream_name}:{reference} within {wait:g} s;"
@@ -255,7 +257,7 @@ class PullThrough:
                   exc: BaseException) -> Target:
         """After a failure: stale content when there is some (never for a 404), else the error."""
         if not isinstance(exc, NotFound) and local.held and local.target is not None:
-            stale_served(mirror, reference, f"{type(exc).__name__}: {exc}")
+            self.stale_served(mirror, reference, f"{type(exc).__name__}: {exc}")
             return local.target
         raise _as_registry_error(exc, mirror, reference) from None
 

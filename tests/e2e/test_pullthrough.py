@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -197,6 +198,9 @@ def test_upstream_down_known_tags_still_pull_new_ones_fail_fast(
     assert never.status == 503 and never.code == "UNAVAILABLE", never.body
     assert took < 8, took
     assert "served stale from storage" in lazyreg.logfile.read_text()
+    metrics = request(f"{lazyreg.url}/metrics").body.decode()
+    stale = re.search(r'^lazyreg_stale_serves_total\{kind="manifest"\} (\S+)$', metrics, re.M)
+    assert stale is not None and float(stale.group(1)) >= 3, metrics[-2000:]
 
 
 def test_upstream_404_is_manifest_unknown_and_remembered(
