@@ -29,7 +29,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-
 # `sha512:` and 128 hex digits is 135 characters; a little room beyond.
 DIGEST_LENGTH = 150
 
