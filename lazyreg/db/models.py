@@ -120,7 +120,8 @@ class Manifest(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
     config_digest: Mapped[str | None] = mapped_column(String(DIGEST_LENGTH), nullable=True)
     # OCI 1.1: the manifest this one refers to (a signature, an SBOM...), and its type.
-    subject_digest: Mapped[str | None] = mapped_column(String(DIGEST_LENGTH), nullable=True, index=True)
+    subject_digest: Mapped[str | None] = mapped_column(String(DIGEST_LENGTH), nullable=True,
+                                                       index=True)
     artifact_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
