@@ -29,6 +29,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# `sha512:` and 128 hex digits is 135 characters; a little room beyond.
+DIGEST_LENGTH = 150
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -120,13 +123,14 @@ class Manifest(Base):
     __tablename__ = "manifests"
 
     id: Mapped[int] = mapped_column(ForeignKey("content.id"), primary_key=True)
-    digest: Mapped[str] = mapped_column(String(80), unique=True)
+    digest: Mapped[str] = mapped_column(String(DIGEST_LENGTH), unique=True)
     media_type: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger)
     data: Mapped[bytes] = mapped_column(LargeBinary)
-    config_digest: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    config_digest: Mapped[str | None] = mapped_column(String(DIGEST_LENGTH), nullable=True)
     # OCI 1.1: the manifest this one refers to (a signature, an SBOM...), and its type.
-    subject_digest: Mapped[str | None] = mapped_column(String(80), nullable=True, index=True)
+    subject_digest: Mapped[str | None] = mapped_column(String(DIGEST_LENGTH), nullable=True,
+                                                       index=True)
     artifact_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
@@ -149,7 +153,7 @@ class Blob(Base):
     __tablename__ = "blobs"
 
     id: Mapped[int] = mapped_column(ForeignKey("content.id"), primary_key=True)
-    digest: Mapped[str] = mapped_column(String(80), unique=True)
+    digest: Mapped[str] = mapped_column(String(DIGEST_LENGTH), unique=True)
     size: Mapped[int] = mapped_column(BigInteger)
     media_type: Mapped[str] = mapped_column(String(255))
 
@@ -208,7 +212,7 @@ class Artifact(Base):
     __tablename__ = "artifacts"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    digest: Mapped[str] = mapped_column(String(80), unique=True)
+    digest: Mapped[str] = mapped_column(String(DIGEST_LENGTH), unique=True)
     size: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(16))  # manifest | config | layer | blob
     location: Mapped[str] = mapped_column(Text)
