@@ -1,7 +1,7 @@
 """pull-through distributions: remote freshness settings, name filters, retained versions
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 
 Columns are added, never a table rebuilt: on SQLite a batch rebuild of a
 parent table (remotes, repositories, distributions) would cascade-delete the
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0005'
-down_revision = '0004'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

@@ -1,4 +1,4 @@
-"""Schema 0005 (pull-through) adds columns and tables only: a database at 0004 keeps
+"""Schema 0006 (pull-through) adds columns and tables only: a database at 0005 keeps
 every row."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _counts(engine: sa.Engine) -> dict[str, int]:
 
 def test_upgrade_keeps_every_row_and_sets_defaults(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}", immediate=True)
-    _to(engine, "0004")
+    _to(engine, "0005")
     with engine.begin() as conn:
         conn.execute(sa.text(
             "INSERT INTO remotes (name, url, upstream_name, policy, tls_verify,"
@@ -52,6 +52,6 @@ def test_upgrade_keeps_every_row_and_sets_defaults(tmp_path: Path) -> None:
     assert (remote["tag_ttl"], remote["negative_ttl"], remote["include_names"]) == (300, 30, None)
     assert (dist["pull_through"], dist["remote_id"], dist["repository_id"]) == (0, None, 1)
     assert repo["retain_versions"] is None
-    _to(engine, "0004", down=True)
+    _to(engine, "0005", down=True)
     assert _counts(engine) == before
     engine.dispose()
