@@ -28,6 +28,7 @@ from lazyreg.errors import ApiError, RegistryError, SecretUnavailable, StorageFu
 from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.observe import requests as observe
 from lazyreg.observe.keys import METRICS
+from lazyreg.pullthrough import PullThrough
 from lazyreg.redact import redact
 from lazyreg.registry.access import registry_access
 from lazyreg.services import Services
@@ -192,13 +193,16 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         tasks = TaskRunner(services, observer=metrics)
         await tasks.recover()
         fetcher = Fetcher(services)
+        pullthrough = PullThrough(services, on_stale=metrics.stale_served)
         app[STATE] = AppState(services, fetcher, tasks,
                               LookupCache(max_bytes=settings.lookup_cache_bytes),
-                              Authenticator(settings, db, secrets), LazyStore(services, fetcher))
+                              Authenticator(settings, db, secrets), LazyStore(services, fetcher),
+                              pullthrough)
         try:
             yield
         finally:
             await tasks.shutdown()
+            await pullthrough.close()
             await fetcher.close()
             await session.close()
             db.dispose()

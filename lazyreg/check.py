@@ -2,7 +2,8 @@
 
 What must always hold: every artifact row has its file with the right size;
 every stored blob has its artifact row; each repository's versions
-run 0..latest with no membership pointing past `latest`; staging holds only
+are numbers in 0..latest, `latest` among them (older ones may have been pruned,
+`retain_versions`), with no membership pointing past `latest`; staging holds only
 the live downloads of running processes.
 """
 
@@ -72,8 +73,9 @@ def _repository_problems(session: Session) -> list[str]:
     for repo in session.scalars(select(Repository)):
         numbers = sorted(session.scalars(select(RepositoryVersion.number)
                                          .where(RepositoryVersion.repository_id == repo.id)))
-        if numbers != list(range(repo.latest_version + 1)):
-            problems.append(f"{repo.name}: versions {numbers} but latest is {repo.latest_version}")
+        if not numbers or numbers[-1] != repo.latest_version or numbers[0] < 0:
+            shown = numbers if len(numbers) <= 20 else [*numbers[:10], "…", *numbers[-5:]]
+            problems.append(f"{repo.name}: versions {shown} but latest is {repo.latest_version}")
         rc = RepositoryContent
         beyond = session.scalar(select(func.count()).select_from(rc).where(
             rc.repository_id == repo.id,

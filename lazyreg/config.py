@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     stall_timeout: float = Field(30.0, gt=0)
     # Seconds a small upstream body (manifest, tag list page, token, config) may take in all.
     upstream_read_timeout: float = Field(300.0, gt=0)
+    # Seconds a client waits for content a pull-through distribution fetches for the
+    # first time; past it, 503 while the fetch goes on (a retry finds its result).
+    pull_through_wait: float = Field(10.0, gt=0)
     log_level: str = "info"
     # One line per request and per task: "text" or "json" (one JSON object a line).
     log_format: Literal["text", "json"] = "text"

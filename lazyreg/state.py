@@ -9,6 +9,7 @@ from aiohttp import web
 from lazyreg.auth.service import Authenticator
 from lazyreg.cache import LookupCache
 from lazyreg.fetch import Fetcher, LazyStore
+from lazyreg.pullthrough import PullThrough
 from lazyreg.services import Services
 from lazyreg.tasks.runner import TaskRunner
 
@@ -21,6 +22,7 @@ class AppState:
     lookups: LookupCache
     auth: Authenticator
     blobs: LazyStore
+    pullthrough: PullThrough
 
 
 STATE = web.AppKey("state", AppState)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,7 +23,9 @@ from lazyreg.api.lookup import by_name, ensure_unique, referenced, version_row
 from lazyreg.api.routing import PREFIX
 from lazyreg.api.schemas import Counts, Page, RepositoryIn, RepositoryOut, SyncIn, VersionOut
 from lazyreg.api.tasks import to_out as task_out
+from lazyreg.db import content as q
 from lazyreg.db.models import Remote, Repository, RepositoryVersion
+from lazyreg.errors import InvalidField
 from lazyreg.state import state
 from lazyreg.sync.pipeline import sync_repository
 from lazyreg.tasks.runner import TaskContext
@@ -30,10 +34,12 @@ EMPTY = {"tags": 0, "manifests": 0, "blobs": 0}
 
 
 def to_out(repository: Repository) -> RepositoryOut:
+    # Percent-encoded: a pull-through repository's name holds slashes.
     return RepositoryOut(
         name=repository.name, description=repository.description,
-        latest_version=repository.latest_version, created=repository.created,
-        versions_href=f"{PREFIX}/repositories/{repository.name}/versions/")
+        latest_version=repository.latest_version, retain_versions=repository.retain_versions,
+        created=repository.created,
+        versions_href=f"{PREFIX}/repositories/{quote(repository.name, safe='')}/versions/")
 
 
 def version_out(version: RepositoryVersion) -> VersionOut:
@@ -48,7 +54,8 @@ async def create(request: web.Request) -> web.Response:
 
     def insert(session: Session) -> RepositoryOut:
         ensure_unique(session, Repository, body.name)
-        repository = Repository(name=body.name, description=body.description, latest_version=0)
+        repository = Repository(name=body.name, description=body.description, latest_version=0,
+                                retain_versions=body.retain_versions)
         session.add(repository)
         session.flush()
         # Version 0 is the empty repository; a distribution may serve it before any sync.
@@ -82,10 +89,14 @@ async def update(request: web.Request) -> web.Response:
 
     def apply(session: Session) -> RepositoryOut:
         repository = by_name(session, Repository, name)
-        current = {"name": repository.name, "description": repository.description}
+        current = {"name": repository.name, "description": repository.description,
+                   "retain_versions": repository.retain_versions}
         values = RepositoryIn.model_validate({**current, **given})
         ensure_unique(session, Repository, values.name, repository.id)
         repository.name, repository.description = values.name, values.description
+        repository.retain_versions = values.retain_versions
+        if values.retain_versions:
+            q.prune_versions(session, repository, values.retain_versions)
         session.flush()
         return to_out(repository)
     return respond(await write(request, apply))
@@ -131,7 +142,10 @@ async def sync(request: web.Request) -> web.Response:
 
     def check(session: Session) -> None:
         by_name(session, Repository, name)
-        referenced(session, Remote, body.remote, "remote")
+        remote = referenced(session, Remote, body.remote, "remote")
+        if not remote.upstream_name:
+            raise InvalidField("remote", f"remote {remote.name!r} has no upstream_name (it serves"
+                               " pull-through distributions): give it one to sync from it")
     await read(request, check)
     st = state(request)
     params = {"repository": name, "remote": body.remote, "mirror": body.mirror}

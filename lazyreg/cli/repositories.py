@@ -15,7 +15,8 @@ from lazyreg.cli.render import Column, Output, col, counts_text
 
 app = typer.Typer(help="Versioned repositories, and syncing them.", no_args_is_help=True)
 
-COLUMNS = (col("name"), col("latest_version", "latest version"), col("description"))
+COLUMNS = (col("name"), col("latest_version", "latest version"),
+           col("retain_versions", "retain"), col("description"))
 VERSION_COLUMNS: tuple[Column, ...] = (
     col("number", "version"), col("created"),
     ("content", lambda v: counts_text(v["content_counts"])),
@@ -32,22 +33,32 @@ class SyncFields:
                       ] = False
 
 
+@dataclass
+class RepositoryFields:
+    """A repository's settable fields; None is "not given"."""
+
+    description: Annotated[str | None, typer.Option()] = None
+    retain_versions: Annotated[int | None, typer.Option(
+        help="Keep only the newest N versions (and those a distribution pins)")] = None
+
+
 @app.command("create")
-def create(ctx: typer.Context, name: Name,
-           description: Annotated[str, typer.Option()] = "") -> None:
+@options_from(RepositoryFields)
+def create(ctx: typer.Context, name: Name, fields: RepositoryFields) -> None:
     """Create an empty repository (version 0)."""
     cli = cli_of(ctx)
-    cli.emit_record(cli.client.post("repositories/",
-                                    {"name": name, "description": description}))
+    cli.emit_record(cli.client.post("repositories/", {"name": name, **given(fields)}))
 
 
 @app.command("update")
-def update(ctx: typer.Context, name: Name,
-           description: Annotated[str, typer.Option()]) -> None:
-    """Change the description of a repository."""
+@options_from(RepositoryFields)
+def update(ctx: typer.Context, name: Name, fields: RepositoryFields) -> None:
+    """Change the description or retain_versions of a repository."""
     cli = cli_of(ctx)
-    cli.emit_record(cli.client.patch(f"repositories/{quote(name)}/",
-                                     {"description": description}))
+    changes = given(fields)
+    if not changes:
+        raise CliError("nothing to update: give at least one option")
+    cli.emit_record(cli.client.patch(f"repositories/{quote(name)}/", changes))
 
 
 @app.command("list")

@@ -1,16 +1,18 @@
-"""Queries over repository content: what a version holds, and writing a new version."""
+"""Queries over repository content: what a version holds, writing a new version,
+and pruning old ones."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, and_, delete, or_, select
 from sqlalchemy.orm import Session
 
 from lazyreg.db.models import (
     Blob,
     Content,
+    Distribution,
     Manifest,
     ManifestBlob,
     ManifestChild,
@@ -89,7 +91,10 @@ def tag_names(session: Session, tag_ids: Iterable[int]) -> dict[int, str]:
 def create_version(
     session: Session, repository: Repository, content_ids: set[int], task_id: str | None = None
 ) -> RepositoryVersion | None:
-    """Write version latest+1 holding exactly `content_ids`; None if nothing changed."""
+    """Write version latest+1 holding exactly `content_ids`; None if nothing changed.
+
+    A repository with `retain_versions` then keeps only that many (`prune_versions`).
+    """
     current_number = repository.latest_version
     current = version_content_ids(session, repository.id, current_number)
     added = content_ids - current
@@ -119,6 +124,8 @@ def create_version(
     session.add(version)
     repository.latest_version = number
     session.flush()
+    if repository.retain_versions:
+        prune_versions(session, repository, repository.retain_versions)
     return version
 
 
@@ -142,3 +149,44 @@ def manifest_ids_by_digest(session: Session, digests: Sequence[str]) -> dict[str
 
 def tags_in_version(session: Session, repository_id: int, number: int) -> Select[tuple[str, int]]:
     return select(Tag.name, Tag.manifest_id).where(Tag.id.in_(in_version(repository_id, number)))
+
+
+def prune_versions(session: Session, repository: Repository, keep: int) -> list[int]:
+    """Delete all but the newest `keep` versions of `repository`; the numbers deleted.
+
+    A version that a distribution pins is kept too, whatever its age. The
+    membership rows that only deleted versions used go with them, and every
+    remaining version still answers `in_version` exactly as before: a row is
+    kept when its range [added, removed) holds a remaining version. Content and
+    artifacts are global and stay (orphan cleanup is another job). Afterwards
+    the version numbers are a subset of 0..latest, and latest is among them.
+    """
+    if keep < 1:
+        raise ValueError("a repository keeps at least its latest version")
+    rv = RepositoryVersion
+    numbers = list(session.scalars(select(rv.number).where(rv.repository_id == repository.id)
+                                   .order_by(rv.number.desc())))
+    if len(numbers) <= keep:
+        return []
+    window_start = numbers[keep - 1]  # the oldest version in the window of the newest `keep`
+    pinned = set(session.scalars(
+        select(rv.number).join(Distribution, Distribution.repository_version_id == rv.id)
+        .where(rv.repository_id == repository.id, rv.number < window_start)))
+    doomed = [n for n in numbers[keep:] if n not in pinned]
+    if not doomed:
+        return []
+    for batch in chunked(doomed):
+        session.execute(delete(rv).where(rv.repository_id == repository.id,
+                                         rv.number.in_(batch)))
+    # Every row whose range reaches into the window holds a version of it (versions
+    # after window_start are newer than the row's start). A row that ended at or
+    # before the window survives only through a pinned version inside its range.
+    rc = RepositoryContent
+    ended = [rc.repository_id == repository.id, rc.version_removed.is_not(None),
+             rc.version_removed <= window_start]
+    for batch in chunked(sorted(pinned), 300):  # 2 parameters each
+        ended.append(~or_(*(and_(rc.version_added <= p, rc.version_removed > p)
+                            for p in batch)))
+    session.execute(delete(rc).where(*ended))
+    session.flush()
+    return sorted(doomed)

@@ -47,6 +47,7 @@ class Remote(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     url: Mapped[str] = mapped_column(Text)
+    # "" for a remote that only serves pull-through distributions (they name the repository).
     upstream_name: Mapped[str] = mapped_column(String(255))
     policy: Mapped[str] = mapped_column(String(16), default="on_demand")
     include_tags: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
@@ -66,6 +67,12 @@ class Remote(Base):
     include_referrers: Mapped[bool] = mapped_column(Boolean, default=False)
     # A sync listing more tags than this fails, rather than exhaust memory.
     max_tags: Mapped[int] = mapped_column(Integer, default=100_000)
+    # Pull-through: seconds a tag is trusted before a HEAD re-checks it, seconds an
+    # upstream 404 is remembered, and globs on the upstream names that may be pulled.
+    tag_ttl: Mapped[int] = mapped_column(Integer, default=300)
+    negative_ttl: Mapped[int] = mapped_column(Integer, default=30)
+    include_names: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    exclude_names: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -83,6 +90,8 @@ class Repository(Base):
     # Never reused, unlike SQLite's integer ids: what caches key a repository by, so
     # that nothing cached about a deleted repository can answer for a new one.
     uid: Mapped[str] = mapped_column(String(32), default=new_uid, index=True, unique=True)
+    # Keep only the newest N versions (and those a distribution pins); None keeps all.
+    retain_versions: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -238,7 +247,38 @@ class Distribution(Base):
     private: Mapped[bool] = mapped_column(Boolean, default=False)
     # On a pull-through distribution: may anonymous clients make it fetch new content?
     anonymous_pull_through: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A pull-through distribution serves every repository of its remote's upstream
+    # under its base path, each fetched on first pull (`PullThroughRepository`).
+    pull_through: Mapped[bool] = mapped_column(Boolean, default=False)
+    remote_id: Mapped[int | None] = mapped_column(
+        ForeignKey("remotes.id", ondelete="SET NULL"), nullable=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PullThroughRepository(Base):
+    """The repository a pull-through distribution created for one upstream name."""
+
+    __tablename__ = "pull_through_repositories"
+    __table_args__ = (UniqueConstraint("distribution_id", "upstream_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    distribution_id: Mapped[int] = mapped_column(
+        ForeignKey("distributions.id", ondelete="CASCADE"))
+    upstream_name: Mapped[str] = mapped_column(String(255))
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), unique=True)
+
+
+class PullThroughTag(Base):
+    """When a pulled-through tag was last confirmed upstream (Unix time): it is
+    trusted for the remote's `tag_ttl` seconds from then."""
+
+    __tablename__ = "pull_through_tags"
+
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    checked: Mapped[float] = mapped_column(Float)
 
 
 class User(Base):
