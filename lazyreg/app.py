@@ -29,6 +29,7 @@ from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.redact import redact
 from lazyreg.registry.access import registry_access
 from lazyreg.services import Services
+from lazyreg.space import SpaceKeeper
 from lazyreg.state import STATE, AppState
 from lazyreg.storage.filesystem import FilesystemStore
 from lazyreg.tasks.runner import TaskRunner
@@ -188,14 +189,19 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         tasks = TaskRunner(services)
         await tasks.recover()
         fetcher = Fetcher(services)
+        space = SpaceKeeper(services)
+        fetcher.on_stored.append(space.stored)
         app[STATE] = AppState(services, fetcher, tasks,
                               LookupCache(max_bytes=settings.lookup_cache_bytes),
-                              Authenticator(settings, db, secrets), LazyStore(services, fetcher))
+                              Authenticator(settings, db, secrets), LazyStore(services, fetcher),
+                              space)
+        space.start()
         try:
             yield
         finally:
             await tasks.shutdown()
             await fetcher.close()
+            await space.close()
             await session.close()
             db.dispose()
     return lifespan

@@ -1,4 +1,5 @@
-"""What the running application holds: services, the lazy store, the fetcher, the task runner."""
+"""What the running application holds: services, the lazy store, the fetcher, the task runner,
+the disk-space keeper."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from lazyreg.auth.service import Authenticator
 from lazyreg.cache import LookupCache
 from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.services import Services
+from lazyreg.space import SpaceKeeper
 from lazyreg.tasks.runner import TaskRunner
 
 
@@ -21,6 +23,7 @@ class AppState:
     lookups: LookupCache
     auth: Authenticator
     blobs: LazyStore
+    space: SpaceKeeper
 
 
 STATE = web.AppKey("state", AppState)

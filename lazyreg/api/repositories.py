@@ -1,4 +1,5 @@
-"""`repositories/`, their versions, and `sync/`, which starts a task."""
+"""`repositories/`, their versions (listed, deleted, retained), and the tasks on one
+repository: `sync/` and `reclaim/`."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ from lazyreg.api.lookup import by_name, ensure_unique, referenced, version_row
 from lazyreg.api.routing import PREFIX
 from lazyreg.api.schemas import Counts, Page, RepositoryIn, RepositoryOut, SyncIn, VersionOut
 from lazyreg.api.tasks import to_out as task_out
+from lazyreg.db import content as q
 from lazyreg.db.models import Remote, Repository, RepositoryVersion
+from lazyreg.errors import Conflict
+from lazyreg.space import reclaim as reclaim_space
 from lazyreg.state import state
 from lazyreg.sync.pipeline import sync_repository
 from lazyreg.tasks.runner import TaskContext
@@ -32,7 +36,8 @@ EMPTY = {"tags": 0, "manifests": 0, "blobs": 0}
 def to_out(repository: Repository) -> RepositoryOut:
     return RepositoryOut(
         name=repository.name, description=repository.description,
-        latest_version=repository.latest_version, created=repository.created,
+        latest_version=repository.latest_version, retain_versions=repository.retain_versions,
+        created=repository.created,
         versions_href=f"{PREFIX}/repositories/{repository.name}/versions/")
 
 
@@ -48,7 +53,8 @@ async def create(request: web.Request) -> web.Response:
 
     def insert(session: Session) -> RepositoryOut:
         ensure_unique(session, Repository, body.name)
-        repository = Repository(name=body.name, description=body.description, latest_version=0)
+        repository = Repository(name=body.name, description=body.description, latest_version=0,
+                                retain_versions=body.retain_versions)
         session.add(repository)
         session.flush()
         # Version 0 is the empty repository; a distribution may serve it before any sync.
@@ -82,10 +88,14 @@ async def update(request: web.Request) -> web.Response:
 
     def apply(session: Session) -> RepositoryOut:
         repository = by_name(session, Repository, name)
-        current = {"name": repository.name, "description": repository.description}
+        current = {"name": repository.name, "description": repository.description,
+                   "retain_versions": repository.retain_versions}
         values = RepositoryIn.model_validate({**current, **given})
         ensure_unique(session, Repository, values.name, repository.id)
         repository.name, repository.description = values.name, values.description
+        repository.retain_versions = values.retain_versions
+        if values.retain_versions:
+            q.prune_versions(session, repository, values.retain_versions)
         session.flush()
         return to_out(repository)
     return respond(await write(request, apply))
@@ -123,6 +133,41 @@ async def version(request: web.Request) -> web.Response:
     def query(session: Session) -> VersionOut:
         return version_out(version_row(session, by_name(session, Repository, name), number))
     return respond(await read(request, query))
+
+
+async def delete_version(request: web.Request) -> web.Response:
+    """Delete one version: never the latest, nor one a distribution pins (409 naming them)."""
+    name = path_name(request)
+    number = parse_int("number", path_name(request, "number"))
+
+    def apply(session: Session) -> None:
+        repository = by_name(session, Repository, name)
+        version_row(session, repository, number)
+        if number == repository.latest_version:
+            raise Conflict(f"version {number} is the latest version of repository {name!r}:"
+                           " it cannot be deleted (a sync or retain_versions replaces it)")
+        pinned = q.pinning(session, repository.id, [number]).get(number)
+        if pinned:
+            raise Conflict(f"version {number} of repository {name!r} is served by"
+                           f" distribution{'s' if len(pinned) > 1 else ''} {', '.join(pinned)}:"
+                           " pin them to another version or delete them first")
+        q.delete_versions(session, repository, [number])
+    await write(request, apply)
+    return no_content()
+
+
+async def reclaim(request: web.Request) -> web.Response:
+    """Start a task deleting the stored layers of the repository that can be fetched again."""
+    name = path_name(request)
+    await read(request, lambda s: by_name(s, Repository, name))
+    st = state(request)
+
+    async def run(ctx: TaskContext) -> list[str]:
+        await reclaim_space(ctx.services, ctx.progress, name, ctx.services.usage.is_sending)
+        return []
+    task = await st.tasks.submit("reclaim", {"repository": name}, run,
+                                 lock_key=f"repository:{name}")
+    return respond(task_out(task), status=202)
 
 
 async def sync(request: web.Request) -> web.Response:

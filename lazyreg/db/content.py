@@ -1,16 +1,18 @@
-"""Queries over repository content: what a version holds, and writing a new version."""
+"""Queries over repository content: what a version holds, writing a new version,
+and deleting old ones."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
-from sqlalchemy import Select, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, delete, exists, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from lazyreg.db.models import (
     Blob,
     Content,
+    Distribution,
     Manifest,
     ManifestBlob,
     ManifestChild,
@@ -89,7 +91,10 @@ def tag_names(session: Session, tag_ids: Iterable[int]) -> dict[int, str]:
 def create_version(
     session: Session, repository: Repository, content_ids: set[int], task_id: str | None = None
 ) -> RepositoryVersion | None:
-    """Write version latest+1 holding exactly `content_ids`; None if nothing changed."""
+    """Write version latest+1 holding exactly `content_ids`; None if nothing changed.
+
+    A repository with `retain_versions` then keeps only that many (`prune_versions`).
+    """
     current_number = repository.latest_version
     current = version_content_ids(session, repository.id, current_number)
     added = content_ids - current
@@ -119,6 +124,8 @@ def create_version(
     session.add(version)
     repository.latest_version = number
     session.flush()
+    if repository.retain_versions:
+        prune_versions(session, repository, repository.retain_versions)
     return version
 
 
@@ -142,3 +149,69 @@ def manifest_ids_by_digest(session: Session, digests: Sequence[str]) -> dict[str
 
 def tags_in_version(session: Session, repository_id: int, number: int) -> Select[tuple[str, int]]:
     return select(Tag.name, Tag.manifest_id).where(Tag.id.in_(in_version(repository_id, number)))
+
+
+def pinning(session: Session, repository_id: int, numbers: Iterable[int]) -> dict[int, list[str]]:
+    """The distributions that pin each of `numbers` (only the pinned ones are keys)."""
+    rv = RepositoryVersion
+    out: dict[int, list[str]] = {}
+    for batch in chunked(sorted(set(numbers))):
+        for number, name in session.execute(
+                select(rv.number, Distribution.name)
+                .join(Distribution, Distribution.repository_version_id == rv.id)
+                .where(rv.repository_id == repository_id, rv.number.in_(batch))
+                .order_by(Distribution.name)):
+            out.setdefault(number, []).append(name)
+    return out
+
+
+def delete_versions(session: Session, repository: Repository, numbers: Iterable[int]) -> None:
+    """Delete versions `numbers` of `repository`, never its latest, and the membership
+    rows that only they used.
+
+    Every remaining version answers `in_version` exactly as before: a row is
+    kept while its range [added, removed) holds a remaining version. The caller
+    checks that no distribution pins them (`pinning`); the rows are locked
+    first, so that a distribution pinning one of them meanwhile fails on its
+    foreign key instead of being cascade-deleted with it. Content and
+    artifacts are global and stay: orphan cleanup removes them.
+    """
+    doomed = sorted(set(numbers))
+    if not doomed:
+        return
+    if repository.latest_version in doomed:
+        raise ValueError(f"the latest version ({repository.latest_version}) cannot be deleted")
+    rv, rc = RepositoryVersion, RepositoryContent
+    for batch in chunked(doomed):
+        session.execute(select(rv.id).where(rv.repository_id == repository.id,
+                                            rv.number.in_(batch)).with_for_update())
+    for batch in chunked(doomed):
+        session.execute(delete(rv).where(rv.repository_id == repository.id,
+                                         rv.number.in_(batch)))
+    # Only rows whose range overlapped a deleted number can have lost their last
+    # version; a row still open (removed is null) holds the latest.
+    remaining = aliased(rv)
+    holds = exists().where(remaining.repository_id == repository.id,
+                           remaining.number >= rc.version_added,
+                           remaining.number < rc.version_removed)
+    session.execute(delete(rc).where(
+        rc.repository_id == repository.id, rc.version_removed.is_not(None),
+        rc.version_added <= doomed[-1], rc.version_removed > doomed[0], ~holds))
+    session.flush()
+
+
+def prune_versions(session: Session, repository: Repository, keep: int) -> list[int]:
+    """Delete all but the newest `keep` versions of `repository`; the numbers deleted.
+
+    A version that a distribution pins is kept too, whatever its age.
+    """
+    if keep < 1:
+        raise ValueError("a repository keeps at least its latest version")
+    rv = RepositoryVersion
+    numbers = list(session.scalars(select(rv.number).where(rv.repository_id == repository.id)
+                                   .order_by(rv.number.desc())))
+    older = numbers[keep:]
+    pinned = pinning(session, repository.id, older)
+    doomed = sorted(n for n in older if n not in pinned)
+    delete_versions(session, repository, doomed)
+    return doomed

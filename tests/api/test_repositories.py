@@ -14,7 +14,7 @@ from tests.api.conftest import Client, delete, get, patch, post, remote_body, se
 async def test_a_new_repository_has_an_empty_version_zero(client: Client) -> None:
     created = await post(client, "repositories/", {"name": "alpine", "description": "mirror"})
     assert created == {"name": "alpine", "description": "mirror", "latest_version": 0,
-                       "created": created["created"],
+                       "retain_versions": None, "created": created["created"],
                        "versions_href": "/api/v1/repositories/alpine/versions/"}
     versions = await get(client, "repositories/alpine/versions/")
     assert versions["count"] == 1
