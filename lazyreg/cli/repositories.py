@@ -1,21 +1,25 @@
-"""`lazyreg repository ...`: versioned repositories, and syncing them from a remote."""
+"""`lazyreg repository ...`: versioned repositories, their versions, syncing them from a
+remote and reclaiming their disk space."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from lazyreg.cli.client import CliError, quote
 from lazyreg.cli.context import Cli, cli_of
-from lazyreg.cli.follow import follow
+from lazyreg.cli.follow import follow, run_task
 from lazyreg.cli.options import Limit, Name, Offset, given, options_from
 from lazyreg.cli.render import Column, Output, col, counts_text
 
 app = typer.Typer(help="Versioned repositories, and syncing them.", no_args_is_help=True)
 
-COLUMNS = (col("name"), col("latest_version", "latest version"), col("description"))
+COLUMNS = (col("name"), col("latest_version", "latest version"),
+           col("retain_versions", "retain"), col("description"))
 VERSION_COLUMNS: tuple[Column, ...] = (
     col("number", "version"), col("created"),
     ("content", lambda v: counts_text(v["content_counts"])),
@@ -32,22 +36,47 @@ class SyncFields:
                       ] = False
 
 
+@dataclass
+class RepositoryFields:
+    """A repository's settable fields; None is "not given"."""
+
+    description: Annotated[str | None, typer.Option()] = None
+    retain_versions: Annotated[int | None, typer.Option(
+        help="Keep only the newest N versions (and those a distribution pins)")] = None
+
+
+class _ListByDefault(TyperGroup):
+    """`repository versions NAME` lists them; `repository versions delete NAME N` deletes one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+versions_app = typer.Typer(cls=_ListByDefault, no_args_is_help=True,
+                           help="List the versions of a repository (`versions NAME`), or"
+                                " delete one (`versions delete NAME NUMBER`).")
+app.add_typer(versions_app, name="versions")
+
+
 @app.command("create")
-def create(ctx: typer.Context, name: Name,
-           description: Annotated[str, typer.Option()] = "") -> None:
+@options_from(RepositoryFields)
+def create(ctx: typer.Context, name: Name, fields: RepositoryFields) -> None:
     """Create an empty repository (version 0)."""
     cli = cli_of(ctx)
-    cli.emit_record(cli.client.post("repositories/",
-                                    {"name": name, "description": description}))
+    cli.emit_record(cli.client.post("repositories/", {"name": name, **given(fields)}))
 
 
 @app.command("update")
-def update(ctx: typer.Context, name: Name,
-           description: Annotated[str, typer.Option()]) -> None:
-    """Change the description of a repository."""
+@options_from(RepositoryFields)
+def update(ctx: typer.Context, name: Name, fields: RepositoryFields) -> None:
+    """Change the description or retain_versions of a repository."""
     cli = cli_of(ctx)
-    cli.emit_record(cli.client.patch(f"repositories/{quote(name)}/",
-                                     {"description": description}))
+    changes = given(fields)
+    if not changes:
+        raise CliError("nothing to update: give at least one option")
+    cli.emit_record(cli.client.patch(f"repositories/{quote(name)}/", changes))
 
 
 @app.command("list")
@@ -68,11 +97,29 @@ def delete(ctx: typer.Context, name: Name) -> None:
     cli_of(ctx).delete(f"repositories/{quote(name)}/", f"deleted repository {name}")
 
 
-@app.command("versions")
+@versions_app.command("list")
 def versions(ctx: typer.Context, name: Name, limit: Limit = 100, offset: Offset = 0) -> None:
     """List the versions of a repository, newest first."""
     cli_of(ctx).page(f"repositories/{quote(name)}/versions/", VERSION_COLUMNS,
                      limit=limit, offset=offset)
+
+
+@versions_app.command("delete")
+def delete_version(ctx: typer.Context, name: Name,
+                   number: Annotated[int, typer.Argument(help="The version number")]) -> None:
+    """Delete a version: not the latest, nor one a distribution pins."""
+    cli_of(ctx).delete(f"repositories/{quote(name)}/versions/{number}/",
+                       f"deleted version {number} of repository {name}")
+
+
+@app.command("reclaim")
+def reclaim(ctx: typer.Context, name: Name,
+            wait: Annotated[bool, typer.Option(help="Follow the task until it ends")] = True
+            ) -> None:
+    """Delete the stored layers of a repository that can be fetched again on demand."""
+    cli = cli_of(ctx)
+    run_task(cli, cli.client.post(f"repositories/{quote(name)}/reclaim/", None), wait,
+             "reclaim")
 
 
 @app.command("sync")

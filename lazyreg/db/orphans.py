@@ -113,5 +113,5 @@ def still_orphan_artifacts(session: Session, digests: Sequence[str], cutoff: dat
     for batch in chunked(list(digests)):
         out.update(session.execute(
             select(Artifact.digest, Artifact.size).where(*_orphan_artifact(cutoff, cutoff_ts),
-                                                         Artifact.digest.in_(batch))).tuples())
+                                                         Artifact.digest.in_(batch))).all())
     return out

@@ -104,7 +104,7 @@ def still_evictable(session: Session, digests: Sequence[str], now: float) -> dic
     out: dict[str, int] = {}
     for batch in chunked(list(digests)):
         out.update(session.execute(refetchable().where(Artifact.digest.in_(batch),
-                                                        not_busy(now))).tuples())
+                                                        not_busy(now))).all())
     return out
 
 
@@ -137,7 +137,7 @@ def still_reclaimable(session: Session, repository_id: int, digests: Sequence[st
     for batch in chunked(list(digests)):
         out.update(session.execute(refetchable().where(
             Blob.id.in_(_held_by(repository_id)), Artifact.digest.in_(batch),
-            not_busy(now))).tuples())
+            not_busy(now))).all())
     return out
 
 

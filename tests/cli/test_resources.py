@@ -89,7 +89,7 @@ def test_repository_commands(cli: Runner) -> None:
     assert created.json()["latest_version"] == 0
     shown = cli("repository", "show", "alpine")
     assert table_row(shown.out, "description") == ["description", "[x]"]  # not rich markup
-    assert table_row(cli("repository", "list").out, "alpine") == ["alpine", "0", "[x]"]
+    assert table_row(cli("repository", "list").out, "alpine") == ["alpine", "0", "-", "[x]"]
     versions = cli("repository", "versions", "alpine")
     assert table_row(versions.out, "0")[2:] == ["0 tags, 0 manifests, 0 blobs"] * 3
     versions_json = cli("-o", "json", "repository", "versions", "alpine").json()
