@@ -69,7 +69,7 @@ async def test_nothing_goes_under_the_bound_or_while_another_process_evicts(
 
 async def test_an_immediate_repository_s_layers_are_never_evicted(tmp_path: Path,
                                                                    db: Database) -> None:
-    world, digests = await _filled(tmp_path, db, bound=100)
+    world, _ = await _filled(tmp_path, db, bound=100)
     keep = world.repository("keep", "immediate")
     world.version(keep, world.image("k", [bytes([6]) * 200, bytes([7]) * 200],
                                     world.remote("other")).content_ids)
