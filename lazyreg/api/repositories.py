@@ -163,6 +163,7 @@ async def reclaim(request: web.Request) -> web.Response:
     st = state(request)
 
     async def run(ctx: TaskContext) -> list[str]:
+        await st.space.flush()  # busy marks of transfers that ended here are cleared
         await reclaim_space(ctx.services, ctx.progress, name, ctx.services.usage.is_sending)
         return []
     task = await st.tasks.submit("reclaim", {"repository": name}, run,
