@@ -15,8 +15,8 @@ transfer lasts); a download in flight (not stored yet; a blob whose download
 lease is held is skipped). One process evicts at a time, whichever holds the
 `cache:evict` lease; one that finds it held leaves the work to the holder.
 
-What eviction did is kept in `stats` for the status API, and each batch is
-reported to the `on_evict` hooks (count, bytes), for metrics.
+What eviction did is kept in `stats` for the status API, and each blob evicted
+is reported to the `on_evict` hooks (digest, size), for metrics.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ class SpaceKeeper:
         self.services = services
         self.usage = services.usage
         self.stats = EvictionStats()
-        # Called after each batch of evictions with (blobs, bytes): a metrics hook.
-        self.on_evict: list[Callable[[int, int], None]] = []
+        # Called with (digest, size) for each blob evicted: a metrics hook.
+        self.on_evict: list[Callable[[str, int], None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -166,5 +166,6 @@ class SpaceKeeper:
             self.stats.blobs += done.count
             self.stats.bytes += done.bytes
             for hook in self.on_evict:
-                hook(done.count, done.bytes)
+                for digest, size in done.gone:
+                    hook(digest, size)
             await services.db.write(lambda s: leases.claim(s, EVICT_LEASE, me, ttl))  # renew

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -46,6 +46,8 @@ class Removed:
     count: int = 0
     bytes: int = 0
     skipped: int = 0  # in use, or a download of it in flight
+    # (digest, size) of each blob deleted by one `delete_blobs` call; `add` leaves it out.
+    gone: list[tuple[str, int]] = field(default_factory=list)
 
     def add(self, other: Removed) -> None:
         self.count += other.count
@@ -99,4 +101,5 @@ async def delete_blobs(services: Services, digests: Sequence[str], still: Still,
                     lambda s: leases.release_many(s, keys, me)))
             except Exception as exc:  # they expire, or die with this process
                 log.warning("could not release %d blob leases: %s", len(keys), exc)
-    return Removed(len(taken), sum(a.size for a in taken.values()), len(digests) - len(taken))
+    return Removed(len(taken), sum(a.size for a in taken.values()), len(digests) - len(taken),
+                   [(a.digest, a.size) for a in taken.values()])
