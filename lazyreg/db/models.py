@@ -9,6 +9,7 @@ from one of its `BlobSource`s.
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -219,7 +220,8 @@ class Artifact(Base):
     # Unix time it was last served to a client or reused by a sync, written in
     # batches (`lazyreg.db.usage`): the least recently used go first when the
     # cache is over its bound, and orphan cleanup keeps what was used lately.
-    last_used: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
+    last_used: Mapped[float | None] = mapped_column(Float, nullable=True, index=True,
+                                                    default=time.time)
     # A server process is sending it to a client until then (Unix time), renewed
     # while the transfer lasts: the bounded cache does not evict it.
     busy_until: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -49,6 +49,7 @@ class UsageLog:
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self.max_entries = max_entries
         self.dropped = 0  # uses not recorded because the log was full
+        self.sends_ended = 0  # transfers ended so far: what was busy may be evictable now
         self._used: dict[str, float] = {}
         self._sending: Counter[str] = Counter()
         self._marked: dict[str, float] = {}  # busy marks written and not cleared yet
@@ -73,6 +74,7 @@ class UsageLog:
             if not self._sending[digest]:
                 del self._sending[digest]
             self.used([digest])
+            self.sends_ended += 1
 
     def is_sending(self, digest: str) -> bool:
         return digest in self._sending

@@ -3,10 +3,16 @@
 One background loop per server process (`SpaceKeeper`):
 
 - every `usage_flush_interval` seconds, and soon after the fetcher stores a
-  blob (`stored`, its hook), it writes the usage log (`lazyreg.db.usage`) and,
-  when a bound is set, adds up the refetchable bytes (`lazyreg.db.space`);
+  blob (`stored`, its hook), it writes the usage log (`lazyreg.db.usage`);
+- when a bound is set, it keeps an estimate of the refetchable bytes: the
+  last total added up in the database (`lazyreg.db.space`; a scan of every
+  stored layer, so done every REFRESH_ROUNDS rounds, or when the estimate says
+  the bound is passed) plus what this process stored since. Other processes'
+  blobs count from the next total on;
 - over the bound, it evicts refetchable layers, least recently used first, a
   batch at a time (`lazyreg.space.deletion`), until they are at 90% of it.
+  When what is left over the bound is all in use, it tries again once a
+  transfer has ended or a blob was stored, not at every round.
 
 Never evicted: the blobs of immediate repositories, configs and manifests
 (none is refetchable); a blob being sent to a client, by this process (its
@@ -24,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +46,7 @@ EVICT_LEASE = "cache:evict"
 LOW_WATER = 0.9  # eviction stops at this share of the bound
 MIN_GAP = 0.5  # seconds between two rounds woken by stores
 BUSY_FOR = 3  # a busy mark lasts this many flush intervals, renewed halfway
+REFRESH_ROUNDS = 12  # flush intervals between two totals added up in the database
 
 
 @dataclass
@@ -62,6 +70,12 @@ class SpaceKeeper:
         self.on_evict: list[Callable[[str, int], None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._estimate: int | None = None  # refetchable bytes: last total + stored since
+        self._refreshed = -math.inf  # monotonic time of the last total
+        self._stores = 0
+        # (stores, transfers ended) when a round left the cache over its bound because
+        # what was left was in use: nothing to try again until one of them moves.
+        self._stuck_at: tuple[int, int] | None = None
 
     @property
     def bound(self) -> int | None:
@@ -84,6 +98,9 @@ class SpaceKeeper:
 
     def stored(self, digest: str, size: int, kind: str) -> None:
         """The fetcher stored a blob: the cache may be over its bound now."""
+        self._stores += 1
+        if self._estimate is not None and kind == "layer":
+            self._estimate += size
         if self.bound is not None:
             self._wake.set()
 
@@ -107,19 +124,30 @@ class SpaceKeeper:
     async def totals(self) -> StoredBytes:
         return await self.services.db.read(stored_bytes)
 
+    def _needs_total(self, bound: int) -> bool:
+        if time.monotonic() - self._refreshed > REFRESH_ROUNDS * self.interval:
+            return True
+        if self._estimate is not None and self._estimate <= bound:
+            return False
+        return self._stuck_at != (self._stores, self.usage.sends_ended)
+
     async def evict(self) -> Removed | None:
         """Evict down to 90% of the bound if over it; None when there was nothing to do."""
         bound = self.bound
-        if bound is None:
+        if bound is None or not self._needs_total(bound):
             return None
+        moves = (self._stores, self.usage.sends_ended)
         totals = await self.totals()
+        self._estimate, self._refreshed = totals.evictable_bytes, time.monotonic()
         if totals.evictable_bytes <= bound:
+            self._stuck_at = None
             return None
         services, me = self.services, self.services.worker
         ttl = services.settings.lease_ttl
         held = await services.db.write(lambda s: leases.claim(s, EVICT_LEASE, me, ttl))
         if held is not None:
-            return None  # another process is evicting
+            self._stuck_at = moves  # another process is evicting
+            return None
         self.stats.running = True
         removed = Removed()
         try:
@@ -129,6 +157,8 @@ class SpaceKeeper:
             with contextlib.suppress(Exception):
                 await asyncio.shield(services.db.write(
                     lambda s: leases.release(s, EVICT_LEASE, me)))
+        self._estimate -= removed.bytes
+        self._stuck_at = moves if self._estimate > bound else None
         self.stats.last_finished = time.time()
         self.stats.last_blobs, self.stats.last_bytes = removed.count, removed.bytes
         if removed.count:

@@ -76,3 +76,28 @@ async def test_an_immediate_repository_s_layers_are_never_evicted(tmp_path: Path
     removed = await SpaceKeeper(world.services).evict()
     assert removed is not None and removed.count == 6
     assert world.artifact_digests() == {sha256(bytes([6]) * 200), sha256(bytes([7]) * 200)}
+
+
+async def test_over_the_bound_with_all_in_use_it_waits_for_a_transfer_to_end(
+        tmp_path: Path, db: Database) -> None:
+    world, digests = await _filled(tmp_path, db, bound=100, n=2)
+    keeper = SpaceKeeper(world.services)
+    totals = 0
+    added_up = keeper.totals
+
+    async def counted() -> object:
+        nonlocal totals
+        totals += 1
+        return await added_up()
+    keeper.totals = counted  # type: ignore[method-assign]
+    usage = world.services.usage
+    with usage.sending(digests[0]), usage.sending(digests[1]):
+        stuck = await keeper.evict()
+        assert stuck is not None and stuck.count == 0
+        assert await keeper.evict() is None and totals == 1  # nothing moved: no new total
+    removed = await keeper.evict()  # both transfers ended
+    assert removed is not None and removed.count == 2 and totals == 2
+    assert await keeper.evict() is None and totals == 2  # under the bound, by the estimate
+    # A store pushes the estimate over: the real total is added up (here, nothing is stored).
+    keeper.stored("sha256:" + "f" * 64, 300, "layer")
+    assert await keeper.evict() is None and totals == 3

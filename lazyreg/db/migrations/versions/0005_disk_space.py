@@ -36,6 +36,8 @@ def upgrade() -> None:
     op.add_column('content', sa.Column('created', sa.DateTime(timezone=True), nullable=True))
     op.add_column('artifacts', sa.Column('last_used', sa.Float(), nullable=True))
     op.add_column('artifacts', sa.Column('busy_until', sa.Float(), nullable=True))
+    # What was stored before has no known last use: the first to go.
+    op.execute('UPDATE artifacts SET last_used = 0')
     for name, table, columns in INDEXES:
         op.create_index(name, table, columns, unique=False)
 
