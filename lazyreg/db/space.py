@@ -15,8 +15,11 @@ A stored artifact is *refetchable* when all of these hold:
 
 Reclaim deletes the refetchable layers of one repository; the bounded cache
 deletes the least recently used refetchable layers that nobody is being sent
-(`busy_until`). Blobs an immediate sync stores are not refetchable until its
-version is written, because they have no source before that.
+(`busy_until`). Blobs an immediate sync downloads are not refetchable until its
+version is written, because they have no source before that. A layer it finds
+already stored (an on_demand repository's) stays refetchable until then: if it
+is evicted in that window, the immediate repository serves it on demand until
+its next sync stores it again.
 """
 
 from __future__ import annotations

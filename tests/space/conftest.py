@@ -48,9 +48,14 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return migrated_template(tmp_path_factory.mktemp("template"))
 
 
-@pytest.fixture
-def db(template: Path, tmp_path: Path) -> Iterator[Database]:
-    database = fresh_database(template, tmp_path)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, template: Path, tmp_path: Path) -> Iterator[Database]:
+    """Each test runs on both databases: the queries here are the kind that differ."""
+    if request.param == "sqlite":
+        database = fresh_database(template, tmp_path)
+    else:
+        database = Database(request.getfixturevalue("postgres_url"))
+        database.migrate()
     yield database
     database.dispose()
 
