@@ -12,7 +12,8 @@ One background loop per server process (`SpaceKeeper`):
 - over the bound, it evicts refetchable layers, least recently used first, a
   batch at a time (`lazyreg.space.deletion`), until they are at 90% of it.
   When what is left over the bound is all in use, it tries again once a
-  transfer has ended or a blob was stored, not at every round.
+  transfer of this process has ended, a blob was stored, or the next total
+  is due, not at every round.
 
 Never evicted: the blobs of immediate repositories, configs and manifests
 (none is refetchable); a blob being sent to a client, by this process (its
