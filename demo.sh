@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's tour, unattended and offline: a loopback upstream from ../shared/upstream,
-# an on_demand mirror of fixtures/small, and the artifact count before and after pulls.
+# an on_demand mirror of fixtures/small, the artifact count before and after pulls, and a
+# pull-through distribution of the whole upstream.
 set -euo pipefail
 cd "$(dirname "$0")"
 SHARED="${SHARED:-$(cd .. && pwd)/shared}"
@@ -49,4 +50,13 @@ say "skopeo copy docker://127.0.0.1:$PORT/mirrors/small:v2 (shares its base laye
 skopeo copy -q --src-tls-verify=false "docker://127.0.0.1:$PORT/mirrors/small:v2" "dir:$WORK/v2"
 say "stored now: + the one layer v2 does not share"
 "$LAZYREG" artifact list
+
+say "pull-through: one distribution for the whole upstream, no sync"
+"$LAZYREG" remote create upstream --url "$UPSTREAM_URL" >/dev/null
+"$LAZYREG" distribution create hub --base-path hub --remote upstream --pull-through >/dev/null
+"$LAZYREG" distribution list
+say "skopeo copy docker://127.0.0.1:$PORT/hub/fixtures/oci:1.0"
+skopeo copy -q --src-tls-verify=false "docker://127.0.0.1:$PORT/hub/fixtures/oci:1.0" "dir:$WORK/oci"
+say "the first pull created the repository hub/fixtures/oci"
+"$LAZYREG" repository list
 say "done"

@@ -123,8 +123,14 @@ async def _check_once(url: str, method: str, headers: dict[str, str]) -> None:
             raise BenchError(f"{method} {url} -> {resp.status}")
 
 
+@dataclass(frozen=True)
+class RateRun:
+    rate: float  # requests per second
+    requests: int  # requests completed
+
+
 async def _aiohttp_rate(url: str, method: str, headers: dict[str, str], connections: int,
-                        duration: float) -> float:
+                        duration: float) -> RateRun:
     done = 0
     connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(connector=connector, timeout=TIMEOUT) as session:
@@ -141,7 +147,7 @@ async def _aiohttp_rate(url: str, method: str, headers: dict[str, str], connecti
                 done += 1
         start = loop.time()
         await asyncio.gather(*(worker() for _ in range(connections)))
-        return done / (loop.time() - start)
+        return RateRun(done / (loop.time() - start), done)
 
 
 _AB_FIELDS = {name: re.compile(rx) for name, rx in {
@@ -153,7 +159,7 @@ _AB_FIELDS = {name: re.compile(rx) for name, rx in {
 
 
 def _ab_rate(url: str, method: str, headers: dict[str, str], connections: int,
-             duration: float) -> float:
+             duration: float) -> RateRun:
     # ab, not wrk: wrk 4.1 waits for a body after a HEAD response with a
     # Content-Length, so it measures 0 requests/s for HEAD.
     cmd = ["ab", "-q", "-k", "-c", str(connections), "-t", f"{duration:g}", "-n", "10000000"]
@@ -169,22 +175,28 @@ def _ab_rate(url: str, method: str, headers: dict[str, str], connections: int,
     ok = (proc.returncode == 0 and found["rate"] is not None and found["complete"] is not None
           and found["failed"] is not None and int(found["failed"].group(1)) == 0
           and found["non2xx"] is None and int(found["complete"].group(1)) > 0)
-    if not ok or found["rate"] is None:
+    if not ok or found["rate"] is None or found["complete"] is None:
         raise BenchError(f"ab {method} {url}: rc {proc.returncode}\n{proc.stdout}{proc.stderr}")
-    return float(found["rate"].group(1))
+    return RateRun(float(found["rate"].group(1)), int(found["complete"].group(1)))
 
 
 def rate_tool() -> str:
     return "ab -k (ApacheBench, keep-alive)" if shutil.which("ab") else "aiohttp"
 
 
-def request_rate(url: str, method: str, headers: dict[str, str], *, connections: int,
-                 duration: float) -> float:
-    """Requests per second of `method url` with `connections` open connections."""
+def request_run(url: str, method: str, headers: dict[str, str], *, connections: int,
+                duration: float) -> RateRun:
+    """`method url` for `duration` seconds with `connections` open connections."""
     asyncio.run(_check_once(url, method, headers))
     if shutil.which("ab"):
         return _ab_rate(url, method, headers, connections, duration)
     return asyncio.run(_aiohttp_rate(url, method, headers, connections, duration))
+
+
+def request_rate(url: str, method: str, headers: dict[str, str], *, connections: int,
+                 duration: float) -> float:
+    """Requests per second of `method url` with `connections` open connections."""
+    return request_run(url, method, headers, connections=connections, duration=duration).rate
 
 
 # ---------------------------------------------------------------- whole images

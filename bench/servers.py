@@ -203,10 +203,13 @@ class Servers:
             shutil.rmtree(workdir, ignore_errors=True)
 
     @contextmanager
-    def lazyreg(self) -> Iterator[Lazyreg]:
-        """A fresh lazyreg server: SQLite and storage in a new data directory."""
+    def lazyreg(self, env: dict[str, str] | None = None) -> Iterator[Lazyreg]:
+        """A fresh lazyreg server: SQLite and storage in a new data directory.
+
+        `env`: LAZYREG_* settings for it (e.g. LAZYREG_REQUEST_METRICS=false).
+        """
         workdir = self.root / f"lazyreg-{next(self._ids)}"
-        server = start_lazyreg(workdir / "data")
+        server = start_lazyreg(workdir / "data", env=env)
         try:
             yield server
         finally:

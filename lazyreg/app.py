@@ -26,6 +26,9 @@ from lazyreg.config import Settings
 from lazyreg.db.engine import Database
 from lazyreg.errors import ApiError, RegistryError, SecretUnavailable, StorageFull
 from lazyreg.fetch import Fetcher, LazyStore
+from lazyreg.observe import requests as observe
+from lazyreg.observe.keys import METRICS
+from lazyreg.pullthrough import PullThrough
 from lazyreg.redact import redact
 from lazyreg.registry.access import registry_access
 from lazyreg.services import Services
@@ -185,21 +188,26 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False,
                                         read_bufsize=4 * 1024 * 1024,
                                         connector=aiohttp.TCPConnector(limit=0))
-        services = Services(settings, db, store, UpstreamPool(session), secrets, worker)
-        tasks = TaskRunner(services)
+        metrics = app[METRICS]
+        services = Services(settings, db, store, UpstreamPool(session, observer=metrics),
+                            secrets, worker)
+        tasks = TaskRunner(services, observer=metrics)
         await tasks.recover()
         fetcher = Fetcher(services)
+        pullthrough = PullThrough(services, on_stale=metrics.stale_served)
         space = SpaceKeeper(services)
         fetcher.on_stored.append(space.stored)
+        space.on_evict.append(lambda _digest, size: metrics.evicted(size))
         app[STATE] = AppState(services, fetcher, tasks,
                               LookupCache(max_bytes=settings.lookup_cache_bytes),
                               Authenticator(settings, db, secrets), LazyStore(services, fetcher),
-                              space)
+                              pullthrough, space)
         space.start()
         try:
             yield
         finally:
             await tasks.shutdown()
+            await pullthrough.close()
             await fetcher.close()
             await space.close()
             await session.close()
@@ -208,9 +216,11 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, refuse_bodies, api_access,
-                                       registry_access, forget_targets],
+    # request_ids first: its id and clock cover everything, errors rendered included.
+    app = web.Application(middlewares=[observe.request_ids, error_middleware, refuse_bodies,
+                                       api_access, registry_access, forget_targets],
                           client_max_size=MAX_BODY_BYTES)
+    observe.setup(app, settings)  # metrics, /metrics, /healthz, /readyz, the status page at /
     app.cleanup_ctx.append(make_lifespan(settings))
     registry.setup_routes(app)
     api.setup_routes(app)

@@ -55,7 +55,14 @@ class Settings(BaseSettings):
     orphan_protection_time: float = Field(3600.0, ge=0)
     # Stored blobs or content rows deleted per transaction by cleanups and eviction.
     cleanup_batch_size: int = Field(200, ge=1, le=10_000)
+    # Seconds a client waits for content a pull-through distribution fetches for the
+    # first time; past it, 503 while the fetch goes on (a retry finds its result).
+    pull_through_wait: float = Field(10.0, gt=0)
     log_level: str = "info"
+    # One line per request and per task: "text" or "json" (one JSON object a line).
+    log_format: Literal["text", "json"] = "text"
+    # Count every HTTP request by route and status for /metrics (off only to measure its cost).
+    request_metrics: bool = True
     # Access control (see "Access control" in the README). `off` only on loopback.
     auth: Literal["on", "off"] = "off"
     # The first start with auth on creates `admin` with this password (else a generated one).

@@ -21,6 +21,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from lazyreg.app import create_app
 from lazyreg.config import Settings, bind_refusal
+from lazyreg.observe import logs
 from lazyreg.redact import RedactingFilter
 
 IDLE_TIMEOUT = 15.0
@@ -53,13 +54,9 @@ def serve(settings: Settings) -> None:
     refusal = bind_refusal(settings)
     if refusal:
         raise StartRefused(refusal)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactingFilter())  # no URL credentials in any log line
+    # No URL credentials in any log line.
+    logs.configure(settings.log_format, settings.log_level, filters=(RedactingFilter(),))
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestsInOneLine())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     ssl_context = None
     if settings.tls_cert and settings.tls_key:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

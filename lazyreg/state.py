@@ -10,6 +10,7 @@ from aiohttp import web
 from lazyreg.auth.service import Authenticator
 from lazyreg.cache import LookupCache
 from lazyreg.fetch import Fetcher, LazyStore
+from lazyreg.pullthrough import PullThrough
 from lazyreg.services import Services
 from lazyreg.space import SpaceKeeper
 from lazyreg.tasks.runner import TaskRunner
@@ -23,6 +24,7 @@ class AppState:
     lookups: LookupCache
     auth: Authenticator
     blobs: LazyStore
+    pullthrough: PullThrough
     space: SpaceKeeper
 
 

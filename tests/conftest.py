@@ -10,11 +10,18 @@ import pytest
 
 from tests.postgres import PostgresServer, start_postgres
 from tests.rig import Lazyreg, Upstream, start_lazyreg, start_upstream
+from tests.sqlite import migrated_template
 
 
 def _need(tool: str) -> None:
     if shutil.which(tool) is None:
         pytest.fail(f"{tool} is not installed: run `make test`, which installs it")
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated once per session, for tests to copy (tests/sqlite.py)."""
+    return migrated_template(tmp_path_factory.mktemp("template"))
 
 
 @pytest.fixture(scope="session")

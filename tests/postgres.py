@@ -39,10 +39,25 @@ class PostgresServer:
              "-d", "postgres", "-qc", f"CREATE DATABASE {name}"])
         return self.url(name)
 
+    def halt(self) -> None:
+        """Stop the server, keeping its data: `resume` starts it again on the same port."""
+        run(_as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.dir / "data"), "-m",
+                          "fast", "-w", "stop"]), timeout=60)
+
+    def resume(self) -> None:
+        _pg_start(self.bindir, self.dir, self.port)
+
     def stop(self) -> None:
         subprocess.run(_as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.dir / "data"),
                                      "-m", "fast", "stop"]), capture_output=True, timeout=60)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _pg_start(bindir: Path, workdir: Path, port: int) -> None:
+    run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(workdir / "data"), "-l",
+                      str(workdir / "log"), "-w", "-o",
+                      f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
+                      " -c max_connections=200", "start"]), timeout=120)
 
 
 def start_postgres() -> PostgresServer | None:
@@ -56,8 +71,5 @@ def start_postgres() -> PostgresServer | None:
     port = free_port()
     run(_as_postgres([str(bindir / "initdb"), "-D", str(workdir / "data"), "-A", "trust",
                       "-U", "lazyreg", "--no-sync"]))
-    run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(workdir / "data"), "-l",
-                      str(workdir / "log"), "-w", "-o",
-                      f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
-                      " -c max_connections=200", "start"]), timeout=120)
+    _pg_start(bindir, workdir, port)
     return PostgresServer(workdir, port, bindir)

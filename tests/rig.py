@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LAZYREG_SHARED", ROOT.parent / "shared")).resolve()
@@ -151,6 +151,12 @@ def http_json(method: str, url: str, body: Any = None,
             return exc.code, raw.decode(errors="replace")
 
 
+class HasUrl(Protocol):
+    """An upstream of the tests' own (tests/hostile.py), reachable at `url`."""
+
+    url: str
+
+
 @dataclass
 class Lazyreg:
     url: str
@@ -182,7 +188,7 @@ class Lazyreg:
             time.sleep(0.1)
         raise AssertionError(f"task {task['id']} did not finish in {timeout}s")
 
-    def setup_mirror(self, upstream: Upstream, name: str, upstream_name: str,
+    def setup_mirror(self, upstream: Upstream | HasUrl, name: str, upstream_name: str,
                      policy: str = "on_demand", **remote: Any) -> dict[str, Any]:
         """Remote + repository + distribution (base path `name`), then sync; the finished task."""
         self.ok("POST", "remotes/", {"name": name, "url": upstream.url,

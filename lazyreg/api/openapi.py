@@ -59,10 +59,20 @@ def _query_schema(query: Query) -> dict[str, Any]:
     return {"type": query.type}
 
 
+# A repository's name may hold slashes (percent-encode them in the path).
+REPOSITORY_NAME = {"type": "string", "maxLength": MAX_NAME_LENGTH,
+                   "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$"}
+
+
+def _path_schema(route: Route, name: str) -> dict[str, Any]:
+    if name == "name" and "/repositories/{name}" in route.path:
+        return REPOSITORY_NAME
+    return PATH_SCHEMAS.get(name, {"type": "string"})
+
+
 def _parameters(route: Route) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True,
-         "schema": PATH_SCHEMAS.get(name, {"type": "string"})}
+        {"name": name, "in": "path", "required": True, "schema": _path_schema(route, name)}
         for name in PATH_PARAM.findall(route.path)]
     params += [{"name": q.name, "in": "query", "required": False, "description": q.description,
                 "schema": _query_schema(q)} for q in route.query]

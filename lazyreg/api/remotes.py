@@ -47,7 +47,7 @@ FIELDS = tuple(f for f in RemoteIn.model_fields if f not in SECRETS)
 
 def to_out(remote: Remote) -> RemoteOut:
     return RemoteOut(
-        name=remote.name, url=remote.url, upstream_name=remote.upstream_name,
+        name=remote.name, url=remote.url, upstream_name=remote.upstream_name or None,
         policy=cast(Policy, remote.policy),  # the column is text; the API wrote it
         include_tags=remote.include_tags, exclude_tags=remote.exclude_tags,
         username=remote.username, has_password=remote.password_secret is not None,
@@ -56,11 +56,15 @@ def to_out(remote: Remote) -> RemoteOut:
         download_concurrency=remote.download_concurrency,
         allow_private_redirects=remote.allow_private_redirects,
         include_referrers=remote.include_referrers, max_tags=remote.max_tags,
+        tag_ttl=remote.tag_ttl, negative_ttl=remote.negative_ttl,
+        include_names=remote.include_names, exclude_names=remote.exclude_names,
         created=remote.created)
 
 
 def _current(remote: Remote) -> dict[str, Any]:
-    return {f: getattr(remote, f) for f in FIELDS}
+    current = {f: getattr(remote, f) for f in FIELDS}
+    current["upstream_name"] = remote.upstream_name or None
+    return current
 
 
 def _assign(session: Session, remote: Remote, values: RemoteIn, given: set[str],
@@ -68,6 +72,7 @@ def _assign(session: Session, remote: Remote, values: RemoteIn, given: set[str],
     """Set the remote's fields; its secrets all (`replace`) or where `given` names them."""
     ensure_unique(session, Remote, values.name, remote.id)
     fields = values.model_dump(exclude=set(SECRETS))
+    fields["upstream_name"] = values.upstream_name or ""  # none: pull-through only
     password, set_password = values.password, replace or "password" in given
     fields["url"], userinfo = split_userinfo(values.url)
     if userinfo:
@@ -145,6 +150,12 @@ async def replace(request: web.Request) -> web.Response:
     return await _change(request, replace=True)
 
 
+def _pulling_through(session: Session, remote: Remote) -> list[str]:
+    """The pull-through distributions that fetch from `remote`: names, sorted."""
+    return list(session.scalars(select(Distribution.name).where(
+        Distribution.remote_id == remote.id).order_by(Distribution.name)))
+
+
 def _needing(session: Session, remote: Remote) -> list[str]:
     """Repositories that would lose content if `remote` went: names, sorted.
 
@@ -181,6 +192,11 @@ async def delete(request: web.Request) -> web.Response:
     def remove(session: Session) -> int:
         remote = by_name(session, Remote, name)
         if not force:
+            serving = _pulling_through(session, remote)
+            if serving:
+                raise Conflict(f"remote {name!r} is the upstream of pull-through distributions:"
+                               f" {', '.join(serving[:20])}; delete them first, or delete with"
+                               " ?force=true (they then serve only what is stored)")
             needing = _needing(session, remote)
             if needing:
                 shown = ", ".join(needing[:20])

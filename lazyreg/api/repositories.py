@@ -3,6 +3,8 @@ repository: `sync/` and `reclaim/`."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,7 +26,7 @@ from lazyreg.api.schemas import Counts, Page, RepositoryIn, RepositoryOut, SyncI
 from lazyreg.api.tasks import to_out as task_out
 from lazyreg.db import content as q
 from lazyreg.db.models import Remote, Repository, RepositoryVersion
-from lazyreg.errors import Conflict
+from lazyreg.errors import Conflict, InvalidField
 from lazyreg.space import reclaim as reclaim_space
 from lazyreg.state import state
 from lazyreg.sync.pipeline import sync_repository
@@ -34,11 +36,12 @@ EMPTY = {"tags": 0, "manifests": 0, "blobs": 0}
 
 
 def to_out(repository: Repository) -> RepositoryOut:
+    # Percent-encoded: a pull-through repository's name holds slashes.
     return RepositoryOut(
         name=repository.name, description=repository.description,
         latest_version=repository.latest_version, retain_versions=repository.retain_versions,
         created=repository.created,
-        versions_href=f"{PREFIX}/repositories/{repository.name}/versions/")
+        versions_href=f"{PREFIX}/repositories/{quote(repository.name, safe='')}/versions/")
 
 
 def version_out(version: RepositoryVersion) -> VersionOut:
@@ -177,7 +180,10 @@ async def sync(request: web.Request) -> web.Response:
 
     def check(session: Session) -> None:
         by_name(session, Repository, name)
-        referenced(session, Remote, body.remote, "remote")
+        remote = referenced(session, Remote, body.remote, "remote")
+        if not remote.upstream_name:
+            raise InvalidField("remote", f"remote {remote.name!r} has no upstream_name (it serves"
+                               " pull-through distributions): give it one to sync from it")
     await read(request, check)
     st = state(request)
     params = {"repository": name, "remote": body.remote, "mirror": body.mirror}

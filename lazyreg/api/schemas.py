@@ -89,14 +89,16 @@ def _pem_certificates(value: str) -> str:
 
 
 _TAG_CHAR = re.compile(r"[A-Za-z0-9._-]")
+_NAME_CHAR = re.compile(r"[a-z0-9._/-]")
 
 
-def _glob_error(glob: str) -> str | None:
-    """Why `glob` (fnmatch syntax) can never select a tag, or None if it can."""
+def _glob_error(glob: str, allowed: re.Pattern[str] = _TAG_CHAR, what: str = "tag"
+                ) -> str | None:
+    """Why `glob` (fnmatch syntax) can never select a `what`, or None if it can."""
     if not glob.strip():
-        return "tag globs must not be empty"
+        return f"{what} globs must not be empty"
     if len(glob) > MAX_GLOB_LENGTH:
-        return f"a tag glob has at most {MAX_GLOB_LENGTH} characters"
+        return f"a {what} glob has at most {MAX_GLOB_LENGTH} characters"
     i = 0
     while i < len(glob):
         char = glob[i]
@@ -110,10 +112,10 @@ def _glob_error(glob: str) -> str | None:
                 # fnmatch would take the "[" literally, and no tag holds a "[".
                 return f"{glob!r}: the '[' at position {i} is never closed"
             i = close + 1
-        elif char in "*?" or _TAG_CHAR.fullmatch(char):
+        elif char in "*?" or allowed.fullmatch(char):
             i += 1
         else:
-            return f"{glob!r}: {char!r} is not allowed in a tag, so this glob matches nothing"
+            return f"{glob!r}: {char!r} is not allowed in a {what}, so this glob matches nothing"
     return None
 
 
@@ -127,6 +129,33 @@ def _globs(value: list[str] | None) -> list[str] | None:
         if error:
             raise _invalid(error)
     return value
+
+
+def _name_globs(value: list[str] | None) -> list[str] | None:
+    if value is None:
+        return value
+    if len(value) > MAX_GLOBS:
+        raise _invalid(f"at most {MAX_GLOBS} name globs")
+    for glob in value:
+        error = _glob_error(glob, _NAME_CHAR, "repository name")
+        if error:
+            raise _invalid(error)
+    return value
+
+
+def _repository_name(value: str) -> str:
+    # Components of the resource-name grammar; slashes come with pull-through
+    # repositories, named `<distribution>/<upstream name>`.
+    if not (len(value) <= MAX_NAME_LENGTH and value.isprintable()
+            and all(is_resource_name(part) for part in value.split("/"))):
+        raise _invalid("must be 1-255 characters: letters, digits, '.', '_' or '-', each"
+                       " '/'-separated part starting with a letter or digit")
+    return value
+
+
+def _base_path(value: str) -> str:
+    # Empty only for a pull-through distribution (the distributions API says so).
+    return value if value == "" else _repository_path(value)
 
 
 def _text_error(value: Any) -> str | None:
@@ -159,6 +188,15 @@ PemText = Annotated[str, AfterValidator(_pem_certificates)]
 Glob = Annotated[str, _documented(pattern=r"^([A-Za-z0-9._*?-]|\[!?\]?[^\]]*\])+$",
                                   maxLength=MAX_GLOB_LENGTH)]
 TagGlobs = Annotated[list[Glob] | None, AfterValidator(_globs)]
+NameGlob = Annotated[str, _documented(pattern=r"^([a-z0-9._/*?-]|\[!?\]?[^\]]*\])+$",
+                                      maxLength=MAX_GLOB_LENGTH)]
+NameGlobs = Annotated[list[NameGlob] | None, AfterValidator(_name_globs)]
+RepositoryName = Annotated[str, AfterValidator(_repository_name), _documented(
+    pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$",
+    maxLength=MAX_NAME_LENGTH)]
+BasePath = Annotated[str, AfterValidator(_base_path), _documented(
+    pattern=f"^$|{NAME_RE.pattern}", maxLength=MAX_NAME_LENGTH)]
+MAX_TTL = 30 * 86400
 
 
 class Input(BaseModel):
@@ -187,7 +225,9 @@ class Counts(BaseModel):
 class RemoteIn(Input):
     name: ResourceName
     url: HttpUrl = Field(description="Base URL of the upstream registry")
-    upstream_name: RepositoryPath = Field(description="Repository name on the upstream")
+    upstream_name: RepositoryPath | None = Field(
+        None, description="Repository name on the upstream; needed to sync, not for a remote"
+        " that only serves pull-through distributions (they take it from the request)")
     policy: Policy = "on_demand"
     include_tags: TagGlobs = Field(None, description="Shell-style globs; null means all tags")
     exclude_tags: TagGlobs = None
@@ -207,12 +247,20 @@ class RemoteIn(Input):
                            " of every synced manifest")
     max_tags: int = Field(100_000, ge=1, le=10_000_000,
                           description="A sync of an upstream listing more tags fails")
+    tag_ttl: int = Field(300, ge=0, le=MAX_TTL, description="Pull-through: seconds a tag is"
+                         " trusted before a HEAD re-checks it upstream (0: every request)")
+    negative_ttl: int = Field(30, ge=0, le=MAX_TTL, description="Pull-through: seconds an"
+                              " upstream 404 is remembered (0: not at all)")
+    include_names: NameGlobs = Field(None, description="Pull-through: globs on the upstream"
+                                     " repository names that may be pulled; null means all")
+    exclude_names: NameGlobs = Field(None, description="Pull-through: globs on upstream"
+                                     " repository names that may not be pulled")
 
 
 class RemoteOut(BaseModel):
     name: str
     url: str
-    upstream_name: str
+    upstream_name: str | None
     policy: Policy
     include_tags: list[str] | None
     exclude_tags: list[str] | None
@@ -226,6 +274,10 @@ class RemoteOut(BaseModel):
     allow_private_redirects: bool
     include_referrers: bool
     max_tags: int
+    tag_ttl: int
+    negative_ttl: int
+    include_names: list[str] | None
+    exclude_names: list[str] | None
     created: Timestamp
 
 
@@ -233,11 +285,11 @@ class RemoteOut(BaseModel):
 
 
 class RepositoryIn(Input):
-    name: ResourceName
+    name: RepositoryName
     description: str = Field("", max_length=MAX_DESCRIPTION_LENGTH)
     retain_versions: int | None = Field(
         None, ge=1, le=MAX_INT, description="Keep only the newest N versions (and those a"
-        " distribution pins); null keeps all")
+        " distribution pins); null keeps all. A pull-through repository starts with 1")
 
 
 class RepositoryOut(BaseModel):
@@ -269,8 +321,12 @@ class SyncIn(Input):
 
 class DistributionIn(Input):
     name: ResourceName
-    base_path: RepositoryPath = Field(description="The name clients pull: HOST/<base_path>")
-    repository: str = Field(max_length=MAX_NAME_LENGTH)
+    base_path: BasePath = Field(description="The name clients pull: HOST/<base_path>; for a"
+                                " pull-through distribution, the prefix of the upstream names"
+                                " (empty: at the root, as the docker daemon's registry-mirrors"
+                                " asks)")
+    repository: str | None = Field(None, max_length=MAX_NAME_LENGTH,
+                                   description="The repository to serve (not with pull_through)")
     repository_version: int | None = Field(
         None, ge=0, le=MAX_INT,
         description="Pin this version number; null serves the latest version")
@@ -279,6 +335,10 @@ class DistributionIn(Input):
                                description="Users who may pull it when it is private")
     anonymous_pull_through: bool = Field(
         True, description="Pull-through: may anonymous clients make it fetch new content")
+    pull_through: bool = Field(False, description="Serve every repository of the remote's"
+                               " upstream under base_path, each fetched on its first pull")
+    remote: str | None = Field(None, max_length=MAX_NAME_LENGTH,
+                               description="Pull-through: the remote whose url is the upstream")
 
 
 class DistributionOut(BaseModel):
@@ -289,6 +349,8 @@ class DistributionOut(BaseModel):
     private: bool
     readers: list[str]
     anonymous_pull_through: bool
+    pull_through: bool
+    remote: str | None
     created: Timestamp
 
 

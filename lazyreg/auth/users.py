@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from lazyreg.auth.passwords import hash_password, verify_password
 from lazyreg.auth.policy import Identity, PullRule, Role
 from lazyreg.db.models import Distribution, DistributionReader, User
+from lazyreg.db.routing import serving
 
 ADMIN = "admin"
 
@@ -52,10 +53,13 @@ def readers_of(session: Session, distribution_id: int) -> list[str]:
         .where(DistributionReader.distribution_id == distribution_id).order_by(User.username)))
 
 
-def pull_rule(session: Session, base_path: str) -> PullRule | None:
-    dist = session.scalar(select(Distribution).where(Distribution.base_path == base_path))
-    if dist is None:
+def pull_rule(session: Session, name: str) -> PullRule | None:
+    """Who may pull `name`: its distribution's rule (by exact base path, else the
+    pull-through distribution with the longest base-path prefix); None when none serves it."""
+    found = serving(session, name)
+    if found is None:
         return None
+    dist = found[0]
     readers = frozenset(readers_of(session, dist.id)) if dist.private else frozenset()
     return PullRule(dist.private, readers)
 

@@ -15,8 +15,10 @@ from lazyreg.cli.render import Column, col
 app = typer.Typer(help="Where repositories are served to clients.", no_args_is_help=True)
 
 COLUMNS: tuple[Column, ...] = (
-    col("name"), col("base_path", "base path"), col("repository"),
-    ("version", lambda d: d["repository_version"]
+    col("name"), col("base_path", "base path"),
+    ("repository", lambda d: f"pull-through: {d['remote']}" if d.get("pull_through")
+     else d["repository"]),
+    ("version", lambda d: "-" if d.get("pull_through") else d["repository_version"]
      if d["repository_version"] is not None else "latest"),
     col("private"))
 
@@ -33,12 +35,21 @@ class DistributionFields:
     readers: Annotated[list[str] | None, typer.Option(
         "--reader", help="User who may pull it when private; repeat for several"
         " (an update replaces the readers)")] = None
+    pull_through: Annotated[bool | None, typer.Option(
+        "--pull-through/--no-pull-through", help="Serve the remote's whole upstream under"
+        " the base path, each repository fetched on its first pull")] = None
+    remote: Annotated[str | None, typer.Option(
+        help="Pull-through: the remote to pull through")] = None
+    anonymous_pull_through: Annotated[bool | None, typer.Option(
+        "--anonymous-pull-through/--no-anonymous-pull-through",
+        help="Pull-through with --auth on: may anonymous clients make it fetch new content")
+                                      ] = None
 
 
 @app.command("create")
 @options_from(DistributionFields)
 def create(ctx: typer.Context, name: Name, fields: DistributionFields) -> None:
-    """Serve a repository at a base path."""
+    """Serve a repository at a base path, or (--pull-through --remote R) a whole upstream."""
     cli = cli_of(ctx)
     cli.emit_record(cli.client.post("distributions/", {"name": name, **given(fields)}))
 

@@ -24,6 +24,8 @@ app = typer.Typer(help="Upstream registries to sync from.", no_args_is_help=True
 COLUMNS = (col("name"), col("url"), col("upstream_name", "upstream"), col("policy"),
            col("include_tags", "include"), col("exclude_tags", "exclude"))
 Globs = Annotated[list[str] | None, typer.Option(help="Tag glob; repeat for several")]
+NameGlobs = Annotated[list[str] | None, typer.Option(
+    help="Pull-through: glob on upstream repository names; repeat for several")]
 Text = Annotated[str | None, typer.Option()]
 
 
@@ -34,7 +36,8 @@ class RemoteFields:
     url: Annotated[str | None, typer.Option(
         help="Upstream registry URL, http(s)://host[:port]")] = None
     upstream_name: Annotated[str | None, typer.Option(
-        help="Repository name on the upstream, e.g. library/alpine")] = None
+        help="Repository name on the upstream, e.g. library/alpine (to sync; a remote of"
+        " pull-through distributions needs none)")] = None
     policy: Annotated[Policy | None, typer.Option(help="When blobs are downloaded")] = None
     include_tags: Globs = None
     exclude_tags: Globs = None
@@ -48,6 +51,13 @@ class RemoteFields:
     proxy_url: Text = None
     download_concurrency: Annotated[int | None, typer.Option(
         help="Parallel downloads (1-64)")] = None
+    tag_ttl: Annotated[int | None, typer.Option(
+        help="Pull-through: seconds a tag is trusted before it is re-checked (default 300)")
+                       ] = None
+    negative_ttl: Annotated[int | None, typer.Option(
+        help="Pull-through: seconds an upstream 404 is remembered (default 30)")] = None
+    include_names: NameGlobs = None
+    exclude_names: NameGlobs = None
 
 
 def body(fields: RemoteFields) -> dict[str, Any]:
@@ -64,9 +74,9 @@ def body(fields: RemoteFields) -> dict[str, Any]:
 
 
 @app.command("create")
-@options_from(RemoteFields, required=("url", "upstream_name"))
+@options_from(RemoteFields, required=("url",))
 def create(ctx: typer.Context, name: Name, fields: RemoteFields) -> None:
-    """Create a remote: an upstream registry and one of its repositories."""
+    """Create a remote: an upstream registry (and the repository to sync from it)."""
     cli = cli_of(ctx)
     cli.emit_record(cli.client.post("remotes/", {"name": name, **body(fields)}))
 

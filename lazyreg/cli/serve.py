@@ -26,6 +26,8 @@ def serve(
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert")] = None,
     auth: Annotated[str | None, typer.Option(
         help="on: users and tokens; off [default]: everyone is admin, loopback only")] = None,
+    log_format: Annotated[str | None, typer.Option(
+        help="Log lines as text or json (one object a line) [text]")] = None,
 ) -> None:
     """Run the server: the OCI registry (/v2) and the management API (/api/v1)."""
     from pydantic import ValidationError
@@ -35,7 +37,7 @@ def serve(
     from lazyreg.serve import serve as run
 
     flags = {"host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
-             "tls_cert": tls_cert, "tls_key": tls_key, "auth": auth}
+             "tls_cert": tls_cert, "tls_key": tls_key, "auth": auth, "log_format": log_format}
     given: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     try:
         settings = Settings(**given)

@@ -1,5 +1,5 @@
 """Queries over repository content: what a version holds, writing a new version,
-and deleting old ones."""
+and deleting old ones (one at a time, or pruning to `retain_versions`)."""
 
 from __future__ import annotations
 
@@ -203,7 +203,11 @@ def delete_versions(session: Session, repository: Repository, numbers: Iterable[
 def prune_versions(session: Session, repository: Repository, keep: int) -> list[int]:
     """Delete all but the newest `keep` versions of `repository`; the numbers deleted.
 
-    A version that a distribution pins is kept too, whatever its age.
+    A version that a distribution pins is kept too, whatever its age. The
+    membership rows that only deleted versions used go with them (`delete_versions`),
+    and every remaining version still answers `in_version` exactly as before.
+    Content and artifacts are global and stay (orphan cleanup is another job).
+    Afterwards the version numbers are a subset of 0..latest, and latest is among them.
     """
     if keep < 1:
         raise ValueError("a repository keeps at least its latest version")

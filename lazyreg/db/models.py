@@ -30,6 +30,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# `sha512:` and 128 hex digits is 135 characters; a little room beyond.
+DIGEST_LENGTH = 150
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -45,6 +48,7 @@ class Remote(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     url: Mapped[str] = mapped_column(Text)
+    # "" for a remote that only serves pull-through distributions (they name the repository).
     upstream_name: Mapped[str] = mapped_column(String(255))
     policy: Mapped[str] = mapped_column(String(16), default="on_demand")
     include_tags: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
@@ -64,6 +68,12 @@ class Remote(Base):
     include_referrers: Mapped[bool] = mapped_column(Boolean, default=False)
     # A sync listing more tags than this fails, rather than exhaust memory.
     max_tags: Mapped[int] = mapped_column(Integer, default=100_000)
+    # Pull-through: seconds a tag is trusted before a HEAD re-checks it, seconds an
+    # upstream 404 is remembered, and globs on the upstream names that may be pulled.
+    tag_ttl: Mapped[int] = mapped_column(Integer, default=300)
+    negative_ttl: Mapped[int] = mapped_column(Integer, default=30)
+    include_names: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    exclude_names: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -122,13 +132,14 @@ class Manifest(Base):
     __tablename__ = "manifests"
 
     id: Mapped[int] = mapped_column(ForeignKey("content.id"), primary_key=True)
-    digest: Mapped[str] = mapped_column(String(80), unique=True)
+    digest: Mapped[str] = mapped_column(String(DIGEST_LENGTH), unique=True)
     media_type: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger)
     data: Mapped[bytes] = mapped_column(LargeBinary)
-    config_digest: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    config_digest: Mapped[str | None] = mapped_column(String(DIGEST_LENGTH), nullable=True)
     # OCI 1.1: the manifest this one refers to (a signature, an SBOM...), and its type.
-    subject_digest: Mapped[str | None] = mapped_column(String(80), nullable=True, index=True)
+    subject_digest: Mapped[str | None] = mapped_column(String(DIGEST_LENGTH), nullable=True,
+                                                       index=True)
     artifact_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
@@ -151,7 +162,7 @@ class Blob(Base):
     __tablename__ = "blobs"
 
     id: Mapped[int] = mapped_column(ForeignKey("content.id"), primary_key=True)
-    digest: Mapped[str] = mapped_column(String(80), unique=True)
+    digest: Mapped[str] = mapped_column(String(DIGEST_LENGTH), unique=True)
     size: Mapped[int] = mapped_column(BigInteger)
     media_type: Mapped[str] = mapped_column(String(255))
 
@@ -212,7 +223,7 @@ class Artifact(Base):
     __tablename__ = "artifacts"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    digest: Mapped[str] = mapped_column(String(80), unique=True)
+    digest: Mapped[str] = mapped_column(String(DIGEST_LENGTH), unique=True)
     size: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(16))  # manifest | config | layer | blob
     location: Mapped[str] = mapped_column(Text)
@@ -255,7 +266,38 @@ class Distribution(Base):
     private: Mapped[bool] = mapped_column(Boolean, default=False)
     # On a pull-through distribution: may anonymous clients make it fetch new content?
     anonymous_pull_through: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A pull-through distribution serves every repository of its remote's upstream
+    # under its base path, each fetched on first pull (`PullThroughRepository`).
+    pull_through: Mapped[bool] = mapped_column(Boolean, default=False)
+    remote_id: Mapped[int | None] = mapped_column(
+        ForeignKey("remotes.id", ondelete="SET NULL"), nullable=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PullThroughRepository(Base):
+    """The repository a pull-through distribution created for one upstream name."""
+
+    __tablename__ = "pull_through_repositories"
+    __table_args__ = (UniqueConstraint("distribution_id", "upstream_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    distribution_id: Mapped[int] = mapped_column(
+        ForeignKey("distributions.id", ondelete="CASCADE"))
+    upstream_name: Mapped[str] = mapped_column(String(255))
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), unique=True)
+
+
+class PullThroughTag(Base):
+    """When a pulled-through tag was last confirmed upstream (Unix time): it is
+    trusted for the remote's `tag_ttl` seconds from then."""
+
+    __tablename__ = "pull_through_tags"
+
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    checked: Mapped[float] = mapped_column(Float)
 
 
 class User(Base):

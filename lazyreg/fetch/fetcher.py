@@ -40,7 +40,13 @@ from lazyreg.fetch.source import Source
 from lazyreg.redact import redact
 from lazyreg.services import Services
 from lazyreg.storage.base import StagedBlob
-from lazyreg.upstream.errors import AuthError, DigestMismatch, NotFound, Unavailable
+from lazyreg.upstream.errors import (
+    AuthError,
+    DigestMismatch,
+    NotFound,
+    Unavailable,
+    upstream_status,
+)
 from lazyreg.worker import WorkerId
 
 log = logging.getLogger(__name__)
@@ -79,6 +85,11 @@ class Fetcher:
     def in_flight(self, digest: str) -> Growing | None:
         flight = self._flights.get(digest)
         return flight.growing if flight is not None and not flight.growing.closed else None
+
+    def progress(self) -> list[tuple[str, int, int]]:
+        """(digest, size, bytes landed) of each download in flight here, led or followed."""
+        return [(f.growing.digest, f.growing.size, f.growing.landed)
+                for f in self._flights.values() if not f.growing.closed]
 
     def join(self, digest: str, size: int, sources: list[Source], *, keep: bool,
              kind: str = "layer") -> Growing:
@@ -122,7 +133,10 @@ class Fetcher:
             raise  # shutting down: `close` below tells readers the fetch stopped
         except Exception as exc:  # recorded on the growing blob, for every reader
             growing.fail(exc)
-            log.warning("fetch of %s failed: %s", growing.digest, exc)
+            status = upstream_status(exc)
+            log.warning("fetch of %s failed (upstream status %s): %s", growing.digest,
+                        status or "none", exc, extra={"fields": {
+                            "digest": growing.digest, "upstream_status": status}})
         finally:
             growing.close()
             if self._flights.get(growing.digest) is flight:

@@ -4,7 +4,10 @@ With auth on, a private distribution is served only to a request whose Bearer
 token (from `GET /token`) grants `repository:<base_path>:pull`; otherwise the
 answer is 401 `UNAUTHORIZED` with the challenge
 `Bearer realm="<server>/token",service="lazyreg",scope="repository:<base_path>:pull"`,
-and no content. Public distributions are served to anyone. `GET /v2/` asks
+and no content. Public distributions are served to anyone. A name under a
+pull-through distribution (longest base-path prefix) follows that
+distribution's rule; whether an anonymous client may make it fetch new
+content is `lazyreg.registry.pullthrough`'s to decide. `GET /v2/` asks
 for a token (as the distribution registry does), which is what makes docker,
 podman and skopeo go through the token server at all; `_catalog` lists only
 what the token's user may pull. A bad token is 401 wherever it is sent.
@@ -24,7 +27,7 @@ from lazyreg.auth.service import AuthFailed
 from lazyreg.auth.tokens import SERVICE, RegistryClaims
 from lazyreg.auth.users import find_identity, pullable
 from lazyreg.errors import RegistryError
-from lazyreg.registry.resolve import target_of
+from lazyreg.registry.resolve import route_of
 from lazyreg.state import state
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -65,12 +68,20 @@ async def registry_access(request: web.Request, handler: Handler) -> web.StreamR
         raise unauthorized(request, "authentication required: get a token (anonymous or"
                            f" with Basic credentials) from {realm(request)}")
     if name is not None:
-        target = await target_of(app, name)  # an unknown name is NAME_UNKNOWN, as without auth
+        # An unknown name is NAME_UNKNOWN, as without auth; a name under a pull-through
+        # distribution follows its rule whether or not it was pulled before.
+        target = await route_of(app, name)
         if target.private and (claims is None or not claims.allows(name)):
             raise unauthorized(request, f"repository {name!r} is private: pull it with a"
                                " token that grants its scope (log in as one of its readers)",
                                scope)
     return await handler(request)
+
+
+def authenticated(request: web.Request) -> bool:
+    """Whether the request carries a token issued to a user (not an anonymous one)."""
+    claims = request.get(CLAIMS)
+    return claims is not None and bool(claims.subject)
 
 
 def catalog_filter(request: web.Request, session: Session) -> list[ColumnElement[bool]]:

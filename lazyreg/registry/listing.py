@@ -17,7 +17,8 @@ from aiohttp import web
 from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session
 
-from lazyreg.db.models import Distribution, Tag
+from lazyreg.db.models import Tag
+from lazyreg.db.routing import catalog_names
 from lazyreg.errors import RegistryError
 from lazyreg.registry.access import catalog_filter
 from lazyreg.registry.params import text_param
@@ -77,8 +78,8 @@ async def catalog(request: web.Request) -> web.Response:
 
     def names(session: Session) -> list[str]:
         # Private distributions are listed only to their readers (and admins).
-        return list(session.scalars(paging.select(session, Distribution.base_path,
-                                                  *catalog_filter(request, session))))
+        column = catalog_names(*catalog_filter(request, session))
+        return list(session.scalars(paging.select(session, column)))
     repos, headers = paging.cut(request, await state(request).services.db.read(names))
     return web.json_response({"repositories": repos}, headers=headers)
 

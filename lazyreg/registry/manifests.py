@@ -1,6 +1,8 @@
 """`GET|HEAD /v2/<name>/manifests/<tag|digest>`: the exact stored bytes, negotiated by Accept.
 
 Every answer carries `ETag: "<digest>"`; `If-None-Match` with it answers 304.
+Under a pull-through distribution, the manifest is fetched from the upstream
+first when needed (`lazyreg.registry.pullthrough`).
 
 Two cached lookups, so that memory does not grow with the variety of Accept
 headers: (target, reference, accepted manifest types) -> which manifest, and
@@ -25,7 +27,8 @@ from lazyreg.oci.names import is_tag
 from lazyreg.registry.conditional import etag_of, not_modified
 from lazyreg.registry.listing import API_HEADERS
 from lazyreg.registry.params import digest_param
-from lazyreg.registry.resolve import Target, members, target_of
+from lazyreg.registry.pullthrough import manifest_target
+from lazyreg.registry.resolve import Target, members
 from lazyreg.state import state
 
 
@@ -93,17 +96,19 @@ def _bytes(session: Session, digest: str) -> bytes:
 async def get_manifest(request: web.Request) -> web.Response:
     name, reference = request.match_info["name"], request.match_info["reference"]
     app = state(request)
-    target = await target_of(app, name)
     if ":" in reference:  # a tag never holds one
-        digest = digest_param(reference)
+        reference = digest_param(reference)
+    elif not is_tag(reference):
+        raise RegistryError("MANIFEST_INVALID", f"invalid tag {reference[:300]!r}")
+    target = await manifest_target(request, name, reference)
+    if ":" in reference:
+        digest = reference
         key: tuple[object, ...] = ("manifest", target, digest)
         found: ManifestRef | None = app.lookups.get(key)
         if found is None:
             found = await app.services.db.read(lambda s: _by_digest(s, target, name, digest))
             app.lookups.put(key, found)
     else:
-        if not is_tag(reference):
-            raise RegistryError("MANIFEST_INVALID", f"invalid tag {reference[:300]!r}")
         accepted = accepted_types(request.headers.getall("Accept", []))
         key = ("manifest", target, reference, accepted)
         found = app.lookups.get(key)

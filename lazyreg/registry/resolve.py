@@ -3,28 +3,27 @@
 A `Target` names its repository by `uid`, which is never reused (database ids
 are: SQLite hands a deleted row's id to the next insert). Cached answers are
 keyed by the Target, so they die with the repository they describe.
+
+A name under a pull-through distribution (`lazyreg.db.routing`) resolves to a
+Target carrying its `Mirror`; before the first pull of that name there is no
+repository yet (`repository_uid` is empty): `route_of` says so, `target_of`
+answers NAME_UNKNOWN.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from lazyreg.db import content as q
+from lazyreg.db import routing
 from lazyreg.db.models import Distribution, Repository, RepositoryVersion
+from lazyreg.db.routing import Target
 from lazyreg.errors import RegistryError
 from lazyreg.oci.names import is_repository_name
 from lazyreg.state import AppState
 
-
-@dataclass(frozen=True)
-class Target:
-    repository_uid: str
-    repository_id: int
-    version: int
-    private: bool = False  # pulled only with a token for its scope (`registry.access`)
+__all__ = ["Target", "members", "resolve", "route_of", "target_of"]
 
 
 def members(target: Target) -> Select[tuple[int]]:
@@ -39,9 +38,14 @@ def members(target: Target) -> Select[tuple[int]]:
     return q.in_version(target.repository_id, target.version).where(same_repository)
 
 
-def resolve(session: Session, base_path: str) -> Target:
-    if not is_repository_name(base_path):
-        raise RegistryError("NAME_INVALID", f"invalid repository name {base_path[:300]!r}")
+def _unknown(name: str) -> RegistryError:
+    return RegistryError("NAME_UNKNOWN", f"repository {name!r} not known to registry",
+                         detail={"name": name})
+
+
+def resolve(session: Session, name: str) -> Target:
+    if not is_repository_name(name):
+        raise RegistryError("NAME_INVALID", f"invalid repository name {name[:300]!r}")
     # One statement, so that a concurrent delete cannot fall between two reads.
     pinned = aliased(RepositoryVersion)
     row = session.execute(
@@ -51,21 +55,38 @@ def resolve(session: Session, base_path: str) -> Target:
         .outerjoin(pinned, pinned.id == Distribution.repository_version_id)
         .join(Repository,
               Repository.id == func.coalesce(pinned.repository_id, Distribution.repository_id))
-        .where(Distribution.base_path == base_path)).first()
-    if row is None:
-        raise RegistryError("NAME_UNKNOWN", f"repository {base_path!r} not known to registry",
-                            detail={"name": base_path})
-    uid, repository_id, latest, pinned_number, private = row
-    return Target(uid, repository_id, latest if pinned_number is None else pinned_number,
-                  private)
+        .where(Distribution.base_path == name, Distribution.pull_through.is_(False))).first()
+    if row is not None:
+        uid, repository_id, latest, pinned_number, private = row
+        return Target(uid, repository_id, latest if pinned_number is None else pinned_number,
+                      private)
+    found = routing.pull_through_for(session, name)
+    if found is None:
+        raise _unknown(name)
+    dist, upstream_name = found
+    mirror = routing.mirror_of(session, dist, upstream_name)
+    repository = routing.pulled_repository(session, mirror)
+    if repository is None:
+        return Target("", 0, 0, dist.private, mirror)
+    return Target(repository.uid, repository.id, repository.latest_version, dist.private,
+                  mirror)
 
 
-async def target_of(app: AppState, base_path: str) -> Target:
-    """The version `base_path` serves, from the lookup cache when it is fresh."""
-    target: Target | None = app.lookups.target(base_path)
+async def route_of(app: AppState, name: str) -> Target:
+    """What serves `name`, from the lookup cache when it is fresh; under a pull-through
+    distribution, possibly a Target without a repository yet."""
+    target: Target | None = app.lookups.target(name)
     if target is None:
         generation = app.lookups.generation
-        target = await app.services.db.read(lambda s: resolve(s, base_path))
-        app.lookups.put_target(base_path, target, generation)
+        target = await app.services.db.read(lambda s: resolve(s, name))
+        app.lookups.put_target(name, target, generation)
+    return target
+
+
+async def target_of(app: AppState, name: str) -> Target:
+    """The version `name` serves; NAME_UNKNOWN before the first pull of a pull-through name."""
+    target = await route_of(app, name)
+    if not target.repository_uid:
+        raise _unknown(name)
     return target
 

@@ -22,6 +22,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -41,18 +42,17 @@ from lazyreg.db.models import (
 )
 from lazyreg.errors import NotFound
 from lazyreg.fetch import Fetcher, Source
-from lazyreg.oci.digest import matches
 from lazyreg.oci.manifest import Descriptor
 from lazyreg.storage.filesystem import FilesystemStore
 from lazyreg.sync.closure import Budget, ManifestGetter
+from lazyreg.sync.configs import configs_of, fetch_config
 from lazyreg.sync.problems import ITEM_ERRORS, NothingSynced, Problems
 from lazyreg.sync.record import FetchedManifest, SyncFindings, record_sync
 from lazyreg.sync.referrers import find_referrers
 from lazyreg.sync.tags import TagListing, list_tags
 from lazyreg.sync.workers import drain
 from lazyreg.tasks.runner import TaskContext
-from lazyreg.upstream.client import CONFIG_LIMIT, UpstreamClient
-from lazyreg.upstream.errors import DigestMismatch
+from lazyreg.upstream.client import UpstreamClient
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ async def _sync(run: SyncRun, fetcher: Fetcher, repo: Repository, remote: Remote
                         f" {counts.get('manifests', 0)} manifests, {counts.get('blobs', 0)} blobs")
     if run.problems.count:
         progress.message += f" ({run.problems.count} skipped: see warnings)"
-    return [f"repositories/{repo.name}/versions/{version.number}/"]
+    return [f"repositories/{quote(repo.name, safe='')}/versions/{version.number}/"]
 
 
 class SyncRun:
@@ -286,8 +286,7 @@ class SyncRun:
 
     async def store_configs(self, closure: dict[str, FetchedManifest]) -> None:
         """Fetch, verify and store the (small) config blobs a tag's manifests name."""
-        wanted = {m.parsed.config.digest: m.parsed.config for m in closure.values()
-                  if m.parsed.config and m.parsed.config.size <= CONFIG_LIMIT}
+        wanted = configs_of(closure.values())
         if not wanted:
             return
         stored = await self.ctx.services.db.read(lambda s: _stored(s, list(wanted)))
@@ -303,13 +302,8 @@ class SyncRun:
         await asyncio.shield(future)
 
     async def _fetch_config(self, config: Descriptor) -> None:
-        data = await self.client.get_blob_bytes(self.name, config.digest, max_size=config.size)
-        if len(data) != config.size or not matches(data, config.digest):
-            raise DigestMismatch(f"config blob {config.digest} of {self.name}: the upstream"
-                                 f" sent {len(data)} bytes that do not hash to it")
-        store = self.ctx.services.store
-        await asyncio.to_thread(store.put_many, [(config.digest, data)])
-        self.stored.append((config.digest, len(data), "config"))
+        size = await fetch_config(self.client, self.name, config, self.ctx.services.store)
+        self.stored.append((config.digest, size, "config"))
         self.ctx.progress.advance("blobs")
 
 

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -63,14 +63,25 @@ class TaskContext:
 TaskFn = Callable[[TaskContext], Awaitable[list[str]]]
 
 
+class TaskObserver(Protocol):
+    def task_finished(self, kind: str, state: str, seconds: float) -> None:
+        """A task ended in `state` after running `seconds` (0 if it never ran)."""
+
+
+class _Unobserved:
+    def task_finished(self, kind: str, state: str, seconds: float) -> None:
+        pass
+
+
 def _worker_alive(worker: str | None, services: Services) -> bool:
     owner = WorkerId.parse(worker or "")
     return owner is not None and not owner.known_dead()  # another host's: trust its row
 
 
 class TaskRunner:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, observer: TaskObserver | None = None) -> None:
         self.services = services
+        self.observer = observer or _Unobserved()
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -97,7 +108,7 @@ class TaskRunner:
             session.add(task)
             return task
         await self.services.db.write(insert)
-        self._tasks[task.id] = asyncio.create_task(self._run(task.id, fn, lock_key))
+        self._tasks[task.id] = asyncio.create_task(self._run(task.id, kind, fn, lock_key))
         return task
 
     async def _wait_for_other_processes(self, task_id: str, lock_key: str) -> None:
@@ -112,11 +123,13 @@ class TaskRunner:
         while not await self.services.db.write(claim):
             await asyncio.sleep(1.0)
 
-    async def _run(self, task_id: str, fn: TaskFn, lock_key: str | None) -> None:
+    async def _run(self, task_id: str, kind: str, fn: TaskFn, lock_key: str | None) -> None:
         progress = Progress()
         ctx = TaskContext(task_id, self.services, progress)
         lock = self._locks.setdefault(lock_key, asyncio.Lock()) if lock_key else None
         flusher: asyncio.Task[None] | None = None
+        started: float | None = None
+        outcome, error = "failed", ""
         try:
             if lock:
                 await lock.acquire()
@@ -131,17 +144,27 @@ class TaskRunner:
             await self._update(task_id, state="completed", finished=utcnow(),
                                progress=progress.snapshot(), created_resources=created,
                                warnings=[redact(w) for w in ctx.warnings])
+            outcome = "completed"
         except asyncio.CancelledError:
+            outcome, error = "canceled", "canceled"
             await self._update(task_id, state="canceled", finished=utcnow(),
                                progress=progress.snapshot(), error="canceled",
                                warnings=[redact(w) for w in ctx.warnings])
             raise
         except Exception as exc:
-            log.warning("task %s failed: %s", task_id, exc, exc_info=log.isEnabledFor(10))
+            error = _describe(exc)
+            log.debug("task %s failed", task_id, exc_info=True)
             await self._update(task_id, state="failed", finished=utcnow(),
-                               progress=progress.snapshot(), error=_describe(exc),
+                               progress=progress.snapshot(), error=error,
                                warnings=[redact(w) for w in ctx.warnings])
         finally:
+            seconds = time.monotonic() - started if started is not None else 0.0
+            self.observer.task_finished(kind, outcome, seconds)
+            # The task's log line; it carries the id of the request that started it.
+            warned = f", {len(ctx.warnings)} warnings" if ctx.warnings else ""
+            log.log(logging.WARNING if outcome == "failed" else logging.INFO,
+                    "task %s %s %s in %.2fs%s%s", task_id, kind, outcome, seconds, warned,
+                    f": {error}" if error else "")
             if flusher:
                 flusher.cancel()
             if lock:

@@ -44,6 +44,7 @@ from lazyreg.upstream.errors import (
     Unavailable,
     UpstreamError,
 )
+from lazyreg.upstream.observer import UNOBSERVED, UpstreamObserver, request_kind
 from lazyreg.upstream.stall import GuardedReader, StallRule, read_capped
 
 log = logging.getLogger(__name__)
@@ -146,8 +147,10 @@ def _expires_in(value: object) -> float:
 
 class UpstreamClient:
     def __init__(self, session: aiohttp.ClientSession, config: RemoteConfig,
-                 tokens: TokenCache | None = None) -> None:
+                 tokens: TokenCache | None = None,
+                 observer: UpstreamObserver = UNOBSERVED) -> None:
         self.session = session
+        self.observer = observer
         self.config = config
         self.base = config.url.rstrip("/") + "/"
         self.tokens = tokens or TokenCache()
@@ -194,16 +197,19 @@ class UpstreamClient:
         try:
             async with await self._request("GET", realm_url.update_query(query),
                                            headers) as resp:
+                self.observer.upstream_request("token", "GET", resp.status)
                 if resp.status in (401, 403):
                     raise AuthError(
                         f"token server {realm} refused the credentials (HTTP {resp.status}):"
-                        " wrong username or password?")
+                        " wrong username or password?", status=resp.status)
                 if resp.status != 200:
-                    raise AuthError(f"token server {realm} answered HTTP {resp.status}")
+                    raise AuthError(f"token server {realm} answered HTTP {resp.status}",
+                                    status=resp.status)
                 raw = await read_capped(resp.content, resp.headers, TOKEN_LIMIT,
                                         self.config.stall, self.config.read_timeout,
                                         f"token response of {realm}")
         except aiohttp.ClientError as exc:
+            self.observer.upstream_request("token", "GET", None)
             raise Unavailable(f"token server {realm} unreachable: {exc}") from exc
         try:
             body = json.loads(raw)
@@ -293,6 +299,7 @@ class UpstreamClient:
         """
         url = path if path.startswith(("http://", "https://")) else urljoin(
             self.base, path.lstrip("/"))
+        kind = request_kind(path)
         auth_tries = 0
         attempt = 0
         while True:
@@ -303,6 +310,7 @@ class UpstreamClient:
             try:
                 resp = await self._request(method, URL(url), req_headers)
             except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+                self.observer.upstream_request(kind, method, None)
                 if attempt >= self.config.retries:
                     raise Unavailable(f"{method} {url}: {exc or type(exc).__name__}") from exc
                 log.info("upstream %s %s failed (%s); retrying", method, url, exc)
@@ -310,8 +318,10 @@ class UpstreamClient:
                 attempt += 1
                 continue
             except aiohttp.ClientError as exc:
+                self.observer.upstream_request(kind, method, None)
                 raise Unavailable(f"{method} {url}: {exc}") from exc
 
+            self.observer.upstream_request(kind, method, resp.status)
             if resp.status in ok:
                 return resp
             resp.release()
@@ -320,17 +330,20 @@ class UpstreamClient:
                 await self._answer_challenge(resp, scope, had_auth=auth is not None)
                 continue
             if resp.status in (401, 403):
-                raise AuthError(f"upstream denied {method} {path} (HTTP {resp.status})")
+                raise AuthError(f"upstream denied {method} {path} (HTTP {resp.status})",
+                                status=resp.status)
             if resp.status == 404:
-                raise NotFound(f"{method} {path}: not found upstream")
+                raise NotFound(f"{method} {path}: not found upstream", status=404)
             if resp.status in RETRY_STATUSES:
                 if attempt >= self.config.retries:
                     cls = TooManyRequests if resp.status == 429 else Unavailable
-                    raise cls(f"{method} {url}: HTTP {resp.status} after {attempt + 1} tries")
+                    raise cls(f"{method} {url}: HTTP {resp.status} after {attempt + 1} tries",
+                              status=resp.status)
                 await self._backoff(attempt, _retry_after(resp.headers))
                 attempt += 1
                 continue
-            raise InvalidResponse(f"{method} {url}: unexpected HTTP {resp.status}")
+            raise InvalidResponse(f"{method} {url}: unexpected HTTP {resp.status}",
+                                  status=resp.status)
 
     # ------------------------------------------------------------------ registry API
 
@@ -456,6 +469,7 @@ class UpstreamClient:
         data, _ = await self._get_small(f"/v2/{name}/blobs/{digest}", scope=pull_scope(name),
                                         headers={}, cap=max_size,
                                         what=f"blob {digest} of {name}")
+        self.observer.upstream_blob_bytes(len(data))
         return data
 
     async def get_referrers(self, name: str, digest: str) -> list[ChildManifest] | None:
@@ -501,9 +515,12 @@ class UpstreamClient:
             resp = await self.send("GET", f"/v2/{name}/blobs/{digest}", scope=pull_scope(name),
                                    headers=headers, ok=(200, 206))
             async with resp:
-                yield BlobResponse(resp.status, resp.headers,
-                                   GuardedReader(resp.content, self.config.stall,
-                                                 f"blob {digest} of {name}"))
+                try:
+                    yield BlobResponse(resp.status, resp.headers,
+                                       GuardedReader(resp.content, self.config.stall,
+                                                     f"blob {digest} of {name}"))
+                finally:  # once per response: what arrived, read or not
+                    self.observer.upstream_blob_bytes(resp.content.total_bytes)
 
 
 __all__ = ["BlobResponse", "ManifestBody", "ManifestInfo", "RemoteConfig", "UpstreamClient",

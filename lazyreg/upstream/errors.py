@@ -18,7 +18,20 @@ from __future__ import annotations
 
 
 class UpstreamError(Exception):
-    pass
+    def __init__(self, *args: object, status: int | None = None) -> None:
+        super().__init__(*args)
+        self.status = status  # the HTTP status the upstream answered, when it did
+
+
+def upstream_status(exc: BaseException | None) -> int | None:
+    """The upstream's HTTP status behind `exc` (or what caused it), if one is known."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, UpstreamError) and exc.status is not None:
+            return exc.status
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 class Unavailable(UpstreamError):

@@ -19,6 +19,7 @@ from lazyreg.db.engine import Database
 from lazyreg.db.models import Artifact, Blob, Content, Manifest, ManifestBlob, Repository, Tag
 from lazyreg.oci.mediatypes import OCI_MANIFEST
 from lazyreg.state import STATE
+from tests.sqlite import seeded
 
 API = "/api/v1"
 
@@ -26,9 +27,10 @@ Client = TestClient[Any, Any]
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
+async def client(tmp_path: Path, template: Path) -> AsyncIterator[Client]:
     # No retries: a test that reaches an upstream expects it to be down, and says so fast.
-    app = create_app(Settings(data_dir=tmp_path, upstream_retries=0, upstream_backoff=0))
+    app = create_app(Settings(data_dir=seeded(tmp_path, template), upstream_retries=0,
+                              upstream_backoff=0))
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 

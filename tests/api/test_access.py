@@ -21,6 +21,7 @@ from lazyreg.auth.tokens import issue_api_token, issue_registry_token
 from lazyreg.config import Settings
 from lazyreg.state import STATE
 from tests.api.conftest import API, Client, seed
+from tests.sqlite import seeded
 
 ADMIN_PASSWORD = "admin-secret-1"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -38,9 +39,9 @@ ADMIN = basic("admin", ADMIN_PASSWORD)
 
 
 @pytest.fixture
-async def secure(tmp_path: Path) -> AsyncIterator[Client]:
-    settings = Settings(data_dir=tmp_path, auth="on", admin_password=ADMIN_PASSWORD,
-                        upstream_retries=0, upstream_backoff=0)
+async def secure(tmp_path: Path, template: Path) -> AsyncIterator[Client]:
+    settings = Settings(data_dir=seeded(tmp_path, template), auth="on",
+                        admin_password=ADMIN_PASSWORD, upstream_retries=0, upstream_backoff=0)
     async with TestClient(TestServer(create_app(settings))) as client:
         yield client
 

@@ -84,3 +84,14 @@ async def test_reclaim_and_orphan_cleanup_are_tasks(client: Client) -> None:
     cache = (await get(client, "status/"))["cache"]
     assert cache["max_bytes"] is None
     assert cache["evictable_bytes"] == 0 and cache["evicting"] is False
+
+
+async def test_a_slashed_repository_name_reaches_reclaim_and_its_versions(
+        client: Client) -> None:
+    await post(client, "repositories/", {"name": "hub/library/alpine"})
+    task = await post(client, "repositories/hub/library/alpine/reclaim/", None, 202)
+    assert task["params"] == {"repository": "hub/library/alpine"}
+    resp = await client.patch("/api/v1/repositories/hub/library/alpine/reclaim/", json={})
+    assert resp.status == 405
+    latest = await client.delete("/api/v1/repositories/hub/library/alpine/versions/0/")
+    assert latest.status == 409

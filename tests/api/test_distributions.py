@@ -26,6 +26,7 @@ async def test_create_follows_the_latest_version(client: Client, repository: str
     assert created == {"name": "alpine", "base_path": "team/mirrors/alpine",
                        "repository": "alpine", "repository_version": None, "private": False,
                        "readers": [], "anonymous_pull_through": True,
+                       "pull_through": False, "remote": None,
                        "created": created["created"]}
     assert await get(client, "distributions/alpine/") == created
     assert (await get(client, "distributions/"))["results"] == [created]

@@ -25,6 +25,9 @@ import pytest
 
 from tests.rig import run, start_lazyreg
 
+# A real server in a network namespace of its own, for about two minutes.
+pytestmark = pytest.mark.e2e
+
 SECONDS = 90  # the fuzzer's time budget
 CHECKS = ",".join([
     "not_a_server_error",

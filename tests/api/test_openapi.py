@@ -44,7 +44,7 @@ async def test_operations_have_summaries_and_schemas(client: Client) -> None:
     create = doc["paths"]["/api/v1/remotes/"]["post"]
     body = resolve(doc, create["requestBody"]["content"]["application/json"]["schema"])
     assert "password" in body["properties"]
-    assert set(body["required"]) == {"name", "url", "upstream_name"}
+    assert set(body["required"]) == {"name", "url"}
     out = resolve(doc, create["responses"]["201"]["content"]["application/json"]["schema"])
     assert "password" not in out["properties"]
     assert "has_password" in out["properties"]

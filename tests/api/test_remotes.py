@@ -41,6 +41,7 @@ async def test_create_returns_the_remote_with_defaults(client: Client) -> None:
         "has_password": False, "tls_verify": True, "ca_cert": None, "proxy_url": None,
         "has_proxy_credentials": False, "download_concurrency": 8,
         "allow_private_redirects": False, "include_referrers": False, "max_tags": 100000,
+        "tag_ttl": 300, "negative_ttl": 30, "include_names": None, "exclude_names": None,
         "created": created["created"],
     }
     assert created["created"].endswith("Z")
@@ -143,7 +144,7 @@ async def test_invalid_patch_is_named_and_changes_nothing(client: Client) -> Non
     assert (await get(client, "remotes/hub/"))["policy"] == "on_demand"
 
 
-@pytest.mark.parametrize("field", ["name", "url", "upstream_name"])
+@pytest.mark.parametrize("field", ["name", "url"])
 async def test_required_fields(client: Client, field: str) -> None:
     body = remote_body()
     del body[field]

@@ -44,7 +44,7 @@ async def test_list_show_update_delete(client: Client) -> None:
 async def test_duplicate_and_invalid_names(client: Client) -> None:
     await post(client, "repositories/", {"name": "alpine"})
     assert (await post(client, "repositories/", {"name": "alpine"}, 409))["field"] == "name"
-    for bad in ("", "a b", "a/b", "x" * 256, 7):
+    for bad in ("", "a b", "a//b", "/a", "a/", "a/-b", "x" * 256, 7):
         assert (await post(client, "repositories/", {"name": bad}, 400))["field"] == "name"
     assert (await post(client, "repositories/", {}, 400))["field"] == "name"
 

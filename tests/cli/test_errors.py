@@ -45,7 +45,7 @@ def test_validation_error_names_the_field(cli: Runner) -> None:
     assert result.err == "error: url: must be an http:// or https:// URL with a host\n"
     result = cli("remote", "create", "x", "--url", "http://h", "--upstream-name", "A")
     assert result.err.startswith("error: upstream_name: ")
-    result = cli("repository", "create", "bad/name")
+    result = cli("repository", "create", "bad//name")
     assert result.err.startswith("error: name: ")
 
 

@@ -30,7 +30,7 @@ def test_create_and_update_take_every_field_of_a_remote() -> None:
     for field in fields(RemoteFields):
         assert field.name in {p.name for p in create.params}
         assert field.name in {p.name for p in update.params}
-    assert {p.name for p in create.params if p.required} == {"name", "url", "upstream_name"}
+    assert {p.name for p in create.params if p.required} == {"name", "url"}
     assert {p.name for p in update.params if p.required} == {"name"}
 
 

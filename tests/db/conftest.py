@@ -8,12 +8,7 @@ from pathlib import Path
 import pytest
 
 from lazyreg.db.engine import Database
-from tests.sqlite import fresh_database, migrated_template
-
-
-@pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_template(tmp_path_factory.mktemp("template"))
+from tests.sqlite import fresh_database
 
 
 @pytest.fixture

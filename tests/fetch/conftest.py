@@ -17,12 +17,7 @@ from lazyreg.services import Services
 from lazyreg.storage.base import BlobStore
 from lazyreg.upstream.pool import UpstreamPool
 from lazyreg.worker import WorkerId
-from tests.sqlite import fresh_database, migrated_template
-
-
-@pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_template(tmp_path_factory.mktemp("template"))
+from tests.sqlite import fresh_database
 
 
 @pytest.fixture

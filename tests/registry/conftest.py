@@ -35,6 +35,7 @@ from lazyreg.db.models import (
 )
 from lazyreg.oci import mediatypes as mt
 from lazyreg.state import STATE
+from tests.sqlite import seeded
 
 Client = TestClient[Any, Any]
 T = TypeVar("T")
@@ -42,8 +43,9 @@ EMPTY = {"tags": 0, "manifests": 0, "blobs": 0}
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    app = create_app(Settings(data_dir=tmp_path, upstream_retries=0, upstream_backoff=0))
+async def client(tmp_path: Path, template: Path) -> AsyncIterator[Client]:
+    app = create_app(Settings(data_dir=seeded(tmp_path, template), upstream_retries=0,
+                              upstream_backoff=0))
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 

@@ -1,0 +1,155 @@
+"""Every request: an id, a log line and its counters; and `GET /metrics`.
+
+`request_ids` (the outermost middleware) gives each request its id and
+starts its clock. When the response's headers go out (`on_response_prepare`,
+so that a file response's final status, such as 206 or 304, is the one
+counted) the hook sends `X-Request-Id`, counts the request under its route
+template, counts a blob GET as a hit or a miss with its length (as the blob
+handler marked it, `keys.served_from`), and writes the request's log line on
+`lazyreg.access`: INFO, except probes and scrapes (QUIET_PATHS) at DEBUG so
+that they do not drown the rest.
+
+`GET /metrics` refreshes what is read at scrape time (downloads in flight,
+and stored bytes from the database at most every STORAGE_TTL seconds; a
+scrape never waits on the database longer than SCRAPE_DB_TIMEOUT) and
+answers the Prometheus text format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from lazyreg.config import Settings
+from lazyreg.observe import health, status_page
+from lazyreg.observe.keys import BLOB_SOURCE, METRICS
+from lazyreg.observe.logs import REQUEST_ID, request_id_for
+from lazyreg.observe.metrics import CONTENT_TYPE, Metrics
+from lazyreg.observe.queries import stored_by_kind
+from lazyreg.state import STATE
+
+access = logging.getLogger("lazyreg.access")
+log = logging.getLogger(__name__)
+
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+SCRAPE_DB_TIMEOUT = 2.0
+UNMATCHED = "unmatched"  # the route label of a request no route matched (404, 405)
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    id: str
+    at: float  # perf_counter()
+
+
+@dataclass
+class StorageRefresh:
+    """The one database read of stored bytes in flight, shared by concurrent scrapes."""
+
+    task: asyncio.Task[dict[str, tuple[int, int]]] | None = None
+
+
+STARTED = web.RequestKey("lazyreg_started", Started)
+STORAGE_REFRESH = web.AppKey("lazyreg_storage_refresh", StorageRefresh)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
+    rid = request_id_for(request.headers.get("X-Request-Id"))
+    request[STARTED] = Started(rid, time.perf_counter())
+    token = REQUEST_ID.set(rid)
+    try:
+        return await handler(request)
+    finally:
+        REQUEST_ID.reset(token)
+
+
+def route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED
+
+
+async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    started = request.get(STARTED)
+    if started is None:
+        return
+    response.headers["X-Request-Id"] = started.id
+    seconds = time.perf_counter() - started.at
+    status = response.status
+    route = route_of(request)
+    metrics = request.app[METRICS]
+    metrics.request(request.method, route, status, seconds)
+    length = response.content_length
+    source = request.get(BLOB_SOURCE)
+    if source is not None and request.method == "GET" and status in (200, 206):
+        metrics.blob_served(source, length or 0)
+    level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
+    if access.isEnabledFor(level):
+        path = request.rel_url.raw_path  # still percent-encoded: no spaces, no line breaks
+        access.log(level, "%s %s %d %s %.1fms from %s", request.method, path, status,
+                   "-" if length is None else f"{length}B", seconds * 1000, request.remote,
+                   extra={"request_id": started.id, "fields": {
+                       "method": request.method, "path": path, "route": route,
+                       "status": status, "bytes": length, "duration_ms": round(seconds * 1000, 3),
+                       "remote": request.remote, "blob_source": source,
+                       "user_agent": request.headers.get("User-Agent", "")[:200]}})
+
+
+async def _refresh_storage(request: web.Request) -> None:
+    """Stored bytes from the database, one refresh at a time, reused for STORAGE_TTL."""
+    metrics = request.app[METRICS]
+    app = request.app.get(STATE)
+    if app is None or not metrics.storage_stale():
+        return
+    slot = request.app[STORAGE_REFRESH]
+    task = slot.task
+    if task is None or task.done():
+        task = slot.task = asyncio.create_task(app.services.db.read(stored_by_kind))
+    try:
+        async with asyncio.timeout(SCRAPE_DB_TIMEOUT):
+            found = await asyncio.shield(task)
+    except Exception as exc:  # the scrape answers with the last figures
+        log.warning("metrics: could not read stored bytes from the database: %s", exc)
+        return
+    metrics.set_storage(found)
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    app = request.app.get(STATE)
+    if app is not None:
+        metrics.set_downloads_in_flight(len(app.fetcher.progress()))
+    await _refresh_storage(request)
+    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE,
+                                                        "Cache-Control": "no-store"})
+
+
+def setup(app: web.Application, settings: Settings) -> Metrics:
+    """Give `app` its metrics, the response hook, and the observe routes.
+
+    The caller puts `request_ids` first in the app's middlewares.
+    """
+    metrics = Metrics(count_requests=settings.request_metrics)
+    app[METRICS] = metrics
+    app[STORAGE_REFRESH] = StorageRefresh()
+    app[health.READINESS] = health.Readiness()
+    app.on_response_prepare.append(on_response_prepare)
+    app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/", status_page.status_page)
+
+    async def drain(_: web.Application) -> None:  # before the lifespan closes the database
+        task = app[STORAGE_REFRESH].task
+        if task is not None:
+            with contextlib.suppress(BaseException):
+                await task
+    app.on_shutdown.append(drain)
+    return metrics

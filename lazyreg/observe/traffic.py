@@ -1,0 +1,71 @@
+"""Blob traffic as the status page shows it: overall, and per minute over the last hour.
+
+`Traffic` is a few counters; `MinuteRing` keeps one `Traffic` per minute for
+the last `minutes` minutes in a fixed list (a slot is reused when its minute
+comes round again), so memory stays bounded however long the server runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+
+@dataclass
+class Traffic:
+    hits: int = 0  # blob GETs answered from storage
+    misses: int = 0  # blob GETs answered from a download (started or joined)
+    storage_bytes: int = 0  # blob bytes served from storage: what the upstream was spared
+    upstream_bytes: int = 0  # blob bytes served from a download as it arrived
+    fetched_bytes: int = 0  # blob bytes received from upstreams (downloads and syncs)
+
+    def add(self, other: Traffic) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    @property
+    def requests(self) -> int:
+        return self.hits + self.misses
+
+    @property
+    def hit_ratio(self) -> float | None:
+        """Hits over blob GETs; None before the first one."""
+        return self.hits / self.requests if self.requests else None
+
+
+class MinuteRing:
+    """Per-minute `Traffic` for the last `minutes` minutes (the current one included)."""
+
+    def __init__(self, minutes: int = 60, clock: Callable[[], float] = time.time) -> None:
+        self.minutes = minutes
+        self.clock = clock
+        self._slots: list[tuple[int, Traffic]] = [(-1, Traffic()) for _ in range(minutes)]
+
+    def _minute(self) -> int:
+        return int(self.clock() // 60)
+
+    def now(self) -> Traffic:
+        """The current minute's counters, to add to."""
+        minute = self._minute()
+        index = minute % self.minutes
+        slot_minute, traffic = self._slots[index]
+        if slot_minute != minute:
+            traffic = Traffic()
+            self._slots[index] = (minute, traffic)
+        return traffic
+
+    def series(self) -> list[Traffic]:
+        """One `Traffic` per minute, oldest first, the current minute last."""
+        minute = self._minute()
+        out = []
+        for m in range(minute - self.minutes + 1, minute + 1):
+            slot_minute, traffic = self._slots[m % self.minutes]
+            out.append(traffic if slot_minute == m else Traffic())
+        return out
+
+    def total(self) -> Traffic:
+        total = Traffic()
+        for traffic in self.series():
+            total.add(traffic)
+        return total
