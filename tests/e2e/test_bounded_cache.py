@@ -118,6 +118,11 @@ def test_three_images_through_a_cache_of_one_and_a_half(
                        f"{gone} evicted for {tag}")
         assert cache(server)["evicted_blobs"] == 4
         assert cache(server)["max_bytes"] == BOUND
+        with urllib.request.urlopen(f"{server.url}/metrics") as resp:
+            metrics = dict(line.rsplit(" ", 1) for line in resp.read().decode().splitlines()
+                           if line.startswith("lazyreg_evict"))
+        assert float(metrics["lazyreg_evictions_total"]) == 4
+        assert float(metrics["lazyreg_evicted_bytes_total"]) == 2 * IMAGE_LAYERS
 
         mark = images.upstream.mark()
         pull("i1", "a-again")
