@@ -32,6 +32,7 @@ from lazyreg.pullthrough import PullThrough
 from lazyreg.redact import redact
 from lazyreg.registry.access import registry_access
 from lazyreg.services import Services
+from lazyreg.space import SpaceKeeper
 from lazyreg.state import STATE, AppState
 from lazyreg.storage.filesystem import FilesystemStore
 from lazyreg.tasks.runner import TaskRunner
@@ -194,16 +195,21 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         await tasks.recover()
         fetcher = Fetcher(services)
         pullthrough = PullThrough(services, on_stale=metrics.stale_served)
+        space = SpaceKeeper(services)
+        fetcher.on_stored.append(space.stored)
+        space.on_evict.append(lambda _digest, size: metrics.evicted(size))
         app[STATE] = AppState(services, fetcher, tasks,
                               LookupCache(max_bytes=settings.lookup_cache_bytes),
                               Authenticator(settings, db, secrets), LazyStore(services, fetcher),
-                              pullthrough)
+                              pullthrough, space)
+        space.start()
         try:
             yield
         finally:
             await tasks.shutdown()
             await pullthrough.close()
             await fetcher.close()
+            await space.close()
             await session.close()
             db.dispose()
     return lifespan

@@ -2,7 +2,7 @@
 
 What must always hold: every artifact row has its file with the right size;
 every stored blob has its artifact row; each repository's versions
-are numbers in 0..latest, `latest` among them (older ones may have been pruned,
+are numbers in 0..latest, `latest` among them (older ones may have been deleted,
 `retain_versions`), with no membership pointing past `latest`; staging holds only
 the live downloads of running processes.
 """
@@ -17,12 +17,22 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from lazyreg.db import leases
 from lazyreg.db.artifacts import NewArtifact, record_artifacts, stored_digests
 from lazyreg.db.content import chunked
 from lazyreg.db.engine import Database
-from lazyreg.db.models import Artifact, Manifest, Repository, RepositoryContent, RepositoryVersion
+from lazyreg.db.models import (
+    Artifact,
+    Blob,
+    Manifest,
+    ManifestBlob,
+    Repository,
+    RepositoryContent,
+    RepositoryVersion,
+)
 from lazyreg.storage.base import BlobStore
 from lazyreg.storage.layout import split_digest
+from lazyreg.worker import WorkerId
 
 HASH_CHUNK = 1024 * 1024
 
@@ -106,32 +116,50 @@ async def check(db: Database, store: BlobStore, verify: bool = False) -> CheckRe
     return report
 
 
-async def adopt_orphan_files(db: Database, store: BlobStore) -> int:
+def _kinds(session: Session, digests: list[str]) -> dict[str, str]:
+    """The artifact kind of each digest, as its content rows say; "blob" when none does."""
+    kinds = dict.fromkeys(digests, "blob")
+    for batch in chunked(digests):
+        for digest in session.scalars(select(Blob.digest).where(Blob.digest.in_(batch))):
+            kinds[digest] = "layer"
+        for digest in session.scalars(
+                select(Blob.digest).join(ManifestBlob, ManifestBlob.blob_id == Blob.id)
+                .where(Blob.digest.in_(batch), ManifestBlob.position == -1)):
+            kinds[digest] = "config"
+        for digest in session.scalars(select(Manifest.digest).where(Manifest.digest.in_(batch))):
+            kinds[digest] = "manifest"
+    return kinds
+
+
+async def adopt_orphan_files(db: Database, store: BlobStore,
+                             me: WorkerId | None = None) -> int:
     """Give an artifact row to each stored blob that lacks one.
 
     A blob reaches storage only after its digest was verified, so one without
-    a row is a process killed between the commit and the insert: its bytes are
-    good and content-addressed, and adopting them is the cheap, safe repair.
+    a row is a process killed between the commit and the insert, or a deletion
+    killed between the row and the file (`lazyreg.space.deletion`): its bytes
+    are good and content-addressed, and adopting them is the cheap, safe
+    repair; a cleanup deletes them again if they are still not wanted. A blob
+    whose lease another live process holds is left alone: that process is
+    deleting it or about to record it. The kind comes from the content rows.
     """
+    me = me or WorkerId.current()
     listed = [digest async for digest in store.iter_digests()]
     known = await db.read(lambda s: stored_digests(s, listed))
     orphans = [d for d in listed if d not in known]
     if not orphans:
         return 0
 
-    def manifests(session: Session) -> set[str]:
-        found: set[str] = set()
-        for batch in chunked(orphans):
-            found.update(session.scalars(
-                select(Manifest.digest).where(Manifest.digest.in_(batch))))
-        return found
-    manifest_digests = await db.read(manifests)
+    def busy(session: Session) -> set[str]:
+        keys = {leases.blob_lease(d): d for d in orphans}
+        return {keys[k] for k in leases.held_by_others(session, list(keys), me)}
+    held = await db.read(busy)
+    orphans = [d for d in orphans if d not in held]
+    kinds = await db.read(lambda s: _kinds(s, orphans))
     found = []
     for digest in orphans:
         size = await store.stat(digest)
         if size is not None:
-            found.append(NewArtifact(digest, size,
-                                     "manifest" if digest in manifest_digests else "blob",
-                                     store.location(digest)))
+            found.append(NewArtifact(digest, size, kinds[digest], store.location(digest)))
     await db.write(lambda s: record_artifacts(s, found))
     return len(found)

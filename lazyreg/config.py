@@ -44,6 +44,17 @@ class Settings(BaseSettings):
     stall_timeout: float = Field(30.0, gt=0)
     # Seconds a small upstream body (manifest, tag list page, token, config) may take in all.
     upstream_read_timeout: float = Field(300.0, gt=0)
+    # Disk space. Bytes of stored blobs that can be fetched again (layers no immediate
+    # repository needs) beyond which the least recently used are evicted, down to
+    # 90%; unset: no bound.
+    max_cache_bytes: int | None = Field(None, ge=1)
+    # Seconds between two writes of "last used" times (batched in memory in between),
+    # and between two looks at the cache's bound.
+    usage_flush_interval: float = Field(5.0, gt=0, le=3600)
+    # Default protection time of orphan cleanup, in seconds: younger content stays.
+    orphan_protection_time: float = Field(3600.0, ge=0)
+    # Stored blobs or content rows deleted per transaction by cleanups and eviction.
+    cleanup_batch_size: int = Field(200, ge=1, le=10_000)
     # Seconds a client waits for content a pull-through distribution fetches for the
     # first time; past it, 503 while the fetch goes on (a retry finds its result).
     pull_through_wait: float = Field(10.0, gt=0)

@@ -8,6 +8,7 @@ from lazyreg.auth.secrets import SecretBox
 from lazyreg.config import Settings
 from lazyreg.db.engine import Database
 from lazyreg.db.models import Remote
+from lazyreg.db.usage import UsageLog
 from lazyreg.redact import with_userinfo
 from lazyreg.storage.base import BlobStore
 from lazyreg.upstream.client import RemoteConfig, UpstreamClient
@@ -25,6 +26,8 @@ class Services:
     secrets: SecretBox
     # This process, in leases, task rows and storage's staging.
     worker: WorkerId = field(default_factory=WorkerId.current)
+    # Which stored blobs this process used lately, written in batches (`SpaceKeeper`).
+    usage: UsageLog = field(default_factory=UsageLog)
 
     @property
     def worker_id(self) -> str:

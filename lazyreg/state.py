@@ -1,4 +1,5 @@
-"""What the running application holds: services, the lazy store, the fetcher, the task runner."""
+"""What the running application holds: services, the lazy store, the fetcher, the task runner,
+the disk-space keeper."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from lazyreg.cache import LookupCache
 from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.pullthrough import PullThrough
 from lazyreg.services import Services
+from lazyreg.space import SpaceKeeper
 from lazyreg.tasks.runner import TaskRunner
 
 
@@ -23,6 +25,7 @@ class AppState:
     auth: Authenticator
     blobs: LazyStore
     pullthrough: PullThrough
+    space: SpaceKeeper
 
 
 STATE = web.AppKey("state", AppState)

@@ -1,4 +1,5 @@
-"""A small counting proxy that answers 429 with `Retry-After`, which the rig's proxy cannot.
+"""Small proxies for what the rig's proxy cannot do: answer 429 with `Retry-After`, and
+hold chosen requests until the test lets them go.
 
 Everything else (cuts, corruption, throttling) comes from `upstream faults`.
 """
@@ -10,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -33,23 +35,53 @@ class RetryAfterProxy:
             return web.json_response({"errors": [{"code": "TOOMANYREQUESTS",
                                                   "message": "injected"}]},
                                      status=self.status, headers=headers)
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
-        async with aiohttp.ClientSession(auto_decompress=False) as session, session.request(
-                request.method, self.target + request.path_qs, headers=headers,
-                allow_redirects=False) as upstream:
-            self.seen.append((time.monotonic(), request.method, request.path, upstream.status))
-            resp = web.StreamResponse(status=upstream.status, headers={
-                k: v for k, v in upstream.headers.items()
-                if k.lower() not in ("transfer-encoding", "connection")})
-            await resp.prepare(request)
-            async for chunk in upstream.content.iter_chunked(1 << 16):
-                await resp.write(chunk)
-            await resp.write_eof()
-            return resp
+        resp = await forward(self.target, request)
+        self.seen.append((time.monotonic(), request.method, request.path, resp.status))
+        return resp
+
+
+async def forward(target: str, request: web.Request) -> web.StreamResponse:
+    """Relay `request` to `target` and stream its answer back."""
+    headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+    async with aiohttp.ClientSession(auto_decompress=False) as session, session.request(
+            request.method, target + request.path_qs, headers=headers,
+            allow_redirects=False) as upstream:
+        resp = web.StreamResponse(status=upstream.status, headers={
+            k: v for k, v in upstream.headers.items()
+            if k.lower() not in ("transfer-encoding", "connection")})
+        await resp.prepare(request)
+        async for chunk in upstream.content.iter_chunked(1 << 16):
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+
+
+class GateProxy:
+    """Relays everything, but holds the GETs of chosen blobs until `release()`: a way to
+    keep a sync running at a known point."""
+
+    def __init__(self, target: str, hold: set[str]) -> None:
+        self.target = target.rstrip("/")
+        self.hold = hold
+        self.url = ""
+        self.holding = threading.Event()  # a held request is waiting
+        self.released = threading.Event()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET" and any(request.path.endswith(d) for d in self.hold):
+            self.holding.set()
+            await asyncio.to_thread(self.released.wait, 120)
+        return await forward(self.target, request)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+P = TypeVar("P", RetryAfterProxy, GateProxy)
 
 
 @contextmanager
-def running(proxy: RetryAfterProxy) -> Iterator[RetryAfterProxy]:
+def running(proxy: P) -> Iterator[P]:
     """Run the proxy on a free loopback port in a thread of its own."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()

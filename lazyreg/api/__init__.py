@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 SLASHED = "/repositories/{name}"
-SUBRESOURCE_FREE = r"(?!.*/(?:versions|sync)(?:/[^/]*)?/?$).+"
+SUBRESOURCE_FREE = r"(?!.*/(?:versions|sync|reclaim)(?:/[^/]*)?/?$).+"
 
 
 def setup_routes(app: web.Application) -> None:
@@ -17,8 +17,8 @@ def setup_routes(app: web.Application) -> None:
             app.router.add_route(route.method, route.path.rstrip("/"), route.handler)
     # Repository names may hold slashes (`hub/library/alpine`, made by pull-through):
     # written percent-encoded (%2F) they match the routes above; written as they are,
-    # these. `…/versions/`, `…/versions/N/` and `…/sync/` always name the sub-resource
-    # (a repository whose name ends so is reached percent-encoded).
+    # these. `…/versions/`, `…/versions/N/`, `…/sync/` and `…/reclaim/` always name the
+    # sub-resource (a repository whose name ends so is reached percent-encoded).
     for route in ROUTES:
         if SLASHED not in route.path:
             continue

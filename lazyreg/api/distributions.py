@@ -107,6 +107,19 @@ def _assign_pull_through(session: Session, dist: Distribution, values: Distribut
     return _out(session, dist, None, None, remote.name)
 
 
+def _no_version(session: Session, repository: Repository, number: int) -> str:
+    """Why a distribution cannot pin `number`: never created, or deleted (and what is left)."""
+    message = f"repository {repository.name!r} has no version {number}"
+    if number > repository.latest_version:
+        return f"{message}: its latest is {repository.latest_version}"
+    kept = list(session.scalars(select(RepositoryVersion.number).where(
+        RepositoryVersion.repository_id == repository.id).order_by(RepositoryVersion.number)))
+    shown = ", ".join(map(str, kept[:10])) + (", …" if len(kept) > 10 else "")
+    why = (f"retain_versions keeps the newest {repository.retain_versions}"
+           if repository.retain_versions else "it was deleted")
+    return f"{message} any more ({why}); it has versions {shown}"
+
+
 def _assign(session: Session, dist: Distribution, values: DistributionIn) -> DistributionOut:
     _check_kind(values)
     ensure_unique(session, Distribution, values.name, dist.id)
@@ -125,8 +138,8 @@ def _assign(session: Session, dist: Distribution, values: DistributionIn) -> Dis
             RepositoryVersion.repository_id == repository.id,
             RepositoryVersion.number == values.repository_version))
         if version_id is None:
-            raise InvalidField("repository_version", f"repository {repository.name!r} has no"
-                               f" version {values.repository_version}")
+            raise InvalidField("repository_version",
+                               _no_version(session, repository, values.repository_version))
     dist.name, dist.base_path, dist.private = values.name, values.base_path, values.private
     dist.anonymous_pull_through = values.anonymous_pull_through
     dist.pull_through, dist.remote_id = False, None

@@ -1,4 +1,5 @@
-"""`repositories/`, their versions, and `sync/`, which starts a task."""
+"""`repositories/`, their versions (listed, deleted, retained), and the tasks on one
+repository: `sync/` and `reclaim/`."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from lazyreg.api.schemas import Counts, Page, RepositoryIn, RepositoryOut, SyncI
 from lazyreg.api.tasks import to_out as task_out
 from lazyreg.db import content as q
 from lazyreg.db.models import Remote, Repository, RepositoryVersion
-from lazyreg.errors import InvalidField
+from lazyreg.errors import Conflict, InvalidField
+from lazyreg.space import reclaim as reclaim_space
 from lazyreg.state import state
 from lazyreg.sync.pipeline import sync_repository
 from lazyreg.tasks.runner import TaskContext
@@ -134,6 +136,42 @@ async def version(request: web.Request) -> web.Response:
     def query(session: Session) -> VersionOut:
         return version_out(version_row(session, by_name(session, Repository, name), number))
     return respond(await read(request, query))
+
+
+async def delete_version(request: web.Request) -> web.Response:
+    """Delete one version: never the latest, nor one a distribution pins (409 naming them)."""
+    name = path_name(request)
+    number = parse_int("number", path_name(request, "number"))
+
+    def apply(session: Session) -> None:
+        repository = by_name(session, Repository, name)
+        version_row(session, repository, number)
+        if number == repository.latest_version:
+            raise Conflict(f"version {number} is the latest version of repository {name!r}:"
+                           " it cannot be deleted (a sync or retain_versions replaces it)")
+        pinned = q.pinning(session, repository.id, [number]).get(number)
+        if pinned:
+            raise Conflict(f"version {number} of repository {name!r} is served by"
+                           f" distribution{'s' if len(pinned) > 1 else ''} {', '.join(pinned)}:"
+                           " pin them to another version or delete them first")
+        q.delete_versions(session, repository, [number])
+    await write(request, apply)
+    return no_content()
+
+
+async def reclaim(request: web.Request) -> web.Response:
+    """Start a task deleting the stored layers of the repository that can be fetched again."""
+    name = path_name(request)
+    await read(request, lambda s: by_name(s, Repository, name))
+    st = state(request)
+
+    async def run(ctx: TaskContext) -> list[str]:
+        await st.space.flush()  # busy marks of transfers that ended here are cleared
+        await reclaim_space(ctx.services, ctx.progress, name, ctx.services.usage.is_sending)
+        return []
+    task = await st.tasks.submit("reclaim", {"repository": name}, run,
+                                 lock_key=f"repository:{name}")
+    return respond(task_out(task), status=202)
 
 
 async def sync(request: web.Request) -> web.Response:

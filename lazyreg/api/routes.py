@@ -7,6 +7,7 @@ from lazyreg.api import (
     content,
     distributions,
     openapi,
+    orphans,
     remotes,
     repositories,
     status,
@@ -22,6 +23,7 @@ from lazyreg.api.schemas import (
     DistributionIn,
     DistributionOut,
     ManifestOut,
+    OrphanCleanupIn,
     Page,
     RemoteIn,
     RemoteOut,
@@ -77,9 +79,17 @@ ROUTES: list[Route] = [
           response=Page[VersionOut], query=PAGING),
     Route("GET", f"{P}/repositories/{{name}}/versions/{{number}}/", repositories.version,
           "Show a repository version", "repositories", response=VersionOut),
+    Route("DELETE", f"{P}/repositories/{{name}}/versions/{{number}}/",
+          repositories.delete_version,
+          "Delete a repository version (409 for the latest, or one a distribution pins);"
+          " its content stays until orphan cleanup", "repositories", status=204),
     Route("POST", f"{P}/repositories/{{name}}/sync/", repositories.sync,
           "Sync a repository from a remote (starts a task)", "repositories",
           body=SyncIn, response=TaskOut, status=202),
+    Route("POST", f"{P}/repositories/{{name}}/reclaim/", repositories.reclaim,
+          "Delete the stored layers of a repository that can be fetched again and that no"
+          " immediate repository needs (starts a task); they come back on demand",
+          "repositories", response=TaskOut, status=202),
     # distributions
     Route("POST", f"{P}/distributions/", distributions.create, "Create a distribution",
           "distributions", body=DistributionIn, response=DistributionOut, status=201),
@@ -100,6 +110,10 @@ ROUTES: list[Route] = [
           response=Page[ManifestOut], query=(*PAGING, *content.SCOPE, DIGEST, content.STORED)),
     Route("GET", f"{P}/content/blobs/", content.blobs, "List blobs", "content",
           response=Page[BlobOut], query=(*PAGING, *content.SCOPE, DIGEST, content.STORED)),
+    Route("POST", f"{P}/orphans/cleanup/", orphans.cleanup,
+          "Remove content and artifacts that no repository version holds, older than a"
+          " protection time (starts a task)", "content", body=OrphanCleanupIn,
+          response=TaskOut, status=202),
     # artifacts, tasks, status
     Route("GET", f"{P}/artifacts/", artifacts.list_,
           "List stored artifacts, with counts and bytes by kind", "artifacts",

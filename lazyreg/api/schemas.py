@@ -486,12 +486,35 @@ class StatusCounts(BaseModel):
     tasks_running: int
 
 
+class CacheStatus(BaseModel):
+    """Stored bytes against the bound: what may be evicted and what is always kept."""
+
+    max_bytes: int | None = Field(description="The bound (max_cache_bytes); null: none")
+    evictable_bytes: int = Field(description="Stored layers that can be fetched again")
+    evictable_count: int
+    kept_bytes: int = Field(description="Never evicted: configs, manifests, blobs of"
+                            " immediate repositories, blobs no remote can give again")
+    kept_count: int
+    evicting: bool
+    evicted_blobs: int = Field(description="Evicted by this server process since it started")
+    evicted_bytes: int
+    last_eviction: Timestamp | None
+
+
 class StatusOut(BaseModel):
     version: str
     database: Literal["sqlite", "postgresql"]
     storage: StorageStatus
     artifacts: ArtifactSummary
+    cache: CacheStatus
     counts: StatusCounts
+
+
+class OrphanCleanupIn(Input):
+    protection_time: int | None = Field(
+        None, ge=0, le=MAX_INT, description="Seconds: content created, and artifacts stored or"
+        " used, more recently than this stay (default: the server's orphan_protection_time,"
+        " one hour), so that a sync in flight keeps its content")
 
 
 # --- envelopes -------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from datetime import UTC, datetime
 
 from aiohttp import web
 from sqlalchemy import func, select
@@ -14,6 +15,7 @@ from lazyreg.api.artifacts import summary
 from lazyreg.api.http import query_choice, read, respond
 from lazyreg.api.schemas import (
     ArtifactSummary,
+    CacheStatus,
     CheckOut,
     StatusCounts,
     StatusOut,
@@ -21,7 +23,20 @@ from lazyreg.api.schemas import (
 )
 from lazyreg.check import check as run_check
 from lazyreg.db.models import Distribution, Remote, Repository, Task
-from lazyreg.state import state
+from lazyreg.db.space import stored_bytes
+from lazyreg.state import AppState, state
+
+
+async def _cache(app: AppState) -> CacheStatus:
+    totals = await app.services.db.read(stored_bytes)
+    stats = app.space.stats
+    last = stats.last_finished
+    return CacheStatus(
+        max_bytes=app.services.settings.max_cache_bytes,
+        evictable_bytes=totals.evictable_bytes, evictable_count=totals.evictable_count,
+        kept_bytes=totals.kept_bytes, kept_count=totals.kept_count, evicting=stats.running,
+        evicted_blobs=stats.blobs, evicted_bytes=stats.bytes,
+        last_eviction=datetime.fromtimestamp(last, UTC) if last is not None else None)
 
 
 def _counts(session: Session) -> tuple[StatusCounts, ArtifactSummary]:
@@ -35,7 +50,8 @@ def _counts(session: Session) -> tuple[StatusCounts, ArtifactSummary]:
 
 
 async def show(request: web.Request) -> web.Response:
-    services = state(request).services
+    app = state(request)
+    services = app.services
     path = services.settings.storage_dir.resolve()
     total: int | None = None
     free: int | None = None
@@ -49,7 +65,7 @@ async def show(request: web.Request) -> web.Response:
         version=lazyreg.__version__,
         database="sqlite" if services.db.is_sqlite else "postgresql",
         storage=StorageStatus(path=str(path), total_bytes=total, free_bytes=free),
-        artifacts=artifacts, counts=counts))
+        artifacts=artifacts, cache=await _cache(app), counts=counts))
 
 
 async def check(request: web.Request) -> web.Response:

@@ -78,7 +78,7 @@ class Client:
     def get(self, path: str, **query: Any) -> Any:
         return self.request("GET", path, query=query)
 
-    def post(self, path: str, body: dict[str, Any]) -> Any:
+    def post(self, path: str, body: dict[str, Any] | None) -> Any:
         return self.request("POST", path, body)
 
     def patch(self, path: str, body: dict[str, Any]) -> Any:

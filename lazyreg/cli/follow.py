@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lazyreg.cli.client import quote
+from lazyreg.cli.client import CliError, quote
 from lazyreg.cli.context import Cli
 from lazyreg.cli.render import Output
 from lazyreg.types import FINAL_STATES
@@ -56,3 +56,20 @@ def _next(cli: Cli, task: dict[str, Any]) -> dict[str, Any]:
     time.sleep(POLL_INTERVAL)
     answer: dict[str, Any] = cli.client.get(f"tasks/{quote(task['id'])}/")
     return answer
+
+
+def run_task(cli: Cli, task: dict[str, Any], wait: bool, what: str) -> None:
+    """Follow a task the server just started, then print its last message (or the task,
+    with -o json); a task that did not complete is an error."""
+    if not wait:
+        cli.emit(task, lambda t: cli.out.print(f"started task {t['id']} ({t['state']})"))
+        return
+    try:
+        task = follow(cli, task)
+    except KeyboardInterrupt:
+        raise CliError(f"stopped waiting; the {what} goes on: lazyreg task show {task['id']}"
+                       ) from None
+    if task["state"] != "completed":
+        raise CliError(f"{what} {task['state']}: {task.get('error') or 'no error recorded'}")
+    message = (task.get("progress") or {}).get("message") or "done"
+    cli.emit(task, lambda _: cli.out.print(message, markup=False))

@@ -19,6 +19,7 @@ from lazyreg.cli import (
     artifacts,
     distributions,
     logins,
+    orphans,
     remotes,
     repositories,
     status,
@@ -38,6 +39,7 @@ app.add_typer(remotes.app, name="remote")
 app.add_typer(repositories.app, name="repository")
 app.add_typer(distributions.app, name="distribution")
 app.add_typer(artifacts.app, name="artifact")
+app.add_typer(orphans.app, name="orphans")
 app.add_typer(tasks.app, name="task")
 app.add_typer(users.app, name="user")
 app.command()(users.login)

@@ -100,3 +100,17 @@ def summary_table(out: Console, summary: Row) -> None:
         table.add_row(Text(kind), str(totals["count"]), human_bytes(totals["bytes"]))
     table.add_row("total", str(summary["count"]), human_bytes(summary["bytes"]), style="bold")
     out.print(table)
+
+
+def cache_table(out: Console, cache: Row) -> None:
+    """Stored bytes against the bound: what may be evicted and what is always kept."""
+    bound = cache["max_bytes"]
+    table = Table("stored", "count", "bytes", "bound", title="cache")
+    table.add_row("evictable", str(cache["evictable_count"]),
+                  human_bytes(cache["evictable_bytes"]),
+                  human_bytes(bound) if bound is not None else "none")
+    table.add_row("kept", str(cache["kept_count"]), human_bytes(cache["kept_bytes"]), "-")
+    out.print(table)
+    if cache["evicted_blobs"]:
+        out.print(f"evicted since start: {cache['evicted_blobs']} blobs,"
+                  f" {human_bytes(cache['evicted_bytes'])}", markup=False)

@@ -1,15 +1,18 @@
-"""`lazyreg repository ...`: versioned repositories, and syncing them from a remote."""
+"""`lazyreg repository ...`: versioned repositories, their versions, syncing them from a
+remote and reclaiming their disk space."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from lazyreg.cli.client import CliError, quote
 from lazyreg.cli.context import Cli, cli_of
-from lazyreg.cli.follow import follow
+from lazyreg.cli.follow import follow, run_task
 from lazyreg.cli.options import Limit, Name, Offset, given, options_from
 from lazyreg.cli.render import Column, Output, col, counts_text
 
@@ -40,6 +43,21 @@ class RepositoryFields:
     description: Annotated[str | None, typer.Option()] = None
     retain_versions: Annotated[int | None, typer.Option(
         help="Keep only the newest N versions (and those a distribution pins)")] = None
+
+
+class _ListByDefault(TyperGroup):
+    """`repository versions NAME` lists them; `repository versions delete NAME N` deletes one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+versions_app = typer.Typer(cls=_ListByDefault, no_args_is_help=True,
+                           help="List the versions of a repository (`versions NAME`), or"
+                                " delete one (`versions delete NAME NUMBER`).")
+app.add_typer(versions_app, name="versions")
 
 
 @app.command("create")
@@ -79,11 +97,29 @@ def delete(ctx: typer.Context, name: Name) -> None:
     cli_of(ctx).delete(f"repositories/{quote(name)}/", f"deleted repository {name}")
 
 
-@app.command("versions")
+@versions_app.command("list")
 def versions(ctx: typer.Context, name: Name, limit: Limit = 100, offset: Offset = 0) -> None:
     """List the versions of a repository, newest first."""
     cli_of(ctx).page(f"repositories/{quote(name)}/versions/", VERSION_COLUMNS,
                      limit=limit, offset=offset)
+
+
+@versions_app.command("delete")
+def delete_version(ctx: typer.Context, name: Name,
+                   number: Annotated[int, typer.Argument(help="The version number")]) -> None:
+    """Delete a version: not the latest, nor one a distribution pins."""
+    cli_of(ctx).delete(f"repositories/{quote(name)}/versions/{number}/",
+                       f"deleted version {number} of repository {name}")
+
+
+@app.command("reclaim")
+def reclaim(ctx: typer.Context, name: Name,
+            wait: Annotated[bool, typer.Option(help="Follow the task until it ends")] = True
+            ) -> None:
+    """Delete the stored layers of a repository that can be fetched again on demand."""
+    cli = cli_of(ctx)
+    run_task(cli, cli.client.post(f"repositories/{quote(name)}/reclaim/", None), wait,
+             "reclaim")
 
 
 @app.command("sync")

@@ -21,6 +21,7 @@ def status(ctx: typer.Context) -> None:
                                 "database": s["database"], "storage": s["storage"]["path"],
                                 **s["counts"]})
         render.summary_table(cli.out, s["artifacts"])
+        render.cache_table(cli.out, s["cache"])
     cli.emit(cli.client.get("status/"), show)
 
 

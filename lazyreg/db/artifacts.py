@@ -3,11 +3,13 @@
 A row is written after the blob was committed to storage (its bytes verified),
 never before; recording a digest that already has a row does nothing, also
 when another process records it at the same moment (ON CONFLICT DO NOTHING),
-so callers need not catch unique violations.
+so callers need not catch unique violations. A new row counts as used now
+(`last_used`): what was just fetched is the last the bounded cache evicts.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -29,13 +31,15 @@ class NewArtifact:
 
 def record_artifacts(session: Session, artifacts: Iterable[NewArtifact]) -> None:
     """Insert a row for each artifact that has none."""
+    now, used = utcnow(), time.time()
     rows = {a.digest: {"digest": a.digest, "size": a.size, "kind": a.kind,
-                       "location": a.location, "created": utcnow()} for a in artifacts}
+                       "location": a.location, "created": now, "last_used": used}
+            for a in artifacts}
     if not rows:
         return
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    for batch in chunked(list(rows.values()), 150):  # 5 parameters a row
+    for batch in chunked(list(rows.values()), 150):  # 6 parameters a row
         session.execute(insert(Artifact).on_conflict_do_nothing(index_elements=["digest"]),
                         batch)
 

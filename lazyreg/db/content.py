@@ -1,13 +1,13 @@
 """Queries over repository content: what a version holds, writing a new version,
-and pruning old ones."""
+and deleting old ones (one at a time, or pruning to `retain_versions`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
-from sqlalchemy import Select, and_, delete, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, delete, exists, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from lazyreg.db.models import (
     Blob,
@@ -151,42 +151,71 @@ def tags_in_version(session: Session, repository_id: int, number: int) -> Select
     return select(Tag.name, Tag.manifest_id).where(Tag.id.in_(in_version(repository_id, number)))
 
 
+def pinning(session: Session, repository_id: int, numbers: Iterable[int]) -> dict[int, list[str]]:
+    """The distributions that pin each of `numbers` (only the pinned ones are keys)."""
+    rv = RepositoryVersion
+    out: dict[int, list[str]] = {}
+    for batch in chunked(sorted(set(numbers))):
+        for number, name in session.execute(
+                select(rv.number, Distribution.name)
+                .join(Distribution, Distribution.repository_version_id == rv.id)
+                .where(rv.repository_id == repository_id, rv.number.in_(batch))
+                .order_by(Distribution.name)):
+            out.setdefault(number, []).append(name)
+    return out
+
+
+def delete_versions(session: Session, repository: Repository, numbers: Iterable[int]) -> None:
+    """Delete versions `numbers` of `repository`, never its latest, and the membership
+    rows that only they used.
+
+    Every remaining version answers `in_version` exactly as before: a row is
+    kept while its range [added, removed) holds a remaining version. The caller
+    checks that no distribution pins them (`pinning`); the rows are locked
+    first, so that a distribution pinning one of them meanwhile fails on its
+    foreign key instead of being cascade-deleted with it. Content and
+    artifacts are global and stay: orphan cleanup removes them.
+    """
+    doomed = sorted(set(numbers))
+    if not doomed:
+        return
+    if repository.latest_version in doomed:
+        raise ValueError(f"the latest version ({repository.latest_version}) cannot be deleted")
+    rv, rc = RepositoryVersion, RepositoryContent
+    for batch in chunked(doomed):
+        session.execute(select(rv.id).where(rv.repository_id == repository.id,
+                                            rv.number.in_(batch)).with_for_update())
+    for batch in chunked(doomed):
+        session.execute(delete(rv).where(rv.repository_id == repository.id,
+                                         rv.number.in_(batch)))
+    # Only rows whose range overlapped a deleted number can have lost their last
+    # version; a row still open (removed is null) holds the latest.
+    remaining = aliased(rv)
+    holds = exists().where(remaining.repository_id == repository.id,
+                           remaining.number >= rc.version_added,
+                           remaining.number < rc.version_removed)
+    session.execute(delete(rc).where(
+        rc.repository_id == repository.id, rc.version_removed.is_not(None),
+        rc.version_added <= doomed[-1], rc.version_removed > doomed[0], ~holds))
+    session.flush()
+
+
 def prune_versions(session: Session, repository: Repository, keep: int) -> list[int]:
     """Delete all but the newest `keep` versions of `repository`; the numbers deleted.
 
     A version that a distribution pins is kept too, whatever its age. The
-    membership rows that only deleted versions used go with them, and every
-    remaining version still answers `in_version` exactly as before: a row is
-    kept when its range [added, removed) holds a remaining version. Content and
-    artifacts are global and stay (orphan cleanup is another job). Afterwards
-    the version numbers are a subset of 0..latest, and latest is among them.
+    membership rows that only deleted versions used go with them (`delete_versions`),
+    and every remaining version still answers `in_version` exactly as before.
+    Content and artifacts are global and stay (orphan cleanup is another job).
+    Afterwards the version numbers are a subset of 0..latest, and latest is among them.
     """
     if keep < 1:
         raise ValueError("a repository keeps at least its latest version")
     rv = RepositoryVersion
     numbers = list(session.scalars(select(rv.number).where(rv.repository_id == repository.id)
                                    .order_by(rv.number.desc())))
-    if len(numbers) <= keep:
-        return []
-    window_start = numbers[keep - 1]  # the oldest version in the window of the newest `keep`
-    pinned = set(session.scalars(
-        select(rv.number).join(Distribution, Distribution.repository_version_id == rv.id)
-        .where(rv.repository_id == repository.id, rv.number < window_start)))
-    doomed = [n for n in numbers[keep:] if n not in pinned]
-    if not doomed:
-        return []
-    for batch in chunked(doomed):
-        session.execute(delete(rv).where(rv.repository_id == repository.id,
-                                         rv.number.in_(batch)))
-    # Every row whose range reaches into the window holds a version of it (versions
-    # after window_start are newer than the row's start). A row that ended at or
-    # before the window survives only through a pinned version inside its range.
-    rc = RepositoryContent
-    ended = [rc.repository_id == repository.id, rc.version_removed.is_not(None),
-             rc.version_removed <= window_start]
-    for batch in chunked(sorted(pinned), 300):  # 2 parameters each
-        ended.append(~or_(*(and_(rc.version_added <= p, rc.version_removed > p)
-                            for p in batch)))
-    session.execute(delete(rc).where(*ended))
-    session.flush()
-    return sorted(doomed)
+    older = numbers[keep:]
+    pinned = pinning(session, repository.id, older)
+    doomed = sorted(n for n in older if n not in pinned)
+    delete_versions(session, repository, doomed)
+    return doomed

@@ -17,13 +17,18 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import and_, delete, or_
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session
 
 from lazyreg.db.models import Lease
 from lazyreg.worker import WorkerId
 
 FORGET_AFTER = 3600.0  # seconds past expiry after which any lease row is purged
+
+
+def blob_lease(digest: str) -> str:
+    """The lease of a blob: its download takes it, and so does deleting it."""
+    return f"blob:{digest}"
 
 
 class LeaseState(StrEnum):
@@ -91,6 +96,25 @@ def release(session: Session, key: str, me: WorkerId) -> None:
     """Give this process's running lease up unfinished: any process may take it at once."""
     session.execute(delete(Lease).where(Lease.key == key, Lease.owner == str(me),
                                         Lease.state == LeaseState.RUNNING.value))
+
+
+def release_many(session: Session, keys: list[str], me: WorkerId) -> None:
+    """`release` for each of `keys`."""
+    for start in range(0, len(keys), 500):
+        session.execute(delete(Lease).where(Lease.key.in_(keys[start:start + 500]),
+                                            Lease.owner == str(me),
+                                            Lease.state == LeaseState.RUNNING.value))
+
+
+def held_by_others(session: Session, keys: list[str], me: WorkerId) -> set[str]:
+    """Those of `keys` whose lease another live process holds now."""
+    now, held = time.time(), set()
+    for start in range(0, len(keys), 500):
+        for row in session.scalars(select(Lease).where(Lease.key.in_(keys[start:start + 500]))):
+            view = _view(row)
+            if view.owner != me and not view.takeable(now):
+                held.add(row.key)
+    return held
 
 
 def get(session: Session, key: str) -> LeaseView | None:

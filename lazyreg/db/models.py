@@ -9,6 +9,7 @@ from one of its `BlobSource`s.
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -92,6 +93,10 @@ class Repository(Base):
     uid: Mapped[str] = mapped_column(String(32), default=new_uid, index=True, unique=True)
     # Keep only the newest N versions (and those a distribution pins); None keeps all.
     retain_versions: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The download policy of the remote its latest sync used (None before any sync).
+    # The blobs of every version of an `immediate` repository stay stored: reclaim
+    # and the bounded cache never delete them (`lazyreg.db.space`).
+    sync_policy: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -117,6 +122,10 @@ class Content(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # tag | manifest | blob
+    # Orphan cleanup keeps content younger than its protection time. None: older
+    # than schema 0005, which added the column.
+    created: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                     nullable=True)
 
 
 class Manifest(Base):
@@ -164,7 +173,7 @@ class Tag(Base):
 
     id: Mapped[int] = mapped_column(ForeignKey("content.id"), primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
-    manifest_id: Mapped[int] = mapped_column(ForeignKey("manifests.id"))
+    manifest_id: Mapped[int] = mapped_column(ForeignKey("manifests.id"), index=True)
 
 
 class ManifestBlob(Base):
@@ -197,6 +206,8 @@ class RepositoryContent(Base):
     __table_args__ = (
         Index("ix_repo_content_added", "repository_id", "version_added"),
         Index("ix_repo_content_unit", "repository_id", "content_id"),
+        # "Does any version hold this content?": orphan cleanup and pinned blobs.
+        Index("ix_repo_content_content", "content_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -217,6 +228,14 @@ class Artifact(Base):
     kind: Mapped[str] = mapped_column(String(16))  # manifest | config | layer | blob
     location: Mapped[str] = mapped_column(Text)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Unix time it was last served to a client or reused by a sync, written in
+    # batches (`lazyreg.db.usage`): the least recently used go first when the
+    # cache is over its bound, and orphan cleanup keeps what was used lately.
+    last_used: Mapped[float | None] = mapped_column(Float, nullable=True, index=True,
+                                                    default=time.time)
+    # A server process is sending it to a client until then (Unix time), renewed
+    # while the transfer lasts: the bounded cache does not evict it.
+    busy_until: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class BlobSource(Base):

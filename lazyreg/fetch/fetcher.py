@@ -23,6 +23,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
@@ -71,13 +72,15 @@ class Flight:
 
 
 def lease_key(digest: str) -> str:
-    return f"blob:{digest}"
+    return leases.blob_lease(digest)
 
 
 class Fetcher:
     def __init__(self, services: Services) -> None:
         self.services = services
         self._flights: dict[str, Flight] = {}
+        # Called with (digest, size, kind) after a blob was stored and recorded.
+        self.on_stored: list[Callable[[str, int, str], None]] = []
 
     def in_flight(self, digest: str) -> Growing | None:
         flight = self._flights.get(digest)
@@ -248,6 +251,8 @@ class Fetcher:
     async def _record(self, staged: StagedBlob, kind: str, location: str) -> None:
         record = artifacts.NewArtifact(staged.digest, staged.size, kind, location)
         await self.services.db.write(lambda s: artifacts.record_artifacts(s, [record]))
+        for hook in self.on_stored:
+            hook(staged.digest, staged.size, kind)
 
     async def _source_failed(self, source: Source, exc: BaseException) -> None:
         log.warning("source %s/%s failed for a blob: %s", source.remote_name,

@@ -63,7 +63,9 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         return web.Response(headers={**headers, "Content-Length": str(size)})
     span = parse_range(request.headers.get("Range"), blob.size,  # 416 before any fetch
                        request.headers.get("If-Range"), etag)
-    body = await app.blobs.open(blob)
-    served_from(request, "storage" if isinstance(body, StoredBody) else "upstream")
-    return await send_body(request, body, span, headers,
-                           app.services.settings.send_timeout)
+    # Used, and not to be evicted, from before it is opened until it is sent.
+    with app.services.usage.sending(digest):
+        body = await app.blobs.open(blob)
+        served_from(request, "storage" if isinstance(body, StoredBody) else "upstream")
+        return await send_body(request, body, span, headers,
+                               app.services.settings.send_timeout)

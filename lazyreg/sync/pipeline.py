@@ -290,6 +290,7 @@ class SyncRun:
         if not wanted:
             return
         stored = await self.ctx.services.db.read(lambda s: _stored(s, list(wanted)))
+        self.ctx.services.usage.used(stored)  # reused: orphan cleanup keeps it
         await asyncio.gather(*(self._config(c) for d, c in wanted.items() if d not in stored))
 
     async def _config(self, config: Descriptor) -> None:
@@ -313,6 +314,7 @@ async def _fetch_blobs(run: SyncRun, fetcher: Fetcher, remote: Remote) -> None:
     recorded = referenced - set(run.fetched)
     needs = await services.db.read(lambda s: _blob_needs(s, run.fetched, recorded))
     stored = await services.db.read(lambda s: _stored(s, [n.digest for n in needs]))
+    services.usage.used(stored)  # reused: orphan cleanup keeps it
     stored.update(d for d, _, _ in run.stored)  # stored by this sync, rows not yet written
     wanted = [n for n in needs if n.digest not in stored
               and (n.is_config or remote.policy == "immediate")]

@@ -22,6 +22,7 @@ from lazyreg.db.models import (
     ManifestBlob,
     ManifestChild,
     ManifestSource,
+    Remote,
     Repository,
     RepositoryVersion,
     Tag,
@@ -161,6 +162,8 @@ def record_sync(session: Session, findings: SyncFindings,
                 task_id: str | None) -> RepositoryVersion | None:
     """Insert new content, then create the new version; None when nothing changed."""
     repository = session.get_one(Repository, findings.repository_id)
+    # Whether its blobs stay stored (`lazyreg.db.space`): as the latest sync's remote says.
+    repository.sync_policy = session.get_one(Remote, findings.remote_id).policy
     manifest_ids = q.manifest_ids_by_digest(session, sorted(_referenced(findings)))
     _fill_referrer_columns(session, findings, manifest_ids)
     _insert_manifests(session, _ordered(findings.new_manifests), manifest_ids)

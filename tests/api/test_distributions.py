@@ -83,7 +83,8 @@ async def test_unknown_repository(client: Client, repository: str) -> None:
 async def test_pinned_version_must_exist(client: Client, repository: str) -> None:
     error = await post(client, "distributions/", dist(repository_version=2), status=400)
     assert error["field"] == "repository_version"
-    assert error["detail"] == "repository_version: repository 'alpine' has no version 2"
+    assert error["detail"] == ("repository_version: repository 'alpine' has no version 2:"
+                               " its latest is 1")
     error = await post(client, "distributions/", dist(repository_version=-1), status=400)
     assert error["field"] == "repository_version"
     await post(client, "distributions/", dist())

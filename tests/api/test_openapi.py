@@ -28,13 +28,17 @@ def resolve(doc: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+# Operations that take no request body: everything they need is in the path.
+BODYLESS = {("post", "/api/v1/repositories/{name}/reclaim/")}
+
+
 async def test_operations_have_summaries_and_schemas(client: Client) -> None:
     doc = await get(client, "openapi.json")
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             assert op["summary"], (method, path)
             assert op["responses"], (method, path)
-            if method in ("post", "put", "patch"):
+            if method in ("post", "put", "patch") and (method, path) not in BODYLESS:
                 body = op["requestBody"]["content"]["application/json"]["schema"]
                 assert resolve(doc, body)["properties"]
     create = doc["paths"]["/api/v1/remotes/"]["post"]

@@ -47,7 +47,7 @@ def test_every_command_answers_json(cli: Runner, servers: Servers,
     assert run("repository list")["count"] == 1
     task = run("repository sync", "app", "--remote", "up")
     assert task["state"] == "completed"
-    assert run("repository versions", "app")["results"][0]["number"] == 1
+    assert run("repository versions list", "app")["results"][0]["number"] == 1
     assert run("task show", task["id"])["id"] == task["id"]
     assert [t["id"] for t in run("task list")["results"]] == [task["id"]]
     assert run("artifact list", "--kind", "layer")["summary"]["count"] == len(
@@ -59,6 +59,10 @@ def test_every_command_answers_json(cli: Runner, servers: Servers,
     assert run("distribution list")["count"] == 1
     assert run("status")["counts"]["distributions"] == 1
     assert run("check")["ok"] is True
+    assert run("repository versions delete", "app", "0") == {
+        "deleted": "repositories/app/versions/0/"}
+    assert run("repository reclaim", "app")["state"] == "completed"
+    assert run("orphans cleanup", "--protection-time", "0")["state"] == "completed"
     assert run("distribution delete", "app") == {"deleted": "distributions/app/"}
     assert run("repository delete", "app") == {"deleted": "repositories/app/"}
     assert run("remote delete", "up") == {"deleted": "remotes/up/"}

@@ -130,7 +130,8 @@ def test_distribution_commands(cli: Runner) -> None:
     assert nope.err == "error: repository 'nope' not found\n"
     pinned = cli("distribution", "create", "x", "--base-path", "x", "--repository",
                      "alpine", "--version", "7")
-    assert pinned.err == ("error: repository_version: repository 'alpine' has no version 7\n")
+    assert pinned.err == ("error: repository_version: repository 'alpine' has no version 7:"
+                          " its latest is 0\n")
     assert cli("distribution", "delete", "alpine").out.strip() == (
         "deleted distribution alpine")
     assert cli("-o", "json", "distribution", "list").json()["count"] == 0
