@@ -31,6 +31,7 @@ from lazyreg.registry.access import registry_access
 from lazyreg.services import Services
 from lazyreg.state import STATE, AppState
 from lazyreg.storage.filesystem import FilesystemStore
+from lazyreg.sync import task as sync_task
 from lazyreg.tasks.runner import TaskRunner
 from lazyreg.upstream.pool import UpstreamPool
 from lazyreg.worker import WorkerId
@@ -185,11 +186,13 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
                                         read_bufsize=4 * 1024 * 1024,
                                         connector=aiohttp.TCPConnector(limit=0))
         services = Services(settings, db, store, UpstreamPool(session), secrets, worker)
-        tasks = TaskRunner(services)
+        tasks = TaskRunner(db, worker)
         await tasks.recover()
         fetcher = Fetcher(services)
-        app[STATE] = AppState(services, fetcher, tasks,
-                              LookupCache(max_bytes=settings.lookup_cache_bytes),
+        lookups = LookupCache(max_bytes=settings.lookup_cache_bytes)
+        # After a sync, the base paths following the repository serve its new version.
+        sync_task.register(tasks, services, fetcher, synced=lookups.invalidate_targets)
+        app[STATE] = AppState(services, fetcher, tasks, lookups,
                               Authenticator(settings, db, secrets), LazyStore(services, fetcher))
         try:
             yield

@@ -23,8 +23,7 @@ from lazyreg.api.schemas import Counts, Page, RepositoryIn, RepositoryOut, SyncI
 from lazyreg.api.tasks import to_out as task_out
 from lazyreg.db.models import Remote, Repository, RepositoryVersion
 from lazyreg.state import state
-from lazyreg.sync.pipeline import sync_repository
-from lazyreg.tasks.runner import TaskContext
+from lazyreg.sync import task as sync_task
 
 EMPTY = {"tags": 0, "manifests": 0, "blobs": 0}
 
@@ -133,15 +132,6 @@ async def sync(request: web.Request) -> web.Response:
         by_name(session, Repository, name)
         referenced(session, Remote, body.remote, "remote")
     await read(request, check)
-    st = state(request)
-    params = {"repository": name, "remote": body.remote, "mirror": body.mirror}
-    if body.strict:
-        params["strict"] = True
-
-    async def sync(ctx: TaskContext) -> list[str]:
-        created = await sync_repository(ctx, st.fetcher, name, body.remote, body.mirror,
-                                        strict=body.strict)
-        st.lookups.invalidate_targets()  # the base paths following it serve the new version
-        return created
-    task = await st.tasks.submit("sync", params, sync, lock_key=f"repository:{name}")
+    task = await state(request).tasks.submit(
+        sync_task.KIND, sync_task.params(name, body.remote, body.mirror, body.strict))
     return respond(task_out(task), status=202)

@@ -14,6 +14,13 @@ never start two downloads. Across processes, the flight claims the blob's lease
 
 A flight's lifetime is its own (`detached_fetch_timeout`): readers leaving do
 not stop it. Its outcome is recorded on its `Growing`, for every reader alike.
+
+`fetch_small` keeps these rules for a batch of small blobs (image configs) at
+the database cost of two transactions for the batch instead of three per blob:
+one claims every lease, one records the artifacts and finishes the leases. Each
+blob still has its flight, which readers in this process join; a claimed blob
+is read whole into memory (`small.py`) and `put` in storage, then readers read
+it from there; one whose lease another process holds goes the per-blob way.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
@@ -35,11 +43,19 @@ from lazyreg.db.models import utcnow
 from lazyreg.fetch.follower import LeaseStatus, follow
 from lazyreg.fetch.growing import Growing, Phase
 from lazyreg.fetch.leader import Leader
+from lazyreg.fetch.small import read_whole
 from lazyreg.fetch.source import Source
 from lazyreg.redact import redact
 from lazyreg.services import Services
+from lazyreg.storage import base as storage
 from lazyreg.storage.base import StagedBlob
-from lazyreg.upstream.errors import AuthError, DigestMismatch, NotFound, Unavailable
+from lazyreg.upstream.errors import (
+    AuthError,
+    DigestMismatch,
+    NotFound,
+    Unavailable,
+    UpstreamError,
+)
 from lazyreg.worker import WorkerId
 
 log = logging.getLogger(__name__)
@@ -48,6 +64,7 @@ log = logging.getLogger(__name__)
 COOLDOWN_ERRORS = (DigestMismatch, NotFound, AuthError)
 MAX_HANDOVERS = 5  # claims of one flight (a takeover is one more)
 MAX_CLAIM_RACES = 20  # PostgreSQL: another process inserted the lease row first
+SMALL_BLOB = 4 * 1024 * 1024  # the largest blob `fetch_small` reads whole into memory
 
 
 class Claim(Enum):
@@ -105,6 +122,179 @@ class Fetcher:
                 return
             # We joined a relay (`streamed`) that stored nothing: download it again.
         raise Unavailable(f"could not store {digest}: it was only ever relayed")
+
+    async def fetch_small(self, blobs: Mapping[str, int], sources: list[Source], *,
+                          kind: str) -> dict[str, BaseException | None]:
+        """Store each blob (digest -> size) as `fetch` does; the error of each (None: stored).
+
+        Blobs of at most SMALL_BLOB bytes not in flight here are fetched as one
+        batch; the others each the way of `fetch`.
+        """
+        batch: dict[str, Flight] = {}
+        alone: dict[str, int] = {}
+        for digest, size in blobs.items():
+            if size > SMALL_BLOB or digest in self._flights:
+                alone[digest] = size
+                continue
+            batch[digest] = Flight(Growing(digest, size), True, kind)
+        if batch:
+            self._flights.update(batch)
+            task = asyncio.create_task(self._run_batch(batch, sources))
+            for flight in batch.values():
+                flight.task = task
+
+        async def outcome(digest: str) -> BaseException | None:
+            try:
+                if digest in alone:
+                    await self.fetch(digest, alone[digest], sources, kind=kind)
+                    return None
+                flight = batch[digest]
+                assert flight.task is not None
+                await asyncio.shield(flight.task)
+            except Exception as exc:
+                return exc
+            growing = flight.growing
+            if growing.phase is Phase.VERIFIED:
+                return None
+            return growing.error or Unavailable(f"the fetch of {digest} stopped")
+        return dict(zip(blobs, await asyncio.gather(*(outcome(d) for d in blobs)),
+                        strict=True))
+
+    async def _run_batch(self, flights: dict[str, Flight], sources: list[Source]) -> None:
+        services = self.services
+        ours: set[str] = set()  # digests whose lease we hold
+        outcomes: dict[str, bool] = {}  # lease key -> verified
+        stored: list[artifacts.NewArtifact] = []
+
+        async def one(flight: Flight, held: bool) -> None:
+            growing = flight.growing
+            try:
+                if held or growing.digest not in ours:
+                    await self._fill(flight, sources)  # leased elsewhere, or a row without file
+                    return
+                try:
+                    location = await self._put_small(growing.digest, growing.size, sources)
+                except asyncio.CancelledError:
+                    raise  # given up: released below, for another process to take
+                except BaseException:
+                    outcomes[lease_key(growing.digest)] = False
+                    raise
+                outcomes[lease_key(growing.digest)] = True
+                stored.append(artifacts.NewArtifact(growing.digest, growing.size, flight.kind,
+                                                    location))
+                reader = await services.store.open(growing.digest)
+                if reader is None:
+                    raise Unavailable(f"{growing.digest} is gone from storage")
+                growing.set_source(reader, reader.landed())
+                growing.verified()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # recorded on the growing blob, for every reader
+                growing.fail(exc)
+                log.warning("fetch of %s failed: %s", growing.digest, exc)
+            finally:
+                growing.close()
+
+        renewer: asyncio.Task[None] | None = None
+        try:
+            async with asyncio.timeout(services.settings.detached_fetch_timeout):
+                held, recorded = await self._claim_many(list(flights))
+                ours.update(d for d in flights if d not in held and d not in recorded)
+                for digest in recorded:
+                    if await services.store.stat(digest) is None:
+                        continue  # a row whose file is gone: fetched again, per blob
+                    reader = await services.store.open(digest)
+                    if reader is not None:
+                        flights[digest].growing.set_source(reader, reader.landed())
+                        flights[digest].growing.verified()
+                        flights[digest].growing.close()
+                renewer = asyncio.create_task(self._keep_leases(sorted(ours)))
+                await asyncio.gather(*(one(f, d in held) for d, f in flights.items()
+                                       if not f.growing.closed))
+        except asyncio.CancelledError:
+            raise  # shutting down: readers are told the fetch stopped
+        except Exception as exc:  # the claim failed, or the batch timed out
+            for flight in flights.values():
+                flight.growing.fail(exc)
+            log.warning("fetch of %d blobs failed: %s", len(flights), exc)
+        finally:
+            if renewer is not None:
+                renewer.cancel()
+            for flight in flights.values():
+                flight.growing.close()
+                if self._flights.get(flight.growing.digest) is flight:
+                    del self._flights[flight.growing.digest]
+            await self._end_batch(ours, outcomes, stored)
+
+    async def _claim_many(self, digests: list[str]) -> tuple[dict[str, WorkerId | None],
+                                                              set[str]]:
+        """Claim the leases of the digests not recorded as stored: (held elsewhere, recorded)."""
+        services = self.services
+        me, ttl = services.worker, services.settings.lease_ttl
+
+        def claim(session: Session) -> tuple[dict[str, WorkerId | None], set[str]]:
+            recorded = artifacts.stored_digests(session, digests)
+            held = leases.claim_many(session, [lease_key(d) for d in digests
+                                               if d not in recorded], me, ttl)
+            return {d: held[lease_key(d)].owner for d in digests
+                    if lease_key(d) in held}, recorded
+
+        for _ in range(MAX_CLAIM_RACES):
+            try:
+                return await services.db.write(claim)
+            except IntegrityError:
+                continue
+        raise Unavailable(f"could not claim the downloads of {len(digests)} blobs")
+
+    async def _put_small(self, digest: str, size: int, sources: list[Source]) -> str:
+        """Store the blob from the first source that sends its bytes; its location.
+
+        Failed sources are cooled down, as the per-blob way does.
+        """
+        last: BaseException | None = None
+        for source in sources:
+            try:
+                data = await read_whole(source, digest, size)
+                try:
+                    return await self.services.store.put(digest, data)
+                except storage.DigestMismatch as exc:
+                    raise DigestMismatch(f"upstream sent the wrong bytes: {exc}") from exc
+            except (UpstreamError, OSError) as exc:
+                last = exc
+                await self._source_failed(source, exc)
+        raise last or Unavailable(f"no upstream source for {digest}")
+
+    async def _keep_leases(self, digests: list[str]) -> None:
+        services = self.services
+        me, ttl = services.worker, services.settings.lease_ttl
+
+        def renew(session: Session) -> None:
+            for digest in digests:
+                leases.renew(session, lease_key(digest), me, ttl)
+        while digests:
+            await asyncio.sleep(ttl / 3)
+            try:
+                await services.db.write(renew)
+            except Exception as exc:  # the next renewal may work; expiry is the backstop
+                log.warning("could not renew the leases of a batch: %s", exc)
+
+    async def _end_batch(self, ours: set[str], outcomes: dict[str, bool],
+                         stored: list[artifacts.NewArtifact]) -> None:
+        """Record what was stored and finish the leases (released if never finished)."""
+        services = self.services
+        me, ttl = services.worker, services.settings.lease_ttl
+        given_up = [lease_key(d) for d in ours if lease_key(d) not in outcomes]
+
+        def end(session: Session) -> None:
+            artifacts.record_artifacts(session, stored)
+            leases.finish_many(session, outcomes, me, ttl)
+            leases.release_many(session, given_up, me)
+        if not (stored or outcomes or given_up):
+            return
+        try:
+            await asyncio.shield(services.db.write(end))
+        except Exception as exc:  # followers fall back on the leases' expiry
+            log.warning("could not record a batch of %d blobs: %s", len(stored), exc)
 
     # ------------------------------------------------------------ one flight
 
