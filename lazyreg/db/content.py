@@ -35,7 +35,7 @@ def chunked(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
         yield batch
 
 
-def in_version(repository_id: int, number: int) -> Select[tuple[int]]:
+def in_version(repository_id: int, number: int) -> Select[int]:
     """The content ids of repository version `number`: one indexed range query."""
     rc = RepositoryContent
     return select(rc.content_id).where(
@@ -140,5 +140,5 @@ def manifest_ids_by_digest(session: Session, digests: Sequence[str]) -> dict[str
     return out
 
 
-def tags_in_version(session: Session, repository_id: int, number: int) -> Select[tuple[str, int]]:
+def tags_in_version(session: Session, repository_id: int, number: int) -> Select[str, int]:
     return select(Tag.name, Tag.manifest_id).where(Tag.id.in_(in_version(repository_id, number)))

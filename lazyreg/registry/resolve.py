@@ -27,7 +27,7 @@ class Target:
     private: bool = False  # pulled only with a token for its scope (`registry.access`)
 
 
-def members(target: Target) -> Select[tuple[int]]:
+def members(target: Target) -> Select[int]:
     """The content ids of the target's version, as a subquery.
 
     Empty once the repository is gone, even if a new one has its id: a target
