@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from lazyreg.db import artifacts, leases, sources
 from lazyreg.db.models import utcnow
 from lazyreg.fetch.follower import LeaseStatus, follow
-from lazyreg.fetch.growing import Growing, Phase
+from lazyreg.fetch.growing import FetchStopped, Growing, Phase
 from lazyreg.fetch.leader import Leader
 from lazyreg.fetch.small import read_whole
 from lazyreg.fetch.source import Source
@@ -148,15 +148,20 @@ class Fetcher:
                 if digest in alone:
                     await self.fetch(digest, alone[digest], sources, kind=kind)
                     return None
-                flight = batch[digest]
-                assert flight.task is not None
-                await asyncio.shield(flight.task)
+                task = batch[digest].task
+                assert task is not None
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+                return FetchStopped(f"the fetch of {digest} stopped")  # shutting down
             except Exception as exc:
                 return exc
-            growing = flight.growing
+            growing = batch[digest].growing
             if growing.phase is Phase.VERIFIED:
                 return None
-            return growing.error or Unavailable(f"the fetch of {digest} stopped")
+            return growing.error or FetchStopped(f"the fetch of {digest} stopped")
         return dict(zip(blobs, await asyncio.gather(*(outcome(d) for d in blobs)),
                         strict=True))
 
