@@ -122,9 +122,11 @@ class TaskRunner:
         progress = ctx.progress
         lock = self._locks.setdefault(lock_key, asyncio.Lock()) if lock_key else None
         flusher: asyncio.Task[None] | None = None
+        locked = False
         try:
             if lock:
                 await lock.acquire()
+                locked = True
             if lock_key:
                 await self._wait_for_other_processes(task_id, lock_key)
             else:
@@ -149,7 +151,7 @@ class TaskRunner:
         finally:
             if flusher:
                 flusher.cancel()
-            if lock:
+            if lock and locked:
                 lock.release()
             self._tasks.pop(task_id, None)
 
@@ -176,9 +178,19 @@ class TaskRunner:
             await asyncio.shield(task)
 
     async def shutdown(self) -> None:
-        for task in list(self._tasks.values()):
+        """Cancel every task of this process; their rows say `canceled`."""
+        running = dict(self._tasks)
+        for task in running.values():
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*running.values(), return_exceptions=True)
+
+        def cancel_unstarted(session: Session) -> None:
+            # A task canceled before its first step never ran its own handler.
+            for task in session.scalars(select(Task).where(
+                    Task.id.in_(sorted(running)), Task.state.in_(sorted(ACTIVE_STATES)))):
+                task.state, task.error, task.finished = "canceled", "canceled", utcnow()
+        if running:
+            await self.db.write(cancel_unstarted)
 
 
 def _describe(exc: BaseException) -> str:
