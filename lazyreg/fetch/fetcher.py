@@ -227,9 +227,13 @@ class Fetcher:
                 renewer.cancel()
             for flight in flights.values():
                 flight.growing.close()
-                if self._flights.get(flight.growing.digest) is flight:
-                    del self._flights[flight.growing.digest]
-            await self._end_batch(ours, outcomes, stored)
+            try:
+                # Recorded before the flights go: a new fetch of one of them finds its row.
+                await self._end_batch(ours, outcomes, stored)
+            finally:
+                for flight in flights.values():
+                    if self._flights.get(flight.growing.digest) is flight:
+                        del self._flights[flight.growing.digest]
 
     async def _claim_many(self, digests: list[str]) -> tuple[dict[str, WorkerId | None],
                                                               set[str]]:
