@@ -187,10 +187,11 @@ class Fetcher:
                 outcomes[lease_key(growing.digest)] = True
                 stored.append(artifacts.NewArtifact(growing.digest, growing.size, flight.kind,
                                                     location))
-                reader = await services.store.open(growing.digest)
-                if reader is None:
-                    raise Unavailable(f"{growing.digest} is gone from storage")
-                growing.set_source(reader, reader.landed())
+                if growing.readers:  # else nobody needs a reader: later ones read storage
+                    reader = await services.store.open(growing.digest)
+                    if reader is None:
+                        raise Unavailable(f"{growing.digest} is gone from storage")
+                    growing.set_source(reader, reader.landed())
                 growing.verified()
             except asyncio.CancelledError:
                 raise
