@@ -264,7 +264,8 @@ class Fetcher:
         last: BaseException | None = None
         for source in sources:
             try:
-                data = await read_whole(source, digest, size)
+                data = await read_whole(source, digest, size,
+                                        self.services.settings.upstream_read_timeout)
                 try:
                     return await self.services.store.put(digest, data)
                 except storage.DigestMismatch as exc:

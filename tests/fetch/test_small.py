@@ -22,7 +22,7 @@ from lazyreg.fetch import Fetcher, Source, small
 from lazyreg.storage.base import BlobStore
 from lazyreg.storage.filesystem import FilesystemStore
 from lazyreg.storage.layout import digest_of
-from lazyreg.upstream.errors import DigestMismatch, NotFound
+from lazyreg.upstream.errors import DigestMismatch, NotFound, Stalled, TooLarge
 from lazyreg.worker import WorkerId
 from tests.fetch.conftest import fetcher
 from tests.fetch.fakes import FakeUpstream
@@ -107,8 +107,8 @@ async def test_wrong_or_too_many_bytes_fail_their_blob_only(
     errors = await within(f.fetch_small(wanted, sources(up), kind="config"))
     assert errors[digest_of(good)] is None
     assert isinstance(errors[digest_of(wrong)], DigestMismatch)
-    assert isinstance(errors[digest_of(endless)], DigestMismatch)
-    assert "more than" in str(errors[digest_of(endless)])
+    assert isinstance(errors[digest_of(endless)], TooLarge)
+    assert f"more than the limit of {len(endless)} bytes" in str(errors[digest_of(endless)])
     assert await stored_kinds(db) == {digest_of(good): "config"}
     assert await store.stat(digest_of(wrong)) is None
     assert await lease_state(db, digest_of(wrong)) is leases.LeaseState.FAILED
@@ -132,6 +132,18 @@ async def test_a_cut_body_is_read_again(tmp_path: Path, db: Database) -> None:
     assert await within(f.fetch_small({digest_of(blob): len(blob)}, sources(up),
                                       kind="config")) == {digest_of(blob): None}
     assert up.requests == [0, 0]
+
+
+async def test_a_body_that_takes_too_long_in_all_is_stalled(tmp_path: Path,
+                                                            db: Database) -> None:
+    blob = BLOBS[0]
+    up = FakeUpstream(blob, chunk=100)
+    up.hold_at = 500  # held until the limit: never released
+    f = fetcher(tmp_path, db, FilesystemStore(tmp_path / "storage"), upstream_read_timeout=0.2)
+    errors = await within(f.fetch_small({digest_of(blob): len(blob)}, sources(up),
+                                        kind="config"))
+    assert isinstance(errors[digest_of(blob)], Stalled)
+    assert "not received in 0.2s" in str(errors[digest_of(blob)])
 
 
 async def test_a_reader_joins_a_blob_of_the_batch_and_gets_it_with_one_request(
