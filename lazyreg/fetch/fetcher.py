@@ -236,18 +236,16 @@ class Fetcher:
                     if self._flights.get(flight.growing.digest) is flight:
                         del self._flights[flight.growing.digest]
 
-    async def _claim_many(self, digests: list[str]) -> tuple[dict[str, WorkerId | None],
-                                                              set[str]]:
+    async def _claim_many(self, digests: list[str]) -> tuple[set[str], set[str]]:
         """Claim the leases of the digests not recorded as stored: (held elsewhere, recorded)."""
         services = self.services
         me, ttl = services.worker, services.settings.lease_ttl
 
-        def claim(session: Session) -> tuple[dict[str, WorkerId | None], set[str]]:
+        def claim(session: Session) -> tuple[set[str], set[str]]:
             recorded = artifacts.stored_digests(session, digests)
             held = leases.claim_many(session, [lease_key(d) for d in digests
                                                if d not in recorded], me, ttl)
-            return {d: held[lease_key(d)].owner for d in digests
-                    if lease_key(d) in held}, recorded
+            return {d for d in digests if lease_key(d) in held}, recorded
 
         for _ in range(MAX_CLAIM_RACES):
             try:
