@@ -65,6 +65,7 @@ COOLDOWN_ERRORS = (DigestMismatch, NotFound, AuthError)
 MAX_HANDOVERS = 5  # claims of one flight (a takeover is one more)
 MAX_CLAIM_RACES = 20  # PostgreSQL: another process inserted the lease row first
 SMALL_BLOB = 4 * 1024 * 1024  # the largest blob `fetch_small` reads whole into memory
+SMALL_AT_ONCE = 8  # blobs of one batch read or being stored at once (memory: 8 x SMALL_BLOB)
 
 
 class Claim(Enum):
@@ -170,6 +171,7 @@ class Fetcher:
         ours: set[str] = set()  # digests whose lease we hold
         outcomes: dict[str, bool] = {}  # lease key -> verified
         stored: list[artifacts.NewArtifact] = []
+        at_once = asyncio.Semaphore(SMALL_AT_ONCE)
 
         async def one(flight: Flight, held: bool) -> None:
             growing = flight.growing
@@ -178,7 +180,9 @@ class Fetcher:
                     await self._fill(flight, sources)  # leased elsewhere, or a row without file
                     return
                 try:
-                    location = await self._put_small(growing.digest, growing.size, sources)
+                    async with at_once:
+                        location = await self._put_small(growing.digest, growing.size,
+                                                         sources)
                 except asyncio.CancelledError:
                     raise  # given up: released below, for another process to take
                 except BaseException:
