@@ -49,7 +49,7 @@ from lazyreg.sync.closure import Budget, ManifestGetter
 from lazyreg.sync.problems import ITEM_ERRORS, NothingSynced, Problems
 from lazyreg.sync.record import FetchedManifest, SyncFindings, record_sync
 from lazyreg.sync.referrers import find_referrers
-from lazyreg.sync.store import Configs, store_manifests
+from lazyreg.sync.store import Configs, Manifests
 from lazyreg.sync.tags import TagListing, list_tags
 from lazyreg.sync.workers import drain
 from lazyreg.taskcontext import TaskContext
@@ -57,7 +57,9 @@ from lazyreg.upstream.client import UpstreamClient
 
 log = logging.getLogger(__name__)
 
-TAG_WORKERS = 16  # tags (or referrer subjects) in progress at once
+# Tags (or referrer subjects) in progress at once: enough to keep the remote's
+# request slots busy while some tags wait for their configs.
+TAG_WORKERS = 32
 BLOB_WORKERS = 8  # blob downloads started at once by an immediate sync
 MANIFESTS_PER_TAG = 10  # a sync may fetch 10 manifests per tag of the remote's max_tags
 
@@ -125,7 +127,7 @@ async def _sync(run: SyncRun, fetcher: Fetcher, source: Source, repo: Repository
     await _fetch_blobs(run, fetcher, source, remote)
 
     progress.message = "creating the repository version"
-    await store_manifests(services, run.fetched.values())
+    await run.manifests.finish()
     findings = SyncFindings(repository_id=repo.id, remote_id=remote.id,
                             upstream_name=run.name, mirror=mirror, tags=run.tags,
                             new_manifests=run.fetched, untagged=run.untagged,
@@ -164,6 +166,7 @@ class SyncRun:
         progress = ctx.progress
         self.configs = Configs(fetcher, source, on_new=lambda: progress.add_total("blobs"),
                                on_stored=lambda: progress.advance("blobs"))
+        self.manifests = Manifests(services)  # stored as they are accepted
 
     def _fetched_one(self) -> None:
         # How many a sync will fetch is known only as it goes: both counters move.
@@ -173,6 +176,7 @@ class SyncRun:
     async def close(self) -> None:
         await self.configs.close()
         await self.getter.close()
+        await self.manifests.close()
 
     # ------------------------------------------------------------------ tags
 
@@ -222,6 +226,7 @@ class SyncRun:
 
     def _accept(self, closure: dict[str, FetchedManifest]) -> None:
         self.fetched.update(closure)
+        self.manifests.add(closure.values())
         # Served by this upstream and verified: later references need no new GET.
         self.getter.trusted.update(closure)
 

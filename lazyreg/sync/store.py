@@ -6,8 +6,8 @@
   manifests name one, in batches (`Fetcher.fetch_small`). Configs over
   CONFIG_LIMIT are left to be fetched on demand, like layers.
 - Manifests were fetched and verified by the sync (`closure.py`): their bytes
-  are put in storage, those not there yet, and their artifacts recorded with
-  `record_artifacts`, whether or not a version follows.
+  are put in storage as they come (`Manifests`), and their artifacts recorded
+  with `record_artifacts`, whether or not a version follows.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from lazyreg.fetch import Fetcher, Source
 from lazyreg.oci.manifest import Descriptor
 from lazyreg.services import Services
 from lazyreg.sync.record import FetchedManifest
-from lazyreg.sync.workers import drain
 from lazyreg.upstream.client import CONFIG_LIMIT
 
 PUT_WORKERS = 8  # manifests written to storage at once
@@ -116,21 +115,49 @@ class Configs:
                 future.exception()  # retrieved: no "never retrieved" noise
 
 
-async def store_manifests(services: Services, manifests: Iterable[FetchedManifest]) -> None:
-    """Put the manifests' bytes in storage and record their artifacts.
+class Manifests:
+    """Puts fetched manifests in storage as they come, PUT_WORKERS at once.
 
     A manifest stored before is put again (the same bytes, replaced atomically):
     cheaper than asking storage first for each, and it mends a lost file.
+    `finish` waits for every put and records the artifacts of what was stored,
+    also when a put failed (then raised); `close` stops the puts still waiting
+    and records the rest the same way.
     """
-    items = {m.digest: m.data for m in manifests}
-    recorded: list[NewArtifact] = []
 
-    async def put(digest: str) -> None:
-        data = items[digest]
-        location = await services.store.put(digest, data)
-        recorded.append(NewArtifact(digest, len(data), "manifest", location))
-    try:
-        await drain(list(items), put, PUT_WORKERS)
-    finally:
-        if recorded:
-            await services.db.write(lambda s: record_artifacts(s, recorded))
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._slots = asyncio.Semaphore(PUT_WORKERS)
+        self._puts: dict[str, asyncio.Task[None]] = {}
+        self._stored: list[NewArtifact] = []
+
+    def add(self, manifests: Iterable[FetchedManifest]) -> None:
+        for m in manifests:
+            if m.digest not in self._puts:
+                self._puts[m.digest] = asyncio.create_task(self._put(m))
+
+    async def _put(self, m: FetchedManifest) -> None:
+        async with self._slots:
+            location = await self.services.store.put(m.digest, m.data)
+        self._stored.append(NewArtifact(m.digest, len(m.data), "manifest", location))
+
+    async def finish(self) -> None:
+        try:
+            await asyncio.gather(*self._puts.values())
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        for task in self._puts.values():
+            task.cancel()
+        await asyncio.gather(*self._puts.values(), return_exceptions=True)
+        stored, self._stored = self._stored, []
+        if stored:
+            await self.services.db.write(lambda s: record_artifacts(s, stored))
+
+
+async def store_manifests(services: Services, manifests: Iterable[FetchedManifest]) -> None:
+    """Put the manifests' bytes in storage and record their artifacts (see `Manifests`)."""
+    store = Manifests(services)
+    store.add(manifests)
+    await store.finish()
