@@ -16,6 +16,7 @@ this host that are dead (`recover`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -122,6 +123,7 @@ class TaskRunner:
         progress = ctx.progress
         lock = self._locks.setdefault(lock_key, asyncio.Lock()) if lock_key else None
         flusher: asyncio.Task[None] | None = None
+        stop_flushing = asyncio.Event()
         locked = False
         try:
             if lock:
@@ -131,38 +133,53 @@ class TaskRunner:
                 await self._wait_for_other_processes(task_id, lock_key)
             else:
                 await self._update(task_id, state="running", started=utcnow())
-            flusher = asyncio.create_task(self._flush_loop(task_id, progress))
+            flusher = asyncio.create_task(self._flush_loop(task_id, progress, stop_flushing))
             started = time.monotonic()
             created = await body(ctx, params)
             progress.message = progress.message or f"done in {time.monotonic() - started:.2f}s"
+            await self._stop(flusher, stop_flushing)
             await self._update(task_id, state="completed", finished=utcnow(),
                                progress=progress.snapshot(), created_resources=created,
                                warnings=[redact(w) for w in ctx.warnings])
         except asyncio.CancelledError:
+            await self._stop(flusher, stop_flushing)
             await self._update(task_id, state="canceled", finished=utcnow(),
                                progress=progress.snapshot(), error="canceled",
                                warnings=[redact(w) for w in ctx.warnings])
             raise
         except Exception as exc:
             log.warning("task %s failed: %s", task_id, exc, exc_info=log.isEnabledFor(10))
+            await self._stop(flusher, stop_flushing)
             await self._update(task_id, state="failed", finished=utcnow(),
                                progress=progress.snapshot(), error=_describe(exc),
                                warnings=[redact(w) for w in ctx.warnings])
         finally:
             if flusher:
-                flusher.cancel()
+                flusher.cancel()  # only if the final update itself failed
             if lock and locked:
                 lock.release()
             self._tasks.pop(task_id, None)
 
-    async def _flush_loop(self, task_id: str, progress: Progress) -> None:
+    async def _flush_loop(self, task_id: str, progress: Progress, stop: asyncio.Event) -> None:
         last: dict[str, Any] = {}
         while True:
-            await asyncio.sleep(self.flush_interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.flush_interval):
+                    await stop.wait()
+            if stop.is_set():
+                return
             snap = progress.snapshot()
             if snap != last:
                 await self._update(task_id, progress=snap)
                 last = snap
+
+    @staticmethod
+    async def _stop(flusher: asyncio.Task[None] | None, stop: asyncio.Event) -> None:
+        """Let the flusher finish the write it is in, so that it cannot land after the
+        final one (a write in a thread goes on when the task awaiting it is canceled)."""
+        stop.set()
+        if flusher is not None:
+            await asyncio.gather(flusher, return_exceptions=True)
 
     async def _update(self, task_id: str, **values: Any) -> None:
         def apply(session: Session) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -231,3 +233,35 @@ async def test_shutdown_cancels_running_and_waiting_tasks(db: Database) -> None:
         assert task.finished is not None
     assert (await row(db, running.id)).warnings  # what it had skipped is kept
     assert len(gate.seen) == 1  # the waiting one never ran
+
+
+async def test_a_progress_write_in_flight_cannot_land_after_the_final_one(db: Database) -> None:
+    runner = TaskRunner(db, ME, flush_interval=0.01)
+    flushing = asyncio.Event()
+    landed = threading.Event()
+
+    async def slow_flush(task_id: str, **values: Any) -> None:
+        if set(values) != {"progress"}:
+            return await update(task_id, **values)
+        flushing.set()
+
+        def late_write() -> None:  # a write whose thread goes on whatever its awaiter does
+            time.sleep(0.2)
+            with db.write_session() as s:
+                s.get_one(Task, task_id).progress = values["progress"]
+            landed.set()
+        await asyncio.to_thread(late_write)
+    update = runner._update
+    runner._update = slow_flush  # type: ignore[method-assign]
+
+    async def body(ctx: TaskContext, params: Params) -> list[str]:
+        ctx.progress.message = "working"
+        await flushing.wait()  # a flush of "working" is on its way
+        ctx.progress.message = "finished"
+        return []
+    runner.register("thing", body)
+    task = await runner.submit("thing", {})
+    await within(runner.wait(task.id))
+    assert await within(asyncio.to_thread(landed.wait, WAIT))
+    done = await row(db, task.id)
+    assert done.state == "completed" and done.progress == {"message": "finished"}
