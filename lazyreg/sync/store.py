@@ -83,6 +83,8 @@ class Configs:
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self._batches.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: its waiters got it through their futures
         self._start_batches()
 
     async def _fetch(self, batch: dict[str, Descriptor]) -> None:
