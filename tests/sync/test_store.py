@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from sqlalchemy import select
 
+from lazyreg.db.models import Artifact
 from lazyreg.fetch import Fetcher, Source
 from lazyreg.sync import store
-from lazyreg.sync.store import Configs, configs_of
+from lazyreg.sync.store import Configs, configs_of, store_manifests
 from lazyreg.upstream.client import CONFIG_LIMIT
 from lazyreg.upstream.errors import NotFound
+from tests.fetch.conftest import services
 from tests.hostile import OCI_CONFIG, OCI_MANIFEST
+from tests.sqlite import fresh_database, migrated_template
+from tests.storage.memory import MemoryStore
 from tests.sync.test_record import fetched, image
 
 WAIT = 10.0
@@ -95,3 +101,33 @@ async def test_closing_stops_batches_and_fails_what_waits() -> None:
     await c.close()
     with pytest.raises(asyncio.CancelledError):
         await tag
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return migrated_template(tmp_path_factory.mktemp("template"))
+
+
+async def test_manifests_are_stored_and_recorded_even_when_one_put_fails(
+        template: Path, tmp_path: Path) -> None:
+    db = fresh_database(template, tmp_path)
+    memory = MemoryStore()
+    ok, broken = image(1), image(2)
+    put = memory.put
+
+    async def failing_put(digest: str, data: bytes) -> str:
+        if digest == broken.digest:
+            raise OSError(28, "No space left on device")
+        return await put(digest, data)
+    memory.put = failing_put  # type: ignore[method-assign]
+    try:
+        with pytest.raises(OSError, match="No space"):
+            await store_manifests(services(tmp_path, db, memory), [ok, broken])
+        assert set(memory.blobs) == {ok.digest}
+        kinds = await db.read(lambda s: dict(s.execute(
+            select(Artifact.digest, Artifact.kind)).all()))
+        assert kinds == {ok.digest: "manifest"}
+        await store_manifests(services(tmp_path, db, MemoryStore()), [ok])  # again: one row
+        assert await db.read(lambda s: s.query(Artifact).count()) == 1
+    finally:
+        db.dispose()
