@@ -16,11 +16,8 @@ A flight's lifetime is its own (`detached_fetch_timeout`): readers leaving do
 not stop it. Its outcome is recorded on its `Growing`, for every reader alike.
 
 `fetch_small` keeps these rules for a batch of small blobs (image configs) at
-the database cost of two transactions for the batch instead of three per blob:
-one claims every lease, one records the artifacts and finishes the leases. Each
-blob still has its flight, which readers in this process join; a claimed blob
-is read whole into memory (`small.py`) and `put` in storage, then readers read
-it from there; one whose lease another process holds goes the per-blob way.
+the database cost of two transactions for the batch instead of three per blob
+(`batch.py`).
 """
 
 from __future__ import annotations
@@ -43,19 +40,11 @@ from lazyreg.db.models import utcnow
 from lazyreg.fetch.follower import LeaseStatus, follow
 from lazyreg.fetch.growing import FetchStopped, Growing, Phase
 from lazyreg.fetch.leader import Leader
-from lazyreg.fetch.small import read_whole
 from lazyreg.fetch.source import Source
 from lazyreg.redact import redact
 from lazyreg.services import Services
-from lazyreg.storage import base as storage
 from lazyreg.storage.base import StagedBlob
-from lazyreg.upstream.errors import (
-    AuthError,
-    DigestMismatch,
-    NotFound,
-    Unavailable,
-    UpstreamError,
-)
+from lazyreg.upstream.errors import AuthError, DigestMismatch, NotFound, Unavailable
 from lazyreg.worker import WorkerId
 
 log = logging.getLogger(__name__)
@@ -65,7 +54,6 @@ COOLDOWN_ERRORS = (DigestMismatch, NotFound, AuthError)
 MAX_HANDOVERS = 5  # claims of one flight (a takeover is one more)
 MAX_CLAIM_RACES = 20  # PostgreSQL: another process inserted the lease row first
 SMALL_BLOB = 4 * 1024 * 1024  # the largest blob `fetch_small` reads whole into memory
-SMALL_AT_ONCE = 8  # blobs of one batch read or being stored at once (memory: 8 x SMALL_BLOB)
 
 
 class Claim(Enum):
@@ -139,8 +127,10 @@ class Fetcher:
                 continue
             batch[digest] = Flight(Growing(digest, size), True, kind)
         if batch:
+            from lazyreg.fetch.batch import run_batch  # it builds on this module
+
             self._flights.update(batch)
-            task = asyncio.create_task(self._run_batch(batch, sources))
+            task = asyncio.create_task(run_batch(self, batch, sources))
             for flight in batch.values():
                 flight.task = task
 
@@ -165,149 +155,6 @@ class Fetcher:
             return growing.error or FetchStopped(f"the fetch of {digest} stopped")
         return dict(zip(blobs, await asyncio.gather(*(outcome(d) for d in blobs)),
                         strict=True))
-
-    async def _run_batch(self, flights: dict[str, Flight], sources: list[Source]) -> None:
-        services = self.services
-        ours: set[str] = set()  # digests whose lease we hold
-        outcomes: dict[str, bool] = {}  # lease key -> verified
-        stored: list[artifacts.NewArtifact] = []
-        at_once = asyncio.Semaphore(SMALL_AT_ONCE)
-
-        async def one(flight: Flight, held: bool) -> None:
-            growing = flight.growing
-            try:
-                if held or growing.digest not in ours:
-                    await self._fill(flight, sources)  # leased elsewhere, or a row without file
-                    return
-                try:
-                    async with at_once:
-                        location = await self._put_small(growing.digest, growing.size,
-                                                         sources)
-                except asyncio.CancelledError:
-                    raise  # given up: released below, for another process to take
-                except BaseException:
-                    outcomes[lease_key(growing.digest)] = False
-                    raise
-                outcomes[lease_key(growing.digest)] = True
-                stored.append(artifacts.NewArtifact(growing.digest, growing.size, flight.kind,
-                                                    location))
-                if growing.readers:  # else nobody needs a reader: later ones read storage
-                    reader = await services.store.open(growing.digest)
-                    if reader is None:
-                        raise Unavailable(f"{growing.digest} is gone from storage")
-                    growing.set_source(reader, reader.landed())
-                growing.verified()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # recorded on the growing blob, for every reader
-                growing.fail(exc)
-                log.warning("fetch of %s failed: %s", growing.digest, exc)
-            finally:
-                growing.close()
-
-        renewer: asyncio.Task[None] | None = None
-        try:
-            async with asyncio.timeout(services.settings.detached_fetch_timeout):
-                held, recorded = await self._claim_many(list(flights))
-                ours.update(d for d in flights if d not in held and d not in recorded)
-                for digest in recorded:
-                    if await services.store.stat(digest) is None:
-                        continue  # a row whose file is gone: fetched again, per blob
-                    reader = await services.store.open(digest)
-                    if reader is not None:
-                        flights[digest].growing.set_source(reader, reader.landed())
-                        flights[digest].growing.verified()
-                        flights[digest].growing.close()
-                renewer = asyncio.create_task(self._keep_leases(sorted(ours)))
-                await asyncio.gather(*(one(f, d in held) for d, f in flights.items()
-                                       if not f.growing.closed))
-        except asyncio.CancelledError:
-            raise  # shutting down: readers are told the fetch stopped
-        except Exception as exc:  # the claim failed, or the batch timed out
-            for flight in flights.values():
-                flight.growing.fail(exc)
-            log.warning("fetch of %d blobs failed: %s", len(flights), exc)
-        finally:
-            if renewer is not None:
-                renewer.cancel()
-            for flight in flights.values():
-                flight.growing.close()
-            try:
-                # Recorded before the flights go: a new fetch of one of them finds its row.
-                await self._end_batch(ours, outcomes, stored)
-            finally:
-                for flight in flights.values():
-                    if self._flights.get(flight.growing.digest) is flight:
-                        del self._flights[flight.growing.digest]
-
-    async def _claim_many(self, digests: list[str]) -> tuple[set[str], set[str]]:
-        """Claim the leases of the digests not recorded as stored: (held elsewhere, recorded)."""
-        services = self.services
-        me, ttl = services.worker, services.settings.lease_ttl
-
-        def claim(session: Session) -> tuple[set[str], set[str]]:
-            recorded = artifacts.stored_digests(session, digests)
-            held = leases.claim_many(session, [lease_key(d) for d in digests
-                                               if d not in recorded], me, ttl)
-            return {d for d in digests if lease_key(d) in held}, recorded
-
-        for _ in range(MAX_CLAIM_RACES):
-            try:
-                return await services.db.write(claim)
-            except IntegrityError:
-                continue
-        raise Unavailable(f"could not claim the downloads of {len(digests)} blobs")
-
-    async def _put_small(self, digest: str, size: int, sources: list[Source]) -> str:
-        """Store the blob from the first source that sends its bytes; its location.
-
-        Failed sources are cooled down, as the per-blob way does.
-        """
-        last: BaseException | None = None
-        for source in sources:
-            try:
-                data = await read_whole(source, digest, size,
-                                        self.services.settings.upstream_read_timeout)
-                try:
-                    return await self.services.store.put(digest, data)
-                except storage.DigestMismatch as exc:
-                    raise DigestMismatch(f"upstream sent the wrong bytes: {exc}") from exc
-            except (UpstreamError, OSError) as exc:
-                last = exc
-                await self._source_failed(source, exc)
-        raise last or Unavailable(f"no upstream source for {digest}")
-
-    async def _keep_leases(self, digests: list[str]) -> None:
-        services = self.services
-        me, ttl = services.worker, services.settings.lease_ttl
-
-        def renew(session: Session) -> None:
-            for digest in digests:
-                leases.renew(session, lease_key(digest), me, ttl)
-        while digests:
-            await asyncio.sleep(ttl / 3)
-            try:
-                await services.db.write(renew)
-            except Exception as exc:  # the next renewal may work; expiry is the backstop
-                log.warning("could not renew the leases of a batch: %s", exc)
-
-    async def _end_batch(self, ours: set[str], outcomes: dict[str, bool],
-                         stored: list[artifacts.NewArtifact]) -> None:
-        """Record what was stored and finish the leases (released if never finished)."""
-        services = self.services
-        me, ttl = services.worker, services.settings.lease_ttl
-        given_up = [lease_key(d) for d in ours if lease_key(d) not in outcomes]
-
-        def end(session: Session) -> None:
-            artifacts.record_artifacts(session, stored)
-            leases.finish_many(session, outcomes, me, ttl)
-            leases.release_many(session, given_up, me)
-        if not (stored or outcomes or given_up):
-            return
-        try:
-            await asyncio.shield(services.db.write(end))
-        except Exception as exc:  # followers fall back on the leases' expiry
-            log.warning("could not record a batch of %d blobs: %s", len(stored), exc)
 
     # ------------------------------------------------------------ one flight
 

@@ -1,4 +1,4 @@
-"""`Fetcher.fetch_small`: a batch of small blobs, with the rules of one download per blob.
+"""`Fetcher.fetch_small` (`batch.py`, `small.py`): a batch of small blobs, one download each.
 
 Each `Fetcher` stands for one server process, as in `test_fetcher.py`.
 """
