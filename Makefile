@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make run    create the virtual environment if needed and start lazyreg on 127.0.0.1:5000
 #   make test   install what the tests need (Debian packages, Python packages) and run them all
+#               (after ruff, the import-layer check and mypy --strict)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -38,6 +39,8 @@ deps:
 
 test: deps venv
 	LAZYREG_SHARED=$(SHARED) $(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m tools.layers
+	$(VENV)/bin/mypy
 	LAZYREG_SHARED=$(SHARED) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Tests that need no root and no server outside the test process (no registry,
@@ -45,8 +48,11 @@ test: deps venv
 unit: venv
 	$(VENV)/bin/pytest -q -m "not e2e and not postgres" --ignore=tests/e2e $(PYTEST_ARGS)
 
+# Style, layering (imports point down: tools/layers.py) and types (mypy --strict).
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m tools.layers --quiet
+	$(VENV)/bin/mypy
 
 bench: deps venv
 	LAZYREG_SHARED=$(SHARED) $(VENV)/bin/python -m bench.run

@@ -33,8 +33,10 @@ from lazyreg.redact import redact
 from lazyreg.registry.access import registry_access
 from lazyreg.services import Services
 from lazyreg.space import SpaceKeeper
+from lazyreg.space import tasks as space_tasks
 from lazyreg.state import STATE, AppState
 from lazyreg.storage.filesystem import FilesystemStore
+from lazyreg.sync import task as sync_task
 from lazyreg.tasks.runner import TaskRunner
 from lazyreg.upstream.pool import UpstreamPool
 from lazyreg.worker import WorkerId
@@ -191,15 +193,18 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         metrics = app[METRICS]
         services = Services(settings, db, store, UpstreamPool(session, observer=metrics),
                             secrets, worker)
-        tasks = TaskRunner(services, observer=metrics)
+        tasks = TaskRunner(db, worker, observer=metrics)
         await tasks.recover()
         fetcher = Fetcher(services)
+        lookups = LookupCache(max_bytes=settings.lookup_cache_bytes)
         pullthrough = PullThrough(services, on_stale=metrics.stale_served)
         space = SpaceKeeper(services)
         fetcher.on_stored.append(space.stored)
         space.on_evict.append(lambda _digest, size: metrics.evicted(size))
-        app[STATE] = AppState(services, fetcher, tasks,
-                              LookupCache(max_bytes=settings.lookup_cache_bytes),
+        # After a sync, the base paths following the repository serve its new version.
+        sync_task.register(tasks, services, fetcher, synced=lookups.invalidate_targets)
+        space_tasks.register(tasks, services, space)
+        app[STATE] = AppState(services, fetcher, tasks, lookups,
                               Authenticator(settings, db, secrets), LazyStore(services, fetcher),
                               pullthrough, space)
         space.start()

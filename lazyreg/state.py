@@ -1,26 +1,44 @@
 """What the running application holds: services, the lazy store, the fetcher, the task runner,
-the disk-space keeper."""
+the disk-space keeper.
+
+The /v2 and /api/v1 handlers reach everything through `state(request)`. The
+task runner is seen through `Tasks`, what handlers do with it, so that this
+module (and the registry handlers below the task layer) do not import it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from lazyreg.auth.service import Authenticator
 from lazyreg.cache import LookupCache
+from lazyreg.db.models import Task
 from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.pullthrough import PullThrough
 from lazyreg.services import Services
 from lazyreg.space import SpaceKeeper
-from lazyreg.tasks.runner import TaskRunner
+
+
+class Tasks(Protocol):
+    """The task runner (`lazyreg.tasks.runner.TaskRunner`), as handlers use it."""
+
+    async def submit(self, kind: str, params: dict[str, Any]) -> Task:
+        """Record a task of a registered kind and start it; its row."""
+        ...
+
+    async def wait(self, task_id: str) -> None:
+        """Until the task, if it runs in this process, has ended."""
+        ...
 
 
 @dataclass
 class AppState:
     services: Services
     fetcher: Fetcher
-    tasks: TaskRunner
+    tasks: Tasks
     lookups: LookupCache
     auth: Authenticator
     blobs: LazyStore

@@ -27,10 +27,9 @@ from lazyreg.api.tasks import to_out as task_out
 from lazyreg.db import content as q
 from lazyreg.db.models import Remote, Repository, RepositoryVersion
 from lazyreg.errors import Conflict, InvalidField
-from lazyreg.space import reclaim as reclaim_space
+from lazyreg.space import tasks as space_tasks
 from lazyreg.state import state
-from lazyreg.sync.pipeline import sync_repository
-from lazyreg.tasks.runner import TaskContext
+from lazyreg.sync import task as sync_task
 
 EMPTY = {"tags": 0, "manifests": 0, "blobs": 0}
 
@@ -163,14 +162,7 @@ async def reclaim(request: web.Request) -> web.Response:
     """Start a task deleting the stored layers of the repository that can be fetched again."""
     name = path_name(request)
     await read(request, lambda s: by_name(s, Repository, name))
-    st = state(request)
-
-    async def run(ctx: TaskContext) -> list[str]:
-        await st.space.flush()  # busy marks of transfers that ended here are cleared
-        await reclaim_space(ctx.services, ctx.progress, name, ctx.services.usage.is_sending)
-        return []
-    task = await st.tasks.submit("reclaim", {"repository": name}, run,
-                                 lock_key=f"repository:{name}")
+    task = await state(request).tasks.submit(space_tasks.RECLAIM, {"repository": name})
     return respond(task_out(task), status=202)
 
 
@@ -185,15 +177,6 @@ async def sync(request: web.Request) -> web.Response:
             raise InvalidField("remote", f"remote {remote.name!r} has no upstream_name (it serves"
                                " pull-through distributions): give it one to sync from it")
     await read(request, check)
-    st = state(request)
-    params = {"repository": name, "remote": body.remote, "mirror": body.mirror}
-    if body.strict:
-        params["strict"] = True
-
-    async def sync(ctx: TaskContext) -> list[str]:
-        created = await sync_repository(ctx, st.fetcher, name, body.remote, body.mirror,
-                                        strict=body.strict)
-        st.lookups.invalidate_targets()  # the base paths following it serve the new version
-        return created
-    task = await st.tasks.submit("sync", params, sync, lock_key=f"repository:{name}")
+    task = await state(request).tasks.submit(
+        sync_task.KIND, sync_task.params(name, body.remote, body.mirror, body.strict))
     return respond(task_out(task), status=202)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -48,7 +47,8 @@ class RepositoryFields:
 class _ListByDefault(TyperGroup):
     """`repository versions NAME` lists them; `repository versions delete NAME N` deletes one."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    # `ctx` is click's Context as typer vendors it: Any rather than a private import.
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and not args[0].startswith("-") and args[0] not in self.commands:
             args = ["list", *args]
         return super().parse_args(ctx, args)

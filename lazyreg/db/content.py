@@ -3,10 +3,10 @@ and deleting old ones (one at a time, or pruning to `retain_versions`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
-from sqlalchemy import Select, delete, exists, or_, select
+from sqlalchemy import Select, delete, exists, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from lazyreg.db.models import (
@@ -37,7 +37,7 @@ def chunked(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
         yield batch
 
 
-def in_version(repository_id: int, number: int) -> Select[tuple[int]]:
+def in_version(repository_id: int, number: int) -> Select[int]:
     """The content ids of repository version `number`: one indexed range query."""
     rc = RepositoryContent
     return select(rc.content_id).where(
@@ -49,6 +49,13 @@ def in_version(repository_id: int, number: int) -> Select[tuple[int]]:
 
 def version_content_ids(session: Session, repository_id: int, number: int) -> set[int]:
     return set(session.scalars(in_version(repository_id, number)))
+
+
+def version_contents(session: Session, repository_id: int, number: int) -> dict[int, str]:
+    """The content of a version: id -> kind (`tag`, `manifest` or `blob`), in one query."""
+    ids = in_version(repository_id, number).subquery()
+    return dict(session.execute(
+        select(Content.id, Content.kind).join(ids, ids.c.content_id == Content.id)).all())
 
 
 def manifest_closure(session: Session, manifest_ids: Iterable[int]) -> tuple[set[int], set[int]]:
@@ -72,10 +79,21 @@ def manifest_closure(session: Session, manifest_ids: Iterable[int]) -> tuple[set
 
 
 def count_by_kind(session: Session, content_ids: Iterable[int]) -> dict[str, int]:
-    counts = {"tags": 0, "manifests": 0, "blobs": 0}
+    return _counts(kinds_of(session, content_ids).values())
+
+
+def kinds_of(session: Session, content_ids: Iterable[int]) -> dict[int, str]:
+    out: dict[int, str] = {}
     for batch in chunked(list(content_ids)):
-        for kind in session.scalars(select(Content.kind).where(Content.id.in_(batch))):
-            counts[kind + "s"] += 1
+        out.update(session.execute(
+            select(Content.id, Content.kind).where(Content.id.in_(batch))).all())
+    return out
+
+
+def _counts(kinds: Iterable[str]) -> dict[str, int]:
+    counts = {"tags": 0, "manifests": 0, "blobs": 0}
+    for kind in kinds:
+        counts[kind + "s"] += 1
     return counts
 
 
@@ -89,36 +107,44 @@ def tag_names(session: Session, tag_ids: Iterable[int]) -> dict[int, str]:
 
 
 def create_version(
-    session: Session, repository: Repository, content_ids: set[int], task_id: str | None = None
+    session: Session, repository: Repository, content_ids: set[int], task_id: str | None = None,
+    *, kinds: Mapping[int, str] | None = None, current: Mapping[int, str] | None = None,
 ) -> RepositoryVersion | None:
     """Write version latest+1 holding exactly `content_ids`; None if nothing changed.
 
+    `kinds` may give the kind of some ids, and `current` the content of the
+    latest version as `version_contents` reads it: what is given is not read again.
     A repository with `retain_versions` then keeps only that many (`prune_versions`).
     """
     current_number = repository.latest_version
-    current = version_content_ids(session, repository.id, current_number)
-    added = content_ids - current
-    removed = current - content_ids
+    if current is None:
+        current = version_contents(session, repository.id, current_number)
+    added = content_ids - current.keys()
+    removed = current.keys() - content_ids
     if not added and not removed:
         return None
+    known = {**current, **(kinds or {})}
+    missing = [i for i in added if i not in known]
+    if missing:
+        known.update(kinds_of(session, missing))
     number = current_number + 1
     rc = RepositoryContent
     for batch in chunked(sorted(removed)):
-        session.query(rc).filter(
+        session.execute(update(rc).where(
             rc.repository_id == repository.id,
             rc.content_id.in_(batch),
             rc.version_removed.is_(None),
-        ).update({rc.version_removed: number}, synchronize_session=False)
-    session.add_all(
-        rc(repository_id=repository.id, content_id=cid, version_added=number)
-        for cid in sorted(added)
-    )
+        ).values(version_removed=number))
+    for batch in chunked(sorted(added), 250):  # 3 parameters a row
+        session.execute(insert(rc), [
+            {"repository_id": repository.id, "content_id": cid, "version_added": number}
+            for cid in batch])
     version = RepositoryVersion(
         repository_id=repository.id,
         number=number,
-        content_counts=count_by_kind(session, content_ids),
-        added_counts=count_by_kind(session, added),
-        removed_counts=count_by_kind(session, removed),
+        content_counts=_counts(known[i] for i in content_ids),
+        added_counts=_counts(known[i] for i in added),
+        removed_counts=_counts(current[i] for i in removed),
         task_id=task_id,
     )
     session.add(version)
@@ -147,7 +173,7 @@ def manifest_ids_by_digest(session: Session, digests: Sequence[str]) -> dict[str
     return out
 
 
-def tags_in_version(session: Session, repository_id: int, number: int) -> Select[tuple[str, int]]:
+def tags_in_version(session: Session, repository_id: int, number: int) -> Select[str, int]:
     return select(Tag.name, Tag.manifest_id).where(Tag.id.in_(in_version(repository_id, number)))
 
 

@@ -8,18 +8,21 @@ by a process of this host that is dead. Rows that finished or expired long ago
 are purged as leases finish, so the table holds about what is in flight.
 
 Each function is one short step of a write (or read) transaction; callers run
-them through `Database.write`/`read`.
+them through `Database.write`/`read`. `claim_many` and `finish_many` do for a
+batch of keys what `claim` and `finish` do for one, in a few statements.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from lazyreg.db.content import chunked
 from lazyreg.db.models import Lease
 from lazyreg.worker import WorkerId
 
@@ -72,6 +75,28 @@ def claim(session: Session, key: str, me: WorkerId, ttl: float) -> LeaseView | N
     return None
 
 
+def claim_many(session: Session, keys: Sequence[str], me: WorkerId,
+               ttl: float) -> dict[str, LeaseView]:
+    """`claim` for each key: the live leases of other processes; every other key is ours."""
+    now = time.time()
+    rows: dict[str, Lease] = {}
+    for batch in chunked(sorted(set(keys))):
+        rows.update((row.key, row) for row in session.scalars(
+            select(Lease).where(Lease.key.in_(batch)).with_for_update()))
+    held: dict[str, LeaseView] = {}
+    for key, row in rows.items():
+        current = _view(row)
+        if current.owner != me and not current.takeable(now):
+            held[key] = current
+        else:
+            row.owner, row.expires, row.state = str(me), now + ttl, LeaseState.RUNNING.value
+    new = sorted(set(keys) - set(rows))
+    for batch in chunked(new, 200):  # 4 parameters a row
+        session.execute(insert(Lease), [{"key": k, "owner": str(me), "expires": now + ttl,
+                                         "state": LeaseState.RUNNING.value} for k in batch])
+    return held
+
+
 def renew(session: Session, key: str, me: WorkerId, ttl: float) -> bool:
     row = session.get(Lease, key, with_for_update=True)
     if row is None or row.owner != str(me) or row.state != LeaseState.RUNNING:
@@ -87,6 +112,23 @@ def finish(session: Session, key: str, me: WorkerId, ttl: float, verified: bool)
     if row is not None and row.owner == str(me):
         row.state = (LeaseState.DONE if verified else LeaseState.FAILED).value
         row.expires = now + ttl
+    _purge(session, now)
+
+
+def finish_many(session: Session, outcomes: Mapping[str, bool], me: WorkerId,
+                ttl: float) -> None:
+    """`finish` for each key of `outcomes` (key -> verified)."""
+    now = time.time()
+    for verified in (True, False):
+        state = (LeaseState.DONE if verified else LeaseState.FAILED).value
+        keys = sorted(k for k, v in outcomes.items() if v is verified)
+        for batch in chunked(keys):
+            session.execute(update(Lease).where(Lease.key.in_(batch), Lease.owner == str(me))
+                            .values(state=state, expires=now + ttl))
+    _purge(session, now)
+
+
+def _purge(session: Session, now: float) -> None:
     session.execute(delete(Lease).where(or_(
         and_(Lease.state != LeaseState.RUNNING.value, Lease.expires < now),
         Lease.expires < now - FORGET_AFTER)))
@@ -98,19 +140,11 @@ def release(session: Session, key: str, me: WorkerId) -> None:
                                         Lease.state == LeaseState.RUNNING.value))
 
 
-def release_many(session: Session, keys: list[str], me: WorkerId) -> None:
-    """`release` for each of `keys`."""
-    for start in range(0, len(keys), 500):
-        session.execute(delete(Lease).where(Lease.key.in_(keys[start:start + 500]),
-                                            Lease.owner == str(me),
-                                            Lease.state == LeaseState.RUNNING.value))
-
-
 def held_by_others(session: Session, keys: list[str], me: WorkerId) -> set[str]:
     """Those of `keys` whose lease another live process holds now."""
     now, held = time.time(), set()
-    for start in range(0, len(keys), 500):
-        for row in session.scalars(select(Lease).where(Lease.key.in_(keys[start:start + 500]))):
+    for batch in chunked(keys):
+        for row in session.scalars(select(Lease).where(Lease.key.in_(batch))):
             view = _view(row)
             if view.owner != me and not view.takeable(now):
                 held.add(row.key)
@@ -120,6 +154,13 @@ def held_by_others(session: Session, keys: list[str], me: WorkerId) -> set[str]:
 def get(session: Session, key: str) -> LeaseView | None:
     row = session.get(Lease, key)
     return _view(row) if row is not None else None
+
+
+def release_many(session: Session, keys: Sequence[str], me: WorkerId) -> None:
+    """`release` for each key."""
+    for batch in chunked(sorted(keys)):
+        session.execute(delete(Lease).where(Lease.key.in_(batch), Lease.owner == str(me),
+                                            Lease.state == LeaseState.RUNNING.value))
 
 
 def release_all(session: Session, me: WorkerId) -> None:

@@ -50,7 +50,7 @@ def pinned_by_immediate() -> ColumnElement[bool]:
                           Repository.sync_policy == IMMEDIATE)
 
 
-def refetchable() -> Select[tuple[str, int]]:
+def refetchable() -> Select[str, int]:
     """(digest, size) of every refetchable stored layer."""
     a = Artifact
     return (select(a.digest, a.size).join(Blob, Blob.digest == a.digest)
@@ -110,12 +110,12 @@ def still_evictable(session: Session, digests: Sequence[str], now: float) -> dic
     """Those of `digests` that are refetchable and not busy now: digest -> size."""
     out: dict[str, int] = {}
     for batch in chunked(list(digests)):
-        out.update(session.execute(refetchable().where(Artifact.digest.in_(batch),
-                                                        not_busy(now))).all())
+        out.update((d, s) for d, s in session.execute(
+            refetchable().where(Artifact.digest.in_(batch), not_busy(now))))
     return out
 
 
-def _held_by(repository_id: int) -> Select[tuple[int]]:
+def _held_by(repository_id: int) -> Select[int]:
     return select(RepositoryContent.content_id).where(
         RepositoryContent.repository_id == repository_id)
 
@@ -142,9 +142,9 @@ def still_reclaimable(session: Session, repository_id: int, digests: Sequence[st
     """Those of `digests` still reclaimable and not being sent by another process."""
     out: dict[str, int] = {}
     for batch in chunked(list(digests)):
-        out.update(session.execute(refetchable().where(
+        out.update((d, s) for d, s in session.execute(refetchable().where(
             Blob.id.in_(_held_by(repository_id)), Artifact.digest.in_(batch),
-            not_busy(now))).all())
+            not_busy(now))))
     return out
 
 

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, case, update
+from sqlalchemy import BindParameter, bindparam, case, update
 from sqlalchemy.orm import Session
 
 from lazyreg.db.content import chunked
@@ -120,7 +120,7 @@ class UsageLog:
 def write_usage(session: Session, batch: UsageBatch) -> None:
     conn = session.connection()
     a = Artifact
-    when = bindparam("when")
+    when: BindParameter[float] = bindparam("when")
     used = (update(a).where(a.digest == bindparam("d"))
             .values(last_used=case((a.last_used > when, a.last_used), else_=when)))
     for rows in chunked([{"d": d, "when": t} for d, t in sorted(batch.used.items())], 500):

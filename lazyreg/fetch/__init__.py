@@ -2,7 +2,7 @@
 
     LazyStore   what /v2 asks for a blob: local first, then in flight, then upstream
     Fetcher     one download per blob, in this process and across processes (leases);
-                `fetch` is also how sync stores a blob
+                `fetch` is also how sync stores a blob, `fetch_small` a batch of configs
     Growing     a blob on its way, as readers see it; filled by a Leader or a follower
     Source      where a blob can be fetched
 """

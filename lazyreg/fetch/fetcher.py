@@ -14,6 +14,10 @@ never start two downloads. Across processes, the flight claims the blob's lease
 
 A flight's lifetime is its own (`detached_fetch_timeout`): readers leaving do
 not stop it. Its outcome is recorded on its `Growing`, for every reader alike.
+
+`fetch_small` keeps these rules for a batch of small blobs (image configs) at
+the database cost of two transactions for the batch instead of three per blob
+(`batch.py`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
@@ -34,7 +38,7 @@ from sqlalchemy.orm import Session
 from lazyreg.db import artifacts, leases, sources
 from lazyreg.db.models import utcnow
 from lazyreg.fetch.follower import LeaseStatus, follow
-from lazyreg.fetch.growing import Growing, Phase
+from lazyreg.fetch.growing import FetchStopped, Growing, Phase
 from lazyreg.fetch.leader import Leader
 from lazyreg.fetch.source import Source
 from lazyreg.redact import redact
@@ -55,6 +59,7 @@ log = logging.getLogger(__name__)
 COOLDOWN_ERRORS = (DigestMismatch, NotFound, AuthError)
 MAX_HANDOVERS = 5  # claims of one flight (a takeover is one more)
 MAX_CLAIM_RACES = 20  # PostgreSQL: another process inserted the lease row first
+SMALL_BLOB = 4 * 1024 * 1024  # the largest blob `fetch_small` reads whole into memory
 
 
 class Claim(Enum):
@@ -119,6 +124,50 @@ class Fetcher:
                 return
             # We joined a relay (`streamed`) that stored nothing: download it again.
         raise Unavailable(f"could not store {digest}: it was only ever relayed")
+
+    async def fetch_small(self, blobs: Mapping[str, int], sources: list[Source], *,
+                          kind: str) -> dict[str, BaseException | None]:
+        """Store each blob (digest -> size) as `fetch` does; the error of each (None: stored).
+
+        Blobs of at most SMALL_BLOB bytes not in flight here are fetched as one
+        batch; the others each the way of `fetch`.
+        """
+        batch: dict[str, Flight] = {}
+        alone: dict[str, int] = {}
+        for digest, size in blobs.items():
+            if size > SMALL_BLOB or digest in self._flights:
+                alone[digest] = size
+                continue
+            batch[digest] = Flight(Growing(digest, size), True, kind)
+        if batch:
+            from lazyreg.fetch.batch import run_batch  # it builds on this module
+
+            self._flights.update(batch)
+            task = asyncio.create_task(run_batch(self, batch, sources))
+            for flight in batch.values():
+                flight.task = task
+
+        async def outcome(digest: str) -> BaseException | None:
+            try:
+                if digest in alone:
+                    await self.fetch(digest, alone[digest], sources, kind=kind)
+                    return None
+                task = batch[digest].task
+                assert task is not None
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+                return FetchStopped(f"the fetch of {digest} stopped")  # shutting down
+            except Exception as exc:
+                return exc
+            growing = batch[digest].growing
+            if growing.phase is Phase.VERIFIED:
+                return None
+            return growing.error or FetchStopped(f"the fetch of {digest} stopped")
+        return dict(zip(blobs, await asyncio.gather(*(outcome(d) for d in blobs)),
+                        strict=True))
 
     # ------------------------------------------------------------ one flight
 

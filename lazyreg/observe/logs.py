@@ -135,7 +135,7 @@ def configure(fmt: LogFormat = "text", level: str = "info",
         handler.addFilter(extra)
     # Where in the source a record was made, and which thread or process made it, is in no
     # line: skip looking them up (the logging HOWTO's "Optimization"), per request it adds up.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

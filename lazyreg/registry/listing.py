@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 from sqlalchemy import ColumnElement, Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from lazyreg.db.models import Tag
 from lazyreg.db.routing import catalog_names
@@ -53,8 +53,8 @@ class PageRequest:
             n = MAX_PAGE if len(digits) > 9 else min(int(digits or "0"), MAX_PAGE)
         return cls(n, text_param("last", request.query.get("last")))
 
-    def select(self, session: Session, column: ColumnElement[str],
-               *where: ColumnElement[bool]) -> Select[tuple[str]]:
+    def select(self, session: Session, column: ColumnElement[str] | InstrumentedAttribute[str],
+               *where: ColumnElement[bool]) -> Select[str]:
         """The distinct values of `column` on this page, and one more if there is any."""
         ordered = column.collate("C") if session.get_bind().dialect.name == "postgresql" \
             else column

@@ -26,7 +26,7 @@ from lazyreg.state import AppState
 __all__ = ["Target", "members", "resolve", "route_of", "target_of"]
 
 
-def members(target: Target) -> Select[tuple[int]]:
+def members(target: Target) -> Select[int]:
     """The content ids of the target's version, as a subquery.
 
     Empty once the repository is gone, even if a new one has its id: a target

@@ -19,7 +19,8 @@ from lazyreg.db import orphans as q
 from lazyreg.db.models import utcnow
 from lazyreg.services import Services
 from lazyreg.space.deletion import Removed, delete_blobs
-from lazyreg.space.progress import Progress, mib
+from lazyreg.space.progress import mib
+from lazyreg.taskcontext import Progress
 
 MAX_PASSES = 64  # manifest passes: each frees the children of the lists it deleted
 

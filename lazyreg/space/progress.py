@@ -1,16 +1,6 @@
-"""What a long disk-space operation reports its progress to (the task runner's `Progress`)."""
+"""How disk-space operations word the sizes they report on their task's progress."""
 
 from __future__ import annotations
-
-from typing import Protocol
-
-
-class Progress(Protocol):
-    message: str
-
-    def add_total(self, name: str, n: int = 1) -> None: ...
-
-    def advance(self, name: str, n: int = 1) -> None: ...
 
 
 def mib(size: int) -> str:

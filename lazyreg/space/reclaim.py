@@ -25,7 +25,8 @@ from lazyreg.db.space import (
 from lazyreg.errors import NotFound
 from lazyreg.services import Services
 from lazyreg.space.deletion import Removed, delete_blobs
-from lazyreg.space.progress import Progress, mib
+from lazyreg.space.progress import mib
+from lazyreg.taskcontext import Progress
 
 COUNTER = "layers"
 

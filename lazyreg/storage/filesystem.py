@@ -19,7 +19,6 @@ import asyncio
 import errno
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -228,26 +227,11 @@ class FilesystemStore:
             name.unlink(missing_ok=True)
         return blob_key(digest)
 
-    def put_blob(self, digest: str, data: bytes) -> str:
-        """`put` for a caller in a worker thread."""
-        fd, name = tempfile.mkstemp(dir=self.staging_dir, prefix="put-", suffix=".part")
-        return self._put(fd, Path(name), digest, data)
-
     async def put(self, digest: str, data: bytes) -> str:
         split_digest(digest)
         name = self.staging_dir / f"put-{uuid.uuid4().hex}.part"
         fd = await _open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         return await asyncio.to_thread(self._put, fd, name, digest, data)
-
-    def put_many(self, items: list[tuple[str, bytes]]) -> None:
-        """Store small blobs (digest, bytes) not stored yet, from a worker thread.
-
-        Kept for the sync pipeline, which calls it with `asyncio.to_thread`;
-        new code calls `put`.
-        """
-        for digest, data in items:
-            if not self.path_of(digest).is_file():
-                self.put_blob(digest, data)
 
     async def delete(self, digest: str) -> None:
         self.path_of(digest).unlink(missing_ok=True)

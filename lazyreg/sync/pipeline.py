@@ -11,14 +11,17 @@
 4. every blob with `immediate` (and any config still missing), BLOB_WORKERS at a time;
 5. write content and one new version in one transaction.
 
-Nothing is written to the database before step 5 except the artifacts of
-what was stored (configs, layers, and the new manifests), which are whole,
-verified and reusable whether or not a version follows.
+Configs and layers are stored through the fetcher, like any blob download
+(`store.py`). Nothing is written to the database before step 5 except the
+artifacts of what was stored (configs, layers, and the fetched manifests),
+which are whole, verified and reusable whether or not a version follows.
+
+The task runner calls this through the `sync` task kind (`task.py`); the sync
+reports on a `TaskContext` and does not import the task layer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,9 +32,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lazyreg.db import content as q
+from lazyreg.db.artifacts import stored_digests
 from lazyreg.db.engine import Database
 from lazyreg.db.models import (
-    Artifact,
     Blob,
     Manifest,
     ManifestBlob,
@@ -42,21 +45,22 @@ from lazyreg.db.models import (
 )
 from lazyreg.errors import NotFound
 from lazyreg.fetch import Fetcher, Source
-from lazyreg.oci.manifest import Descriptor
-from lazyreg.storage.filesystem import FilesystemStore
+from lazyreg.services import Services
 from lazyreg.sync.closure import Budget, ManifestGetter
-from lazyreg.sync.configs import configs_of, fetch_config
 from lazyreg.sync.problems import ITEM_ERRORS, NothingSynced, Problems
 from lazyreg.sync.record import FetchedManifest, SyncFindings, record_sync
 from lazyreg.sync.referrers import find_referrers
+from lazyreg.sync.store import Configs, Manifests, configs_of
 from lazyreg.sync.tags import TagListing, list_tags
 from lazyreg.sync.workers import drain
-from lazyreg.tasks.runner import TaskContext
+from lazyreg.taskcontext import TaskContext
 from lazyreg.upstream.client import UpstreamClient
 
 log = logging.getLogger(__name__)
 
-TAG_WORKERS = 16  # tags (or referrer subjects) in progress at once
+# Tags (or referrer subjects) in progress at once: enough to keep the remote's
+# request slots busy while some tags wait for their configs.
+TAG_WORKERS = 32
 BLOB_WORKERS = 8  # blob downloads started at once by an immediate sync
 MANIFESTS_PER_TAG = 10  # a sync may fetch 10 manifests per tag of the remote's max_tags
 
@@ -68,9 +72,11 @@ class BlobNeed:
     is_config: bool
 
 
-async def sync_repository(ctx: TaskContext, fetcher: Fetcher, repository_name: str,
-                          remote_name: str, mirror: bool, strict: bool = False) -> list[str]:
-    services, progress = ctx.services, ctx.progress
+async def sync_repository(ctx: TaskContext, services: Services, fetcher: Fetcher,
+                          repository_name: str, remote_name: str, mirror: bool,
+                          strict: bool = False) -> list[str]:
+    """Sync the repository from the remote; the new version's path, or none when unchanged."""
+    progress = ctx.progress
 
     def load(session: Session) -> tuple[Repository, Remote, set[str], set[str]]:
         repo = session.scalar(select(Repository).where(Repository.name == repository_name))
@@ -93,21 +99,19 @@ async def sync_repository(ctx: TaskContext, fetcher: Fetcher, repository_name: s
     progress.message = f"listing tags of {name}"
     listing = await list_tags(client, name, remote.include_tags, remote.exclude_tags,
                               remote.max_tags, remote.include_referrers)
-    run = SyncRun(ctx, client, name, known_tags, trusted, strict,
+    source = Source(client, name, remote_name=remote.name, policy=remote.policy)
+    run = SyncRun(ctx, services, fetcher, source, client, known_tags, trusted, strict,
                   Budget(total=max(1000, MANIFESTS_PER_TAG * remote.max_tags)))
     try:
-        return await _sync(run, fetcher, repo, remote, listing, mirror)
+        return await _sync(run, fetcher, source, repo, remote, listing, mirror)
     finally:
         ctx.warnings[:] = run.problems.as_list()
         await run.close()
-        if run.stored:
-            # Whole, verified blobs: recorded whatever happens to the version.
-            await services.db.write(lambda s: _record_artifacts(s, services.store, run.stored))
 
 
-async def _sync(run: SyncRun, fetcher: Fetcher, repo: Repository, remote: Remote,
-                listing: TagListing, mirror: bool) -> list[str]:
-    services, progress = run.ctx.services, run.ctx.progress
+async def _sync(run: SyncRun, fetcher: Fetcher, source: Source, repo: Repository,
+                remote: Remote, listing: TagListing, mirror: bool) -> list[str]:
+    services, progress = run.services, run.ctx.progress
     for tag in listing.invalid:
         run.problems.skip(f"tag {tag}", "not a valid tag name (never requested upstream)")
     progress.add_total("tags", len(listing.selected))
@@ -121,12 +125,10 @@ async def _sync(run: SyncRun, fetcher: Fetcher, repo: Repository, remote: Remote
         raise NothingSynced("no tag could be synced: " + "; ".join(run.problems.as_list()[:5]))
 
     progress.message = "storing blobs"
-    await _fetch_blobs(run, fetcher, remote)
+    await _fetch_blobs(run, fetcher, source, remote)
 
     progress.message = "creating the repository version"
-    manifests = [(d, m.data) for d, m in run.fetched.items()]
-    await asyncio.to_thread(services.store.put_many, manifests)
-    run.stored.extend((d, len(data), "manifest") for d, data in manifests)
+    await run.manifests.finish()
     findings = SyncFindings(repository_id=repo.id, remote_id=remote.id,
                             upstream_name=run.name, mirror=mirror, tags=run.tags,
                             new_manifests=run.fetched, untagged=run.untagged,
@@ -146,22 +148,26 @@ async def _sync(run: SyncRun, fetcher: Fetcher, repo: Repository, remote: Remote
 class SyncRun:
     """The state of one sync: what was synced, fetched, stored and skipped."""
 
-    def __init__(self, ctx: TaskContext, client: UpstreamClient, name: str,
-                 known_tags: set[str], trusted: set[str], strict: bool, budget: Budget) -> None:
+    def __init__(self, ctx: TaskContext, services: Services, fetcher: Fetcher, source: Source,
+                 client: UpstreamClient, known_tags: set[str], trusted: set[str],
+                 strict: bool, budget: Budget) -> None:
         self.ctx = ctx
+        self.services = services
         self.client = client
-        self.name = name
+        self.name = source.upstream_name
         self.known_tags = known_tags
         self.problems = Problems(strict)
         self.tags: dict[str, str] = {}  # synced tag -> manifest digest
         self.fetched: dict[str, FetchedManifest] = {}  # closures of synced tags and referrers
         self.untagged: set[str] = set()  # referrers found by digest
         self.failed_tags: set[str] = set()
-        self.stored: list[tuple[str, int, str]] = []  # (digest, size, kind) put in storage
         self._started_tags: set[str] = set()
-        self._configs: dict[str, asyncio.Future[None]] = {}
-        self.getter = ManifestGetter(client, name, trusted, budget,
+        self.getter = ManifestGetter(client, self.name, trusted, budget,
                                      on_fetched=self._fetched_one)
+        progress = ctx.progress
+        self.configs = Configs(fetcher, source, on_new=lambda: progress.add_total("blobs"),
+                               on_stored=lambda: progress.advance("blobs"))
+        self.manifests = Manifests(services)  # stored as they are accepted
 
     def _fetched_one(self) -> None:
         # How many a sync will fetch is known only as it goes: both counters move.
@@ -169,14 +175,9 @@ class SyncRun:
         self.ctx.progress.advance("manifests")
 
     async def close(self) -> None:
-        pending = [f for f in self._configs.values() if not f.done()]
-        for future in pending:
-            future.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for future in self._configs.values():
-            if not future.cancelled():
-                future.exception()  # retrieved: no "never retrieved" noise
+        await self.configs.close()
         await self.getter.close()
+        await self.manifests.close()
 
     # ------------------------------------------------------------------ tags
 
@@ -226,6 +227,7 @@ class SyncRun:
 
     def _accept(self, closure: dict[str, FetchedManifest]) -> None:
         self.fetched.update(closure)
+        self.manifests.add(closure.values())
         # Served by this upstream and verified: later references need no new GET.
         self.getter.trusted.update(closure)
 
@@ -280,48 +282,32 @@ class SyncRun:
             for batch in q.chunked(sorted(manifests)):
                 out.update(session.scalars(select(Manifest.digest).where(Manifest.id.in_(batch))))
             return out
-        return in_memory | await self.ctx.services.db.read(query)
+        return in_memory | await self.services.db.read(query)
 
     # ------------------------------------------------------------------ configs
 
     async def store_configs(self, closure: dict[str, FetchedManifest]) -> None:
         """Fetch, verify and store the (small) config blobs a tag's manifests name."""
-        wanted = configs_of(closure.values())
-        if not wanted:
-            return
-        stored = await self.ctx.services.db.read(lambda s: _stored(s, list(wanted)))
-        self.ctx.services.usage.used(stored)  # reused: orphan cleanup keeps it
-        await asyncio.gather(*(self._config(c) for d, c in wanted.items() if d not in stored))
-
-    async def _config(self, config: Descriptor) -> None:
-        future = self._configs.get(config.digest)
-        if future is None:
-            self.ctx.progress.add_total("blobs")
-            future = asyncio.ensure_future(self._fetch_config(config))
-            self._configs[config.digest] = future
-        await asyncio.shield(future)
-
-    async def _fetch_config(self, config: Descriptor) -> None:
-        size = await fetch_config(self.client, self.name, config, self.ctx.services.store)
-        self.stored.append((config.digest, size, "config"))
-        self.ctx.progress.advance("blobs")
+        manifests = closure.values()
+        self.services.usage.used(configs_of(manifests))  # reused ones: orphan cleanup keeps them
+        await self.configs.store(manifests)
 
 
-async def _fetch_blobs(run: SyncRun, fetcher: Fetcher, remote: Remote) -> None:
+async def _fetch_blobs(run: SyncRun, fetcher: Fetcher, source: Source, remote: Remote) -> None:
     """Configs still missing, and with `immediate` every layer, through the fetcher."""
-    services, progress = run.ctx.services, run.ctx.progress
+    services, progress = run.services, run.ctx.progress
     referenced = await run.closure_digests(set(run.tags.values()) | run.untagged)
     recorded = referenced - set(run.fetched)
     needs = await services.db.read(lambda s: _blob_needs(s, run.fetched, recorded))
-    stored = await services.db.read(lambda s: _stored(s, [n.digest for n in needs]))
+    fetched = run.configs.fetched  # stored by this sync
+    needs = [n for n in needs if n.digest not in fetched]
+    stored = await services.db.read(lambda s: stored_digests(s, [n.digest for n in needs]))
     services.usage.used(stored)  # reused: orphan cleanup keeps it
-    stored.update(d for d, _, _ in run.stored)  # stored by this sync, rows not yet written
     wanted = [n for n in needs if n.digest not in stored
               and (n.is_config or remote.policy == "immediate")]
     if not wanted:
         return
     progress.add_total("blobs", len(wanted))
-    source = Source(run.client, run.name, remote_name=remote.name)
 
     async def fetch(need: BlobNeed) -> None:
         await fetcher.fetch(need.digest, need.size, [source],
@@ -366,19 +352,3 @@ def _blob_needs(session: Session, fetched: dict[str, FetchedManifest],
             if is_config or digest not in needs:
                 needs[digest] = BlobNeed(digest, size, is_config)
     return list(needs.values())
-
-
-def _record_artifacts(session: Session, store: FilesystemStore,
-                      stored: list[tuple[str, int, str]]) -> None:
-    existing = _stored(session, [digest for digest, _, _ in stored])
-    rows = {digest: (size, kind) for digest, size, kind in stored if digest not in existing}
-    session.add_all(Artifact(digest=digest, size=size, kind=kind,
-                             location=store.location(digest))
-                    for digest, (size, kind) in rows.items())
-
-
-def _stored(session: Session, digests: list[str]) -> set[str]:
-    out: set[str] = set()
-    for batch in q.chunked(digests):
-        out.update(session.scalars(select(Artifact.digest).where(Artifact.digest.in_(batch))))
-    return out

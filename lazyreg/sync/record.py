@@ -176,8 +176,10 @@ def record_sync(session: Session, findings: SyncFindings,
     _record_sources(session, findings, blobs)
 
     synced = tag_ids | manifests | blobs
-    current = q.version_content_ids(session, repository.id, repository.latest_version)
-    names = q.tag_names(session, current)
+    kinds = {**dict.fromkeys(tag_ids, "tag"), **dict.fromkeys(manifests, "manifest"),
+             **dict.fromkeys(blobs, "blob")}
+    current = q.version_contents(session, repository.id, repository.latest_version)
+    names = q.tag_names(session, [i for i, kind in current.items() if kind == "tag"])
     if findings.mirror:
         # Equal to the upstream, except that a tag which failed this time is
         # still listed there: it keeps what it was.
@@ -193,8 +195,9 @@ def record_sync(session: Session, findings: SyncFindings,
         # Additive, but a tag name points at one manifest: the synced tag replaces
         # the old one of the same name.
         replaced = {tid for tid, name in names.items() if name in findings.tags}
-        content = (current - replaced) | synced
-    return q.create_version(session, repository, content, task_id)
+        content = (current.keys() - replaced) | synced
+    return q.create_version(session, repository, content, task_id, kinds=kinds,
+                            current=current)
 
 
 def _fill_referrer_columns(session: Session, findings: SyncFindings,
@@ -235,6 +238,8 @@ def _record_sources(session: Session, findings: SyncFindings, blob_ids: set[int]
             BlobSource.blob_id.in_(batch),
             BlobSource.remote_id == findings.remote_id,
             BlobSource.upstream_name == findings.upstream_name)))
-    session.add_all(BlobSource(blob_id=b, remote_id=findings.remote_id,
-                               upstream_name=findings.upstream_name)
-                    for b in sorted(blob_ids - existing))
+    new = sorted(blob_ids - existing)
+    for batch in q.chunked(new, 300):  # 3 parameters a row
+        session.execute(insert(BlobSource), [
+            {"blob_id": b, "remote_id": findings.remote_id,
+             "upstream_name": findings.upstream_name} for b in batch])

@@ -1,66 +1,46 @@
 """Run long operations in the background and record them as task rows.
 
+Kinds of task are registered by name (`register`), each with its body and,
+optionally, how to derive its lock key from its params; the API submits a
+kind and params (`submit`), which are stored in the task's row as given.
+
 A task is `waiting` until it holds its lock key (one sync per repository at a
-time, across processes), `running` while its coroutine runs, then `completed`,
-`failed` (with the error) or `canceled`. Progress counters are flushed to the
-row about twice a second, not on every item.
+time, across processes: a live process's `running` task with the same key
+makes it wait), `running` while its body runs, then `completed`, `failed`
+(with the error) or `canceled` (the server shut down under it). Progress
+counters are flushed to the row about twice a second, not on every item. A
+process starting up fails the `waiting` and `running` tasks of processes of
+this host that are dead (`recover`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lazyreg.db.engine import Database
 from lazyreg.db.models import Task, utcnow
 from lazyreg.redact import redact
-from lazyreg.services import Services
+from lazyreg.taskcontext import LockKey, Params, Progress, TaskBody, TaskContext
+from lazyreg.types import ACTIVE_STATES
 from lazyreg.worker import WorkerId
 
 log = logging.getLogger(__name__)
 
-FLUSH_INTERVAL = 0.5
-ACTIVE_STATES = ("waiting", "running")
+FLUSH_INTERVAL = 0.5  # seconds between progress writes of a running task
+LOCK_POLL = 1.0  # seconds between checks of a lock key held by another process
 
 
-@dataclass
-class Progress:
-    counters: dict[str, dict[str, int]] = field(default_factory=dict)
-    message: str = ""
-
-    def _counter(self, name: str) -> dict[str, int]:
-        return self.counters.setdefault(name, {"done": 0, "total": 0})
-
-    def add_total(self, name: str, n: int = 1) -> None:
-        self._counter(name)["total"] += n
-
-    def advance(self, name: str, n: int = 1) -> None:
-        self._counter(name)["done"] += n
-
-    def snapshot(self) -> dict[str, Any]:
-        snap: dict[str, Any] = {k: dict(v) for k, v in self.counters.items()}
-        if self.message:
-            snap["message"] = self.message
-        return snap
-
-
-@dataclass
-class TaskContext:
-    task_id: str
-    services: Services
-    progress: Progress
-    # What the task skipped and why; saved with the task whether it completes or fails.
-    warnings: list[str] = field(default_factory=list)
-
-
-TaskFn = Callable[[TaskContext], Awaitable[list[str]]]
+class UnknownTaskKind(ValueError):
+    """A kind no layer registered: a programming error, not a user's."""
 
 
 class TaskObserver(Protocol):
@@ -73,80 +53,112 @@ class _Unobserved:
         pass
 
 
-def _worker_alive(worker: str | None, services: Services) -> bool:
+@dataclass(frozen=True)
+class _Kind:
+    body: TaskBody
+    lock: LockKey | None
+
+
+def _worker_alive(worker: str | None) -> bool:
     owner = WorkerId.parse(worker or "")
     return owner is not None and not owner.known_dead()  # another host's: trust its row
 
 
 class TaskRunner:
-    def __init__(self, services: Services, observer: TaskObserver | None = None) -> None:
-        self.services = services
+    def __init__(self, db: Database, worker: WorkerId, *, lock_poll: float = LOCK_POLL,
+                 flush_interval: float = FLUSH_INTERVAL,
+                 observer: TaskObserver | None = None) -> None:
+        self.db = db
+        self.worker = worker
         self.observer = observer or _Unobserved()
+        self.lock_poll = lock_poll
+        self.flush_interval = flush_interval
+        self._kinds: dict[str, _Kind] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def register(self, kind: str, body: TaskBody, *, lock: LockKey | None = None) -> None:
+        if kind in self._kinds:
+            raise ValueError(f"task kind {kind!r} is registered already")
+        self._kinds[kind] = _Kind(body, lock)
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        return frozenset(self._kinds)
 
     async def recover(self) -> int:
         """Fail the tasks that a dead process left waiting or running."""
         def fail_orphans(session: Session) -> int:
             n = 0
-            for task in session.scalars(select(Task).where(Task.state.in_(ACTIVE_STATES))):
-                if not _worker_alive(task.worker, self.services):
+            for task in session.scalars(select(Task).where(Task.state.in_(sorted(ACTIVE_STATES)))):
+                if not _worker_alive(task.worker):
                     task.state = "failed"
                     task.error = "interrupted: the server running it stopped; run it again"
                     task.finished = utcnow()
                     n += 1
             return n
-        return await self.services.db.write(fail_orphans)
+        return await self.db.write(fail_orphans)
 
-    async def submit(self, kind: str, params: dict[str, Any], fn: TaskFn,
-                     lock_key: str | None = None) -> Task:
+    async def submit(self, kind: str, params: dict[str, Any]) -> Task:
+        """Record a `waiting` task of `kind` and start it; its row."""
+        found = self._kinds.get(kind)
+        if found is None:
+            raise UnknownTaskKind(f"no task kind {kind!r} is registered")
+        lock_key = found.lock(params) if found.lock else None
         task = Task(id=str(uuid.uuid4()), kind=kind, state="waiting", params=params,
-                    lock_key=lock_key, worker=self.services.worker_id, progress={},
+                    lock_key=lock_key, worker=str(self.worker), progress={},
                     created_resources=[], warnings=[], created=utcnow())
 
         def insert(session: Session) -> Task:
             session.add(task)
             return task
-        await self.services.db.write(insert)
-        self._tasks[task.id] = asyncio.create_task(self._run(task.id, kind, fn, lock_key))
+        await self.db.write(insert)
+        self._tasks[task.id] = asyncio.create_task(
+            self._run(task.id, kind, found.body, params, lock_key))
         return task
 
     async def _wait_for_other_processes(self, task_id: str, lock_key: str) -> None:
         def claim(session: Session) -> bool:
             others = session.scalars(select(Task).where(
                 Task.lock_key == lock_key, Task.state == "running", Task.id != task_id)).all()
-            if any(_worker_alive(t.worker, self.services) for t in others):
+            if any(_worker_alive(t.worker) for t in others):
                 return False
-            session.get_one(Task, task_id).state = "running"
-            session.get_one(Task, task_id).started = utcnow()
+            task = session.get_one(Task, task_id)
+            task.state, task.started = "running", utcnow()
             return True
-        while not await self.services.db.write(claim):
-            await asyncio.sleep(1.0)
+        while not await self.db.write(claim):
+            await asyncio.sleep(self.lock_poll)
 
-    async def _run(self, task_id: str, kind: str, fn: TaskFn, lock_key: str | None) -> None:
-        progress = Progress()
-        ctx = TaskContext(task_id, self.services, progress)
+    async def _run(self, task_id: str, kind: str, body: TaskBody, params: Params,
+                   lock_key: str | None) -> None:
+        ctx = TaskContext(task_id)
+        progress = ctx.progress
         lock = self._locks.setdefault(lock_key, asyncio.Lock()) if lock_key else None
         flusher: asyncio.Task[None] | None = None
+        stop_flushing = asyncio.Event()
+        locked = False
         started: float | None = None
         outcome, error = "failed", ""
         try:
             if lock:
                 await lock.acquire()
+                locked = True
             if lock_key:
                 await self._wait_for_other_processes(task_id, lock_key)
             else:
                 await self._update(task_id, state="running", started=utcnow())
-            flusher = asyncio.create_task(self._flush_loop(task_id, progress))
+            flusher = asyncio.create_task(self._flush_loop(task_id, progress, stop_flushing))
             started = time.monotonic()
-            created = await fn(ctx)
+            created = await body(ctx, params)
             progress.message = progress.message or f"done in {time.monotonic() - started:.2f}s"
+            await self._stop(flusher, stop_flushing)
             await self._update(task_id, state="completed", finished=utcnow(),
                                progress=progress.snapshot(), created_resources=created,
                                warnings=[redact(w) for w in ctx.warnings])
             outcome = "completed"
         except asyncio.CancelledError:
             outcome, error = "canceled", "canceled"
+            await self._stop(flusher, stop_flushing)
             await self._update(task_id, state="canceled", finished=utcnow(),
                                progress=progress.snapshot(), error="canceled",
                                warnings=[redact(w) for w in ctx.warnings])
@@ -154,6 +166,7 @@ class TaskRunner:
         except Exception as exc:
             error = _describe(exc)
             log.debug("task %s failed", task_id, exc_info=True)
+            await self._stop(flusher, stop_flushing)
             await self._update(task_id, state="failed", finished=utcnow(),
                                progress=progress.snapshot(), error=error,
                                warnings=[redact(w) for w in ctx.warnings])
@@ -166,36 +179,59 @@ class TaskRunner:
                     "task %s %s %s in %.2fs%s%s", task_id, kind, outcome, seconds, warned,
                     f": {error}" if error else "")
             if flusher:
-                flusher.cancel()
-            if lock:
+                flusher.cancel()  # only if the final update itself failed
+            if lock and locked:
                 lock.release()
             self._tasks.pop(task_id, None)
 
-    async def _flush_loop(self, task_id: str, progress: Progress) -> None:
+    async def _flush_loop(self, task_id: str, progress: Progress, stop: asyncio.Event) -> None:
         last: dict[str, Any] = {}
         while True:
-            await asyncio.sleep(FLUSH_INTERVAL)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.flush_interval):
+                    await stop.wait()
+            if stop.is_set():
+                return
             snap = progress.snapshot()
             if snap != last:
                 await self._update(task_id, progress=snap)
                 last = snap
+
+    @staticmethod
+    async def _stop(flusher: asyncio.Task[None] | None, stop: asyncio.Event) -> None:
+        """Let the flusher finish the write it is in, so that it cannot land after the
+        final one (a write in a thread goes on when the task awaiting it is canceled)."""
+        stop.set()
+        if flusher is not None:
+            await asyncio.gather(flusher, return_exceptions=True)
 
     async def _update(self, task_id: str, **values: Any) -> None:
         def apply(session: Session) -> None:
             task = session.get_one(Task, task_id)
             for key, value in values.items():
                 setattr(task, key, value)
-        await self.services.db.write(apply)
+        await self.db.write(apply)
 
     async def wait(self, task_id: str) -> None:
+        """Until the task, if it runs in this process, has ended."""
         task = self._tasks.get(task_id)
         if task:
             await asyncio.shield(task)
 
     async def shutdown(self) -> None:
-        for task in list(self._tasks.values()):
+        """Cancel every task of this process; their rows say `canceled`."""
+        running = dict(self._tasks)
+        for task in running.values():
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*running.values(), return_exceptions=True)
+
+        def cancel_unstarted(session: Session) -> None:
+            # A task canceled before its first step never ran its own handler.
+            for task in session.scalars(select(Task).where(
+                    Task.id.in_(sorted(running)), Task.state.in_(sorted(ACTIVE_STATES)))):
+                task.state, task.error, task.finished = "canceled", "canceled", utcnow()
+        if running:
+            await self.db.write(cancel_unstarted)
 
 
 def _describe(exc: BaseException) -> str:

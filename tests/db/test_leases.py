@@ -77,3 +77,36 @@ def test_finished_leases_are_purged_once_expired(db: Database) -> None:
         leases.finish(s, KEY + "x", B, 30, verified=True)  # no such lease: nothing to mark
     with db.read_session() as s:
         assert s.scalar(select(func.count()).select_from(Lease)) == 1
+
+
+def test_a_batch_claims_what_is_free_and_names_what_others_hold(db: Database) -> None:
+    keys = [f"{KEY}{i}" for i in range(1000)]  # more than one chunk of parameters
+    with db.write_session() as s:
+        leases.claim(s, keys[0], B, 30)  # held by a live process
+        leases.claim(s, keys[1], B, 30)
+        leases.finish(s, keys[1], B, 30, verified=True)  # finished: free
+        leases.claim(s, keys[2], A, 30)  # already ours
+    with db.write_session() as s:
+        held = leases.claim_many(s, keys, A, 30)
+    assert set(held) == {keys[0]} and held[keys[0]].owner == B
+    with db.read_session() as s:
+        views = {k: leases.get(s, k) for k in keys[1:]}
+    assert all(v is not None and v.owner == A and v.state is LeaseState.RUNNING
+               for v in views.values())
+    with db.write_session() as s:
+        assert set(leases.claim_many(s, keys[:5], B, 30)) == set(keys[1:5])
+
+
+def test_a_batch_finishes_or_releases_only_its_own_leases(db: Database) -> None:
+    keys = [f"{KEY}{i}" for i in range(4)]
+    with db.write_session() as s:
+        leases.claim_many(s, keys[:3], A, 30)
+        leases.claim(s, keys[3], B, 30)
+        leases.finish_many(s, {keys[0]: True, keys[1]: False, keys[3]: True}, A, 30)
+        leases.release_many(s, [keys[2], keys[3]], A)
+    with db.read_session() as s:
+        views = [leases.get(s, k) for k in keys]
+    assert views[0] is not None and views[0].state is LeaseState.DONE
+    assert views[1] is not None and views[1].state is LeaseState.FAILED
+    assert views[2] is None  # released: free at once
+    assert views[3] is not None and views[3].owner == B and views[3].state is LeaseState.RUNNING

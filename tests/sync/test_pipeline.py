@@ -6,6 +6,8 @@ real server process; these cover the pipeline's rules one by one, quickly.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +19,10 @@ from sqlalchemy import select
 
 from lazyreg.app import create_app
 from lazyreg.config import Settings
-from lazyreg.db.models import Blob, BlobSource, Manifest, ManifestSource
+from lazyreg.db import leases
+from lazyreg.db.models import Blob, BlobSource, Lease, Manifest, ManifestSource
 from lazyreg.state import STATE
+from lazyreg.worker import WorkerId
 from tests.hostile import OCI_MANIFEST, Hostile, descriptor, digest
 
 API = "/api/v1"
@@ -270,3 +274,78 @@ async def test_sources_are_recorded_for_what_this_remote_served(env: Env) -> Non
         return manifest_sources, blob_sources
     assert await env.db(query) == (1, 2)
     assert len(await env.db(lambda s: s.scalars(select(Blob)).all())) == 2
+
+
+# ---------------------------------------------------------------- configs and interleavings
+
+async def _tasks_of(env: Env, *names: str) -> list[dict[str, Any]]:
+    """Start syncs of several repositories at once; their finished tasks."""
+    started = [await env.api("POST", f"repositories/{n}/sync/", {"remote": n}, 202)
+               for n in names]
+    for task in started:
+        await env.client.app[STATE].tasks.wait(task["id"])
+    return [await env.api("GET", f"tasks/{t['id']}/") for t in started]
+
+
+async def test_two_syncs_of_the_same_images_fetch_each_config_once(env: Env) -> None:
+    for i in range(6):
+        _image(env.up, f"v{i}", i)
+    await env.mirror("one")
+    await env.mirror("two")
+    tasks = await _tasks_of(env, "one", "two")
+    assert [t["state"] for t in tasks] == ["completed", "completed"], tasks
+    assert _upstream_requests(env.up, "GET", "/blobs/") == 6
+    for t in tasks:
+        assert t["progress"]["tags"] == {"done": 6, "total": 6}
+
+
+async def test_a_config_the_upstream_lacks_skips_its_tag_or_fails_a_strict_sync(
+        env: Env) -> None:
+    _image(env.up, "good", 1)
+    _image(env.up, "no-config", 2)
+    del env.up.blobs[digest(b'{"n": 2}')]
+    await env.mirror("m")
+    task = await env.sync("m")
+    assert task["state"] == "completed", task
+    assert await env.content("tags", "m") == {"good"}
+    assert len(task["warnings"]) == 1 and "'no-config' skipped" in task["warnings"][0]
+    strict = await env.sync("m", strict=True)
+    assert strict["state"] == "failed" and "'no-config' skipped" in strict["error"]
+
+
+async def test_a_config_another_process_is_fetching_is_waited_for_then_taken_over(
+        env: Env) -> None:
+    _image(env.up, "v1", 1)
+    config = digest(b'{"n": 1}')
+    other = WorkerId(WorkerId.current().host, os.getppid())  # alive, and not us
+    services = env.client.app[STATE].services
+    await services.db.write(lambda s: leases.claim(s, f"blob:{config}", other, 3600))
+    await env.mirror("m")
+    task = await env.api("POST", "repositories/m/sync/", {"remote": "m"}, 202)
+    await asyncio.sleep(0.5)  # five looks at the other process's lease
+    assert (await env.api("GET", f"tasks/{task['id']}/"))["state"] == "running"
+    assert _upstream_requests(env.up, "GET", "/blobs/") == 0
+    await services.db.write(lambda s: leases.release(s, f"blob:{config}", other))  # it gave up
+    await env.client.app[STATE].tasks.wait(task["id"])
+    done = await env.api("GET", f"tasks/{task['id']}/")
+    assert done["state"] == "completed", done
+    assert _upstream_requests(env.up, "GET", "/blobs/") == 1
+    assert await services.store.stat(config) == len(b'{"n": 1}')
+
+
+async def test_shutdown_in_the_middle_of_a_sync_cancels_it_and_frees_its_leases(
+        env: Env) -> None:
+    _image(env.up, "v1", 1)
+    env.up.drip_blobs[digest(b'{"n": 1}')] = 0.05
+    await env.mirror("m")
+    task = await env.api("POST", "repositories/m/sync/", {"remote": "m"}, 202)
+    app = env.client.app[STATE]
+    async with asyncio.timeout(10):
+        while not _upstream_requests(env.up, "GET", "/blobs/"):
+            await asyncio.sleep(0.01)
+    await app.tasks.shutdown()  # type: ignore[attr-defined]  # the runner, not the protocol
+    await app.fetcher.close()
+    canceled = await env.api("GET", f"tasks/{task['id']}/")
+    assert canceled["state"] == "canceled", canceled
+    assert (await env.api("GET", "repositories/m/"))["latest_version"] == 0
+    assert await app.services.db.read(lambda s: s.scalars(select(Lease)).all()) == []
