@@ -197,7 +197,7 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         await tasks.recover()
         fetcher = Fetcher(services)
         lookups = LookupCache(max_bytes=settings.lookup_cache_bytes)
-        pullthrough = PullThrough(services, on_stale=metrics.stale_served)
+        pullthrough = PullThrough(services, fetcher, on_stale=metrics.stale_served)
         space = SpaceKeeper(services)
         fetcher.on_stored.append(space.stored)
         space.on_evict.append(lambda _digest, size: metrics.evicted(size))

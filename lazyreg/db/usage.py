@@ -79,6 +79,10 @@ class UsageLog:
     def is_sending(self, digest: str) -> bool:
         return digest in self._sending
 
+    def is_recent(self, digest: str) -> bool:
+        """Being sent, or used since the last flush (a use the database does not know yet)."""
+        return digest in self._sending or digest in self._used
+
     @property
     def pending(self) -> int:
         return len(self._used)

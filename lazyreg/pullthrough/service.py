@@ -53,6 +53,7 @@ from lazyreg.db import leases, routing
 from lazyreg.db.models import Manifest, PullThroughTag, Remote, Repository
 from lazyreg.db.routing import Mirror, Target
 from lazyreg.errors import RegistryError
+from lazyreg.fetch import Fetcher
 from lazyreg.oci.manifest import InvalidManifest
 from lazyreg.oci.names import MAX_NAME_LENGTH
 from lazyreg.pullthrough.memory import Expiring
@@ -159,9 +160,10 @@ def _as_registry_error(exc: BaseException, mirror: Mirror, reference: str) -> Re
 class PullThrough:
     """The flights and memories of this process; the application owns one."""
 
-    def __init__(self, services: Services,
+    def __init__(self, services: Services, fetcher: Fetcher,
                  on_stale: Callable[[str], None] = lambda kind: None) -> None:
         self.services = services
+        self.fetcher = fetcher
         self._on_stale = on_stale  # counts stale serves (lazyreg_stale_serves_total)
         self._flights: dict[FlightKey, tuple[float, asyncio.Task[Target]]] = {}
         self._failures: Expiring[BaseException] = Expiring(MAX_REMEMBERED)
@@ -358,7 +360,7 @@ class PullThrough:
         checked = time.time()
         try:
             recorded = await fetch_one(
-                db, services.store, services.upstream_for(remote), wanted,
+                services, self.fetcher, remote, wanted,
                 repository=lambda s: routing.ensure_repository(s, mirror),
                 extra=_mark_checked(reference, checked) if _is_tag(reference) else None)
         except NotFound:

@@ -26,8 +26,9 @@ def register(kinds: TaskKinds, services: Services, space: SpaceKeeper) -> None:
 
     async def run_cleanup(ctx: TaskContext, p: Params) -> list[str]:
         await space.flush()  # this process's "last used" marks count
+        # A blob a sync reuses after that flush is known here only.
         await cleanup_orphans(services, ctx.progress, float(p["protection_time"]),
-                              services.usage.is_sending)
+                              services.usage.is_recent)
         return []
 
     kinds.register(RECLAIM, run_reclaim, lock=lambda p: f"repository:{p['repository']}")

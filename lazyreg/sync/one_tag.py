@@ -9,37 +9,36 @@ distribution needs it on a client's first request:
   another's content); any other reference is fetched with a GET whose bytes
   decide the digest;
 - its closure (index children to any depth, the sync's `ManifestGetter`) and
-  its config blobs are fetched, verified and stored; layers are not: they are
-  recorded with their source and fetched on demand;
+  its config blobs are fetched, verified and stored the way a sync stores
+  them (`sync.store`: configs through the fetcher, manifests put whole, their
+  artifacts recorded); layers are not: they are recorded with their source and
+  fetched on demand;
 - content rows, sources and one new version (additive, as a sync without
   `mirror`; the repository's `retain_versions` applied) are written in one
-  transaction, with the artifacts of what was stored and the caller's own rows
-  (`extra`). The repository itself comes from the caller inside that
-  transaction (`repository`): a pull-through distribution creates it only once
-  the upstream has given what was asked.
+  transaction, with the caller's own rows (`extra`). The repository itself
+  comes from the caller inside that transaction (`repository`): a pull-through
+  distribution creates it only once the upstream has given what was asked.
 
 Bounded: at most MANIFEST_BUDGET manifests for one reference.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lazyreg.db import content as q
-from lazyreg.db.artifacts import NewArtifact, record_artifacts, stored_digests
 from lazyreg.db.engine import Database
-from lazyreg.db.models import Manifest, ManifestSource, Repository, Tag
-from lazyreg.storage.base import BlobStore
+from lazyreg.db.models import Manifest, ManifestSource, Remote, Repository, Tag
+from lazyreg.fetch import Fetcher, Source
+from lazyreg.services import Services
 from lazyreg.sync.closure import Budget, ManifestGetter
-from lazyreg.sync.configs import configs_of, fetch_config
 from lazyreg.sync.record import FetchedManifest, SyncFindings, record_sync
-from lazyreg.upstream.client import UpstreamClient
+from lazyreg.sync.store import Configs, store_manifests
 
 MANIFEST_BUDGET = 1000  # manifests fetched for one reference (an index and its children)
 RECORD_ATTEMPTS = 3
@@ -70,11 +69,6 @@ class Recorded:
     manifest_gets: int = 0  # manifests fetched with a GET (a HEAD that sufficed: 0)
 
 
-@dataclass
-class _Stored:
-    rows: list[tuple[str, int, str]] = field(default_factory=list)  # (digest, size, kind)
-
-
 def trusted_digests(session: Session, remote_id: int, upstream_name: str) -> set[str]:
     """Manifests this remote and upstream name served (and that hashed right) before."""
     return set(session.scalars(
@@ -83,18 +77,18 @@ def trusted_digests(session: Session, remote_id: int, upstream_name: str) -> set
                ManifestSource.upstream_name == upstream_name)))
 
 
-async def fetch_one(db: Database, store: BlobStore, client: UpstreamClient,
+async def fetch_one(services: Services, fetcher: Fetcher, remote: Remote,
                     wanted: Wanted, repository: RepositoryOf,
                     extra: Extra | None = None) -> Recorded:
     """Fetch `wanted` into `repository(session)`; UpstreamError, InvalidManifest or
-    ClosureError when the upstream cannot give it (nothing is written then)."""
-    name = wanted.upstream_name
+    ClosureError when the upstream cannot give it (no version is written then)."""
+    db, name = services.db, wanted.upstream_name
+    client = services.upstream_for(remote)
     trusted = await db.read(lambda s: trusted_digests(s, wanted.remote_id, name))
     if wanted.is_tag and wanted.held is not None:
         info = await client.head_manifest(name, wanted.reference)
         if info.digest and info.digest in trusted:
-            return await _record(db, store, wanted, info.digest, {}, _Stored(), repository,
-                                 extra, 0)
+            return await _record(db, wanted, info.digest, {}, repository, extra, 0)
     gets = 0
 
     def counted() -> None:
@@ -107,27 +101,21 @@ async def fetch_one(db: Database, store: BlobStore, client: UpstreamClient,
         root = await (getter.by_tag(wanted.reference) if wanted.is_tag
                       else getter.by_digest(wanted.reference))
         closure = await getter.closure(root)
-        stored = _Stored()
-        configs = configs_of(closure.values())
-        have = await db.read(lambda s: stored_digests(s, list(configs)))
-
-        async def config(digest: str) -> None:
-            size = await fetch_config(client, name, configs[digest], store)
-            stored.rows.append((digest, size, "config"))
-        await asyncio.gather(*(config(d) for d in configs if d not in have))
     finally:
         await getter.close()
-    for digest, m in closure.items():
-        if await store.stat(digest) is None:
-            await store.put(digest, m.data)
-        stored.rows.append((digest, len(m.data), "manifest"))
-    return await _record(db, store, wanted, root.digest, closure, stored, repository, extra,
-                         gets)
+    configs = Configs(fetcher, Source(client, name, remote_name=remote.name,
+                                      policy=remote.policy))
+    try:
+        await configs.store(closure.values())
+    finally:
+        await configs.close()
+    await store_manifests(services, closure.values())
+    return await _record(db, wanted, root.digest, closure, repository, extra, gets)
 
 
-async def _record(db: Database, store: BlobStore, wanted: Wanted, digest: str,
-                  closure: dict[str, FetchedManifest], stored: _Stored,
-                  repository: RepositoryOf, extra: Extra | None, gets: int) -> Recorded:
+async def _record(db: Database, wanted: Wanted, digest: str,
+                  closure: dict[str, FetchedManifest], repository: RepositoryOf,
+                  extra: Extra | None, gets: int) -> Recorded:
     def write(session: Session) -> Recorded:
         repo = repository(session)
         findings = SyncFindings(
@@ -135,8 +123,6 @@ async def _record(db: Database, store: BlobStore, wanted: Wanted, digest: str,
             upstream_name=wanted.upstream_name, mirror=False,
             tags={wanted.reference: digest} if wanted.is_tag else {},
             new_manifests=closure, untagged=set() if wanted.is_tag else {digest})
-        record_artifacts(session, (NewArtifact(d, size, kind, store.location(d))
-                                   for d, size, kind in stored.rows))
         version = record_sync(session, findings, None)
         if extra is not None:
             extra(session, repo)

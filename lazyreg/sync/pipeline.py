@@ -50,7 +50,7 @@ from lazyreg.sync.closure import Budget, ManifestGetter
 from lazyreg.sync.problems import ITEM_ERRORS, NothingSynced, Problems
 from lazyreg.sync.record import FetchedManifest, SyncFindings, record_sync
 from lazyreg.sync.referrers import find_referrers
-from lazyreg.sync.store import Configs, Manifests, configs_of
+from lazyreg.sync.store import Configs, Manifests
 from lazyreg.sync.tags import TagListing, list_tags
 from lazyreg.sync.workers import drain
 from lazyreg.taskcontext import TaskContext
@@ -288,9 +288,7 @@ class SyncRun:
 
     async def store_configs(self, closure: dict[str, FetchedManifest]) -> None:
         """Fetch, verify and store the (small) config blobs a tag's manifests name."""
-        manifests = closure.values()
-        self.services.usage.used(configs_of(manifests))  # reused ones: orphan cleanup keeps them
-        await self.configs.store(manifests)
+        await self.configs.store(closure.values())
 
 
 async def _fetch_blobs(run: SyncRun, fetcher: Fetcher, source: Source, remote: Remote) -> None:

@@ -61,7 +61,10 @@ class Configs:
     async def store(self, manifests: Iterable[FetchedManifest]) -> None:
         """Fetch the configs of `manifests`; raises the first failure among them."""
         waiting = []
-        for digest, config in configs_of(manifests).items():
+        configs = configs_of(manifests)
+        # Those stored before are reused: marked used, orphan cleanup keeps them.
+        self.fetcher.services.usage.used(configs)
+        for digest, config in configs.items():
             future = self._fetches.get(digest)
             if future is None:
                 self._on_new()
@@ -134,6 +137,10 @@ class Manifests:
         self._stored: list[NewArtifact] = []
 
     def add(self, manifests: Iterable[FetchedManifest]) -> None:
+        manifests = list(manifests)
+        # One stored before keeps its artifact row (and its `last_used`): marked
+        # used, so that orphan cleanup keeps it while the version is not written.
+        self.services.usage.used(m.digest for m in manifests)
         for m in manifests:
             if m.digest not in self._puts:
                 self._puts[m.digest] = asyncio.create_task(self._put(m))

@@ -42,6 +42,18 @@ async def test_uses_are_written_at_the_flush_and_never_moved_back(stored: Databa
     assert await log.flush(stored, busy_for=10) == 0  # nothing new: no write
 
 
+async def test_a_use_is_recent_until_the_flush_that_writes_it(stored: Database) -> None:
+    log = UsageLog()
+    assert not log.is_recent(A)
+    log.used([A])
+    assert log.is_recent(A) and not log.is_recent(B)
+    await log.flush(stored, busy_for=10)
+    assert not log.is_recent(A)  # the database knows it now
+    with log.sending(B):
+        await log.flush(stored, busy_for=10)
+        assert log.is_recent(B)
+
+
 async def test_a_blob_being_sent_is_busy_until_it_ends(stored: Database) -> None:
     log = UsageLog()
     with log.sending(A):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 from sqlalchemy import select
 
 from lazyreg.db.models import Artifact
+from lazyreg.db.usage import UsageLog
 from lazyreg.fetch import Fetcher, Source
 from lazyreg.sync import store
 from lazyreg.sync.store import Configs, configs_of, store_manifests
@@ -32,6 +34,7 @@ class FakeFetcher:
         self.batches: list[set[str]] = []
         self.go = asyncio.Event()
         self.errors: dict[str, BaseException] = {}
+        self.services = SimpleNamespace(usage=UsageLog())  # what `Configs` marks used
 
     async def fetch_small(self, blobs: Mapping[str, int], sources: list[Source], *,
                           kind: str) -> dict[str, BaseException | None]:
@@ -64,6 +67,8 @@ async def test_what_tags_ask_for_meanwhile_goes_in_the_next_batch() -> None:
     assert set().union(*fake.batches) == set(configs_of(images))
     assert counted == {"new": 10, "stored": 10}
     assert c.fetched == set(configs_of(images))
+    # Each is marked used: one stored before is reused, and orphan cleanup must keep it.
+    assert all(fake.services.usage.is_recent(d) for d in configs_of(images))
     await c.close()
 
 
@@ -127,7 +132,11 @@ async def test_manifests_are_stored_and_recorded_even_when_one_put_fails(
         kinds = await db.read(lambda s: dict(s.execute(
             select(Artifact.digest, Artifact.kind)).all()))
         assert kinds == {ok.digest: "manifest"}
-        await store_manifests(services(tmp_path, db, MemoryStore()), [ok])  # again: one row
+        again = services(tmp_path, db, MemoryStore())
+        await store_manifests(again, [ok])  # again: one row
         assert await db.read(lambda s: s.query(Artifact).count()) == 1
+        # ... whose `last_used` the row keeps: the reuse is noted for the next flush,
+        # so that orphan cleanup does not take it before the version is written.
+        assert again.usage.is_recent(ok.digest)
     finally:
         db.dispose()
