@@ -7,7 +7,8 @@ never start two downloads. Across processes, the flight claims the blob's lease
 
 - finds the blob stored meanwhile and serves it from storage;
 - leads: downloads it (`Leader`), renewing the lease, then commits it and
-  records its artifact (`keep`), or relays it only (`streamed`) and discards it;
+  records its artifact (`keep`), or relays it only (`streamed`, or a blob that
+  could not be stored: a full disk) and discards it;
 - follows the process that holds the lease (`follower.follow`); when that one
   is lost (dead, expired, shut down) the flight claims again and takes over,
   its readers still attached.
@@ -32,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from lazyreg.db import artifacts, leases, sources
 from lazyreg.db.models import utcnow
+from lazyreg.fetch.blocks import BlockPool
 from lazyreg.fetch.follower import LeaseStatus, follow
 from lazyreg.fetch.growing import Growing, Phase
 from lazyreg.fetch.leader import Leader
@@ -62,6 +64,7 @@ class Flight:
     keep: bool  # commit to storage (on_demand, immediate), or relay only (streamed)
     kind: str  # the artifact kind recorded when kept
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    store_error: BaseException | None = None  # why a blob to keep was only relayed
 
 
 def lease_key(digest: str) -> str:
@@ -72,6 +75,7 @@ class Fetcher:
     def __init__(self, services: Services) -> None:
         self.services = services
         self._flights: dict[str, Flight] = {}
+        self.pool = BlockPool()  # the memory downloads receive into
 
     def in_flight(self, digest: str) -> Growing | None:
         flight = self._flights.get(digest)
@@ -101,8 +105,10 @@ class Fetcher:
             if growing.phase is Phase.FAILED:
                 assert growing.error is not None
                 raise growing.error
-            if flight.keep or await self.services.store.stat(digest) is not None:
+            if await self.services.store.stat(digest) is not None:
                 return
+            if flight.store_error is not None:
+                raise flight.store_error  # a full disk, say: the sync fails with it
             # We joined a relay (`streamed`) that stored nothing: download it again.
         raise Unavailable(f"could not store {digest}: it was only ever relayed")
 
@@ -188,8 +194,14 @@ class Fetcher:
         renewer = asyncio.create_task(self._keep_lease(key))
         verified: bool | None = False  # None: given up (shutdown), for others to take over
         try:
-            staged = await Leader(flight.growing, self.services.store,
-                                  self._source_failed).run(sources)
+            leader = Leader(flight.growing, self.services.store, self._source_failed,
+                            self.pool)
+            staged = await leader.run(sources)
+            if staged is None:
+                # Verified, but not stored: our readers have it; other processes'
+                # readers, who read the (now removed) staging file, must not trust it.
+                flight.store_error = leader.store_error
+                return
             verified = True
             if flight.keep:
                 location = await staged.commit()
@@ -233,7 +245,14 @@ class Fetcher:
 
     async def _record(self, staged: StagedBlob, kind: str, location: str) -> None:
         record = artifacts.NewArtifact(staged.digest, staged.size, kind, location)
-        await self.services.db.write(lambda s: artifacts.record_artifacts(s, [record]))
+        try:
+            await self.services.db.write(lambda s: artifacts.record_artifacts(s, [record]))
+        except Exception:
+            # No row (the database's disk is full, say): no file either, so that
+            # storage and database agree, and the next pull fetches it again.
+            with contextlib.suppress(OSError):
+                await self.services.store.delete(staged.digest)
+            raise
 
     async def _source_failed(self, source: Source, exc: BaseException) -> None:
         log.warning("source %s/%s failed for a blob: %s", source.remote_name,

@@ -12,8 +12,8 @@ from typing import Protocol
 
 
 class ChunkStream(Protocol):
-    async def read(self, n: int = -1) -> bytes:
-        """Up to `n` bytes as they arrive; b"" at the end of the body."""
+    async def readinto(self, buffer: memoryview) -> int:
+        """The bytes that arrive next, into `buffer` (at most its size); 0 at the end."""
         ...
 
 
