@@ -43,7 +43,7 @@ SLICE_MIN = 1024 * 1024
 SLICE_MAX = 64 * 1024 * 1024
 PACE = 8  # a slice is what the client took in timeout / PACE seconds
 READ_CHUNK = 1024 * 1024
-NOTSENT_LOWAT = 128 * 1024  # bytes left unsent in the socket before it is writable again
+NOTSENT_LOWAT = 64 * 1024  # bytes left unsent in the socket before it is writable again
 
 
 class SlowClient(Exception):
@@ -93,14 +93,24 @@ class _Sender:
         # asyncio's sendfile over TLS reads at the file's position, which readers
         # sharing a descriptor would move under each other: read at offsets instead.
         self.sendfile = transport is not None and transport.get_extra_info("sslcontext") is None
-        sock = transport.get_extra_info("socket") if self.sendfile and transport else None
+        self._low = False  # whether the socket's unsent bytes are kept low
+
+    def _keep_unsent_low(self, low: bool) -> None:
+        """Low for sendfile; not for written spans, whose bytes would pile up (and be
+        copied) in the transport's buffer instead (0: the system's default)."""
+        self._low = low
+        transport = self.request.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
         if sock is not None and hasattr(socket, "TCP_NOTSENT_LOWAT"):
             with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT,
+                                NOTSENT_LOWAT if low else 0)
 
     async def send(self, reader: BlobReader, offset: int, count: int) -> None:
         loop = asyncio.get_running_loop()
         file = reader.file if self.sendfile else None
+        if (file is not None) != self._low:
+            self._keep_unsent_low(file is not None)
         while count:
             transport = self.request.transport
             if transport is None or transport.is_closing():
