@@ -38,11 +38,13 @@ import aiohttp
 from lazyreg.fetch.blocks import BLOCK, Block, BlockPool
 from lazyreg.fetch.growing import Growing
 from lazyreg.fetch.pipeline import Pipeline
-from lazyreg.fetch.source import ChunkStream, Source
+from lazyreg.fetch.source import ChunkStream, PumpStream, Source
 from lazyreg.storage import base as storage
 from lazyreg.storage.base import BlobStore, Chunk, StagedBlob
 from lazyreg.storage.layout import new_hash, split_digest
+from lazyreg.upstream.body import TooLong
 from lazyreg.upstream.errors import DigestMismatch, Unavailable, UpstreamError
+from lazyreg.upstream.stall import GuardedReader
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +105,11 @@ class Leader:
         self.store_error: BaseException | None = None  # why the blob is relayed, not stored
         self._hasher: StagedBlob | _Unstored | None = None
         self._pipeline: Pipeline | None = None
-        self.received = 0
+        self.got = 0  # bytes received, in order from byte 0
         self._probe = memoryview(bytearray(1))
+        self._stream: PumpStream | None = None  # the body being pumped, if it is
+        self._room_task: asyncio.Task[None] | None = None
+        self._abort_task: asyncio.Task[None] | None = None
 
     async def run(self, sources: list[Source]) -> StagedBlob | None:
         """Fetch and verify: the verified staged blob, for the caller to commit or abort,
@@ -119,18 +124,22 @@ class Leader:
                 except (UpstreamError, OSError) as exc:
                     last = exc
                     await self.on_source_failed(source, exc)
-                    if self.received:
+                    if self.got:
                         raise  # readers may have bytes another source might not match
             else:
                 raise last or Unavailable(f"no upstream source for {self.growing.digest}")
             self.growing.verified()  # readers get the last byte now, written or not
             await self._settle()
             await self._check_storing()
+            if self._abort_task is not None:
+                await self._abort_task
             if self.store_error is not None:
                 return None
             assert self.staged is not None
             return self.staged
         except BaseException:
+            if self._room_task is not None:
+                self._room_task.cancel()
             await self._settle()
             if self.staged is not None:
                 await self.staged.abort()
@@ -177,6 +186,11 @@ class Leader:
             await self._storing_failed(pipeline.write_error)
 
     async def _storing_failed(self, exc: BaseException) -> None:
+        self._storing_failed_soon(exc)
+        if self._abort_task is not None:
+            await self._abort_task
+
+    def _storing_failed_soon(self, exc: BaseException) -> None:
         """Relay from now on; remove the staging file at once, to give the disk its space back."""
         self.store_error = exc
         self.growing.relaying = True
@@ -184,7 +198,7 @@ class Leader:
                     " storing it", self.growing.digest, exc)
         if self.staged is not None:
             # The writer thread writes nothing after a failure; the hasher needs no file.
-            await self.staged.abort()
+            self._abort_task = asyncio.ensure_future(self.staged.abort())
 
     # ------------------------------------------------------------ receiving
 
@@ -192,21 +206,21 @@ class Leader:
         g = self.growing
         resumes = 0
         while True:
-            offset = self.received
+            offset = self.got
             try:
                 async with source.client.open_blob(source.upstream_name, g.digest,
                                                    offset) as resp:
                     if self._pipeline is None:
                         await self._stage()
                     await self._receive(resp.content, offset if resp.status == 200 else 0)
-                if self.received < g.size:
-                    raise _EndedEarly(f"body ended at {self.received} of {g.size} bytes")
+                if self.got < g.size:
+                    raise _EndedEarly(f"body ended at {self.got} of {g.size} bytes")
                 return
             except RESUMABLE as exc:
                 if resumes >= MAX_RESUMES:
                     raise Unavailable(f"blob {g.digest}: {exc}") from exc
                 resumes += 1
-                log.info("blob %s cut at %d bytes (%s); resuming", g.digest, self.received, exc)
+                log.info("blob %s cut at %d bytes (%s); resuming", g.digest, self.got, exc)
                 await asyncio.sleep(min(RESUME_BACKOFF * 2 ** resumes, 5.0))
 
     async def _receive(self, stream: ChunkStream, skip: int) -> None:
@@ -214,9 +228,20 @@ class Leader:
         g, pipeline = self.growing, self._pipeline
         assert pipeline is not None
         size = g.size
-        while self.received < size:
+        if isinstance(stream, GuardedReader) and not skip:
+            self._stream = stream
+            try:
+                if await stream.pump(self, size - self.got):
+                    return
+            except TooLong as exc:
+                raise DigestMismatch(f"upstream sent more than {size} bytes") from exc
+            finally:
+                self._stream = None
+                if self._room_task is not None:
+                    self._room_task.cancel()
+        while self.got < size:
             block = await self._room()
-            lo = self.received - block.start
+            lo = self.got - block.start
             n = await stream.readinto(block.view[lo:min(BLOCK, size - block.start)])
             if not n:
                 return  # ended early: the caller resumes
@@ -229,13 +254,73 @@ class Leader:
                 block.view[lo:lo + n - cut] = block.view[lo + cut:lo + n]
                 n -= cut
             block.filled += n
-            self.received += n
+            self.got += n
             pipeline.feed(block.view[lo:lo + n])
-            g.receive(None, self.received)
+            g.receive(None, self.got)
             if pipeline.write_error is not None:
                 await self._check_storing()
         if await stream.readinto(self._probe):
             raise DigestMismatch(f"upstream sent more than {size} bytes")
+
+    # ------------------------------------------------------------ the pump's sink
+
+    def room(self) -> memoryview | None:
+        """Where the next bytes go (`lazyreg.upstream.body.Sink`): the newest block's free
+        part, or a new block; None while the window is full (`_make_room` then resumes)."""
+        g = self.growing
+        if self.got >= g.size:
+            return None
+        block = g.blocks[-1] if g.blocks else None
+        if block is None or block.filled == BLOCK:
+            if len(g.blocks) >= WINDOW_BLOCKS:
+                if not self._oldest_retires_now():
+                    if self._room_task is None:
+                        self._room_task = asyncio.ensure_future(self._make_room())
+                    return None
+                g.drop_oldest()
+            block = self.pool.take(self.got)
+            g.receive(block, self.got)
+        return block.view[block.filled:min(BLOCK, g.size - block.start)]
+
+    def received(self, n: int) -> None:
+        g, pipeline = self.growing, self._pipeline
+        assert pipeline is not None
+        block = g.blocks[-1]
+        lo = block.filled
+        block.filled += n
+        self.got += n
+        pipeline.feed(block.view[lo:lo + n])
+        g.receive(None, self.got)
+        if pipeline.write_error is not None and self.store_error is None:
+            self._storing_failed_soon(pipeline.write_error)
+
+    def _oldest_retires_now(self) -> bool:
+        """Whether the oldest block may leave the window without waiting for anything."""
+        g, pipeline = self.growing, self._pipeline
+        assert pipeline is not None
+        oldest = g.blocks[0]
+        if pipeline.hashed < oldest.end or (pipeline.storing and pipeline.written < oldest.end):
+            return False
+        if g.relaying:
+            slowest = g.slowest_reader()
+            return slowest is None or slowest >= oldest.end
+        lead = g.leading_reader()
+        return lead is None or not oldest.start <= lead < oldest.end
+
+    async def _make_room(self) -> None:
+        stream = self._stream
+        try:
+            await self._retire_oldest()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            if stream is not None:
+                stream.abort(exc)
+            return
+        finally:
+            self._room_task = None
+        if stream is not None:
+            stream.resume()
 
     async def _room(self) -> Block:
         """The block to receive into next: the newest, or a new one once the window has room."""
@@ -244,8 +329,8 @@ class Leader:
             return g.blocks[-1]
         while len(g.blocks) >= WINDOW_BLOCKS:
             await self._retire_oldest()
-        block = self.pool.take(self.received)
-        g.receive(block, self.received)
+        block = self.pool.take(self.got)
+        g.receive(block, self.got)
         return block
 
     async def _retire_oldest(self) -> None:

@@ -18,9 +18,12 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from lazyreg.upstream.errors import Stalled, TooLarge
+
+if TYPE_CHECKING:
+    from lazyreg.upstream.body import Sink
 
 T = TypeVar("T")
 
@@ -118,6 +121,26 @@ class GuardedReader:
         n: int = await self._guarded(lambda: into(buffer))
         self._meter.add(n, self._loop.time())
         return n
+
+    async def pump(self, sink: Sink, limit: int) -> bool:
+        """Push up to `limit` bytes into `sink` as they arrive, under the stall rule; False,
+        having taken nothing, when the stream cannot (see `lazyreg.upstream.body`)."""
+        pump = getattr(self._stream, "pump", None)
+        if pump is None:
+            return False
+        return bool(await pump(sink, self._meter.rule, self._what, limit))
+
+    def resume(self) -> None:
+        """A pumped sink has room again."""
+        resume = getattr(self._stream, "resume", None)
+        if resume is not None:
+            resume()
+
+    def abort(self, error: BaseException) -> None:
+        """End a pump with `error`."""
+        abort = getattr(self._stream, "abort", None)
+        if abort is not None:
+            abort(error)
 
     async def _guarded(self, receive: Callable[[], Awaitable[T]]) -> T:
         while True:
