@@ -150,7 +150,8 @@ class Growing:
         """The file has `landed` bytes now."""
         if landed > self.landed:
             self.landed = min(landed, self.size)
-            self._notify()
+            if self.landed > self.received:  # readers wait only past the window's end
+                self._notify()
 
     def receive(self, block: Block | None, received: int) -> None:
         """`received` bytes are in the window now; `block`, if any, joins it (newest)."""

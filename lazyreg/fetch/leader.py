@@ -151,6 +151,7 @@ class Leader:
     async def _settle(self) -> None:
         if self._pipeline is not None:
             await self._pipeline.settle()
+            self._progress()
 
     # ------------------------------------------------------------ staging and storing
 
@@ -255,7 +256,7 @@ class Leader:
                 n -= cut
             block.filled += n
             self.got += n
-            pipeline.feed(block.view[lo:lo + n])
+            pipeline.feed(block.view, lo, lo + n)
             g.receive(None, self.got)
             if pipeline.write_error is not None:
                 await self._check_storing()
@@ -289,7 +290,7 @@ class Leader:
         lo = block.filled
         block.filled += n
         self.got += n
-        pipeline.feed(block.view[lo:lo + n])
+        pipeline.feed(block.view, lo, lo + n)
         g.receive(None, self.got)
         if pipeline.write_error is not None and self.store_error is None:
             self._storing_failed_soon(pipeline.write_error)
@@ -301,6 +302,7 @@ class Leader:
         oldest = g.blocks[0]
         if pipeline.hashed < oldest.end or (pipeline.storing and pipeline.written < oldest.end):
             return False
+        self._progress()  # what readers behind the window read now is the file
         if g.relaying:
             slowest = g.slowest_reader()
             return slowest is None or slowest >= oldest.end
@@ -343,6 +345,7 @@ class Leader:
                 raise pipeline.hash_error
             await pipeline.progressed()
             await self._check_storing()
+        self._progress()  # what readers behind the window read now is the file
         if g.relaying:
             # Memory is the only place these bytes are: every reader needs them first.
             while (slowest := g.slowest_reader()) is not None and slowest < oldest.end:
