@@ -50,7 +50,8 @@ def idle_rss_kib(pid: int, quiet: float = 0.5, timeout: float = 10.0) -> int:
 
 
 def run(ctx: Context) -> Section:
-    section = Section("memory", "6. Memory: RSS at idle, and at its peak", [LAZYREG, PROXY], [(LAZYREG, PROXY)])
+    section = Section("memory", "6. Memory: RSS at idle, and at its peak", [LAZYREG, PROXY],
+                      [(LAZYREG, PROXY)])
     reps = ctx.reps if ctx.quick else min(ctx.reps, 3)
     sizes = (64,) if ctx.quick else (64, 1024)
     tags = 200 if ctx.quick else 1000
