@@ -193,6 +193,7 @@ class Fetcher:
         key = lease_key(flight.growing.digest)
         renewer = asyncio.create_task(self._keep_lease(key))
         verified: bool | None = False  # None: given up (shutdown), for others to take over
+        finished = False  # the lease was finished with the artifact row
         try:
             leader = Leader(flight.growing, self.services.store, self._source_failed,
                             self.pool)
@@ -210,14 +211,16 @@ class Fetcher:
             # Readers still sending keep their descriptor; a new one reads storage.
             flight.growing.close()
             if flight.keep:
-                await self._record(staged, flight.kind, location)
+                await self._record(staged, flight.kind, location, key)
+                finished = True
         except asyncio.CancelledError:
             if not verified:
                 verified = None
             raise
         finally:
             renewer.cancel()
-            await self._finish_lease(key, verified)
+            if not finished:
+                await self._finish_lease(key, verified)
 
     async def _keep_lease(self, key: str) -> None:
         services = self.services
@@ -243,10 +246,16 @@ class Fetcher:
         except Exception as exc:  # followers fall back on the lease's expiry
             log.warning("could not finish lease %s: %s", key, exc)
 
-    async def _record(self, staged: StagedBlob, kind: str, location: str) -> None:
+    async def _record(self, staged: StagedBlob, kind: str, location: str, key: str) -> None:
+        """The artifact row, and the lease finished, in one transaction."""
         record = artifacts.NewArtifact(staged.digest, staged.size, kind, location)
+        me, ttl = self.services.worker, self.services.settings.lease_ttl
+
+        def record_and_finish(session: Session) -> None:
+            artifacts.record_artifacts(session, [record])
+            leases.finish(session, key, me, ttl, True)
         try:
-            await self.services.db.write(lambda s: artifacts.record_artifacts(s, [record]))
+            await self.services.db.write(record_and_finish)
         except Exception:
             # No row (the database's disk is full, say): no file either, so that
             # storage and database agree, and the next pull fetches it again.
