@@ -79,13 +79,6 @@ class _Unstored:
     def append(self, data: Chunk) -> None:
         raise OSError("no staging file")
 
-    def write(self, data: Chunk) -> None:
-        self.update(data)
-        self.append(data)
-
-    def reset(self) -> None:
-        self._hash, self._hashed = new_hash(self.digest), 0
-
     def verify(self) -> None:
         algorithm, hex_ = split_digest(self.digest)
         actual = self._hash.hexdigest()

@@ -31,8 +31,9 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
-from lazyreg.storage.base import StagedBlob
+from lazyreg.storage.base import Chunk
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,22 @@ def _merged(q: queue.SimpleQueue[Piece | None], first: Piece
         hi = item[2]
 
 
+class Target(Protocol):
+    """What the threads work on: a `StagedBlob`, or a hash alone for a blob not stored."""
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def written(self) -> int: ...
+
+    def update(self, data: Chunk) -> None: ...
+
+    def append(self, data: Chunk) -> None: ...
+
+
 class Pipeline:
-    def __init__(self, staged: StagedBlob, on_progress: Callable[[], None]) -> None:
+    def __init__(self, staged: Target, on_progress: Callable[[], None]) -> None:
         self.staged = staged
         self._loop = asyncio.get_running_loop()
         self._on_progress = on_progress

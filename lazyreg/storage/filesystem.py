@@ -102,6 +102,12 @@ class FileReader:
             self._descriptor.drop()
 
 
+def _pwrite(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
 def _aligned(data: Chunk, offset: int) -> bool:
     """Whether `data` can be written at `offset` with O_DIRECT: address, length and offset
     on DIRECT_ALIGN boundaries (read-only buffers, whose address we cannot take, cannot)."""
@@ -149,24 +155,37 @@ class FilesystemStaged:
         self._hashed += len(data)
 
     def append(self, data: Chunk) -> None:
-        fd = self._fd()
         view = memoryview(data)
         offset = self.written
-        if self._direct is not None and _aligned(view, offset):
-            try:
-                while view:
-                    view = view[os.pwrite(self._direct, view, offset):]
-                    offset = self.written + len(data) - len(view)
-                    if view and not _aligned(view, offset):
-                        break  # a short direct write: the rest through the page cache
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                self._close_direct()  # alignment this filesystem does not take
-        while view:
-            view = view[os.pwrite(fd, view, offset):]
-            offset = self.written + len(data) - len(view)
-        self.written += len(data)
+        if self._direct is not None:
+            # Up to the next page boundary through the page cache, then whole pages
+            # directly: a page is written one way only.
+            head = min(len(view), -offset % DIRECT_ALIGN)
+            _pwrite(self._fd(), view[:head], offset)
+            view, offset = view[head:], offset + head
+            pages = len(view) - len(view) % DIRECT_ALIGN
+            if pages and _aligned(view[:pages], offset):
+                done = self._pwrite_direct(view[:pages], offset)
+                view, offset = view[done:], offset + done
+        _pwrite(self._fd(), view, offset)
+        self.written = offset + len(view)
+
+    def _pwrite_direct(self, view: memoryview, offset: int) -> int:
+        """Write whole pages with O_DIRECT; how much was written (the rest goes through
+        the page cache: after a short write, or on a filesystem that refuses it)."""
+        assert self._direct is not None
+        done = 0
+        try:
+            while done < len(view):
+                n = os.pwrite(self._direct, view[done:], offset + done)
+                done += n
+                if n == 0 or done % DIRECT_ALIGN:
+                    break
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            self._close_direct()  # alignment this filesystem does not take
+        return done
 
     def write(self, data: Chunk) -> None:
         self.update(data)

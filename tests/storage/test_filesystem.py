@@ -89,7 +89,14 @@ async def test_a_commit_that_cannot_rename_leaves_nothing_staged(tmp_path: Path)
 
 @pytest.mark.parametrize("direct_io", [True, False])
 async def test_whole_pages_go_to_disk_directly_and_readers_see_every_byte(
-        tmp_path: Path, direct_io: bool) -> None:
+        tmp_path: Path, direct_io: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[tuple[int, int, int]] = []  # (descriptor, offset, length) of each pwrite
+    real_pwrite = os.pwrite
+
+    def pwrite(fd: int, data: memoryview, offset: int) -> int:
+        writes.append((fd, offset, len(data)))
+        return real_pwrite(fd, data, offset)
+    monkeypatch.setattr(os, "pwrite", pwrite)
     store = FilesystemStore(tmp_path, direct_io=direct_io)
     data = os.urandom(3 * 1024 * 1024 + 1234)
     digest = digest_of(data)
@@ -108,6 +115,12 @@ async def test_whole_pages_go_to_disk_directly_and_readers_see_every_byte(
         staged.write(piece)
         assert reader.landed() == hi
         assert await reader.read(0, hi) == data[:hi]
+    direct = staged._direct
     await staged.commit()
     assert (tmp_path / "sha256" / digest[7:9] / digest[7:]).read_bytes() == data
     reader.close()
+    if direct_io:
+        # Whole pages went directly, also after an unaligned piece (its page through
+        # the page cache first); the read-only piece and the short tail did not.
+        assert [(o, n) for fd, o, n in writes if fd == direct] == [
+            (0, 1024 * 1024), (1024 * 1024 + 4096, 1024 * 1024 + 4096)]
