@@ -32,8 +32,8 @@ Promises:
   reader's body is closed. A reader shared by every body is closed with its last user.
 - a span read from memory (`reader.file` is None) is a view of a block that stays
   valid until the body is asked for its next span, or closed;
-- the window is given back (`Block.retire`) when the fill is over and no body is
-  attached any more.
+- the window is given back (`Block.retire`) when the fill is over, and either the
+  file has every byte or no body is attached any more.
 """
 
 from __future__ import annotations
@@ -205,8 +205,8 @@ class Growing:
         if self._source is not None:
             self._source.drop()
             self._source = None
-        if not self._bodies:
-            self.clear_window()
+        if not self._bodies or self.landed >= self.size:
+            self.clear_window()  # readers still attached have it all in the file
         self._notify()
 
     # ------------------------------------------------------------ readers
