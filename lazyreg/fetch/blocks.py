@@ -17,7 +17,7 @@ from __future__ import annotations
 import mmap
 
 BLOCK = 1024 * 1024
-POOL_KEEP = 8  # free blocks kept for reuse: one window (8 MiB)
+POOL_KEEP = 8  # free blocks kept for reuse: two downloads' windows (8 MiB)
 
 
 class Block:
