@@ -6,12 +6,14 @@
   views written to the socket without a copy of our own (over TLS, copied
   first: the TLS layer may hold what it is given). A stored blob and one being
   fetched take the same path.
-- The connection's unsent bytes are kept low (TCP_NOTSENT_LOWAT, NOTSENT_LOWAT):
-  with megabytes queued in our socket, each acknowledgement from the client made
-  the kernel push more of them in the client's own time, which cost a reading
-  client (aiohttp hashing the body, on loopback) about a fifth more CPU than
-  distribution's bytes did; topped up by us as the client reads, they cost it
-  less than distribution's.
+- While spans go out with sendfile, the connection's unsent bytes are kept low
+  (TCP_NOTSENT_LOWAT, NOTSENT_LOWAT): with megabytes queued in our socket, each
+  acknowledgement from the client made the kernel push more of them in the
+  client's own time, which cost a reading client (aiohttp hashing the body, on
+  loopback) about a fifth more CPU than distribution's bytes did; topped up by
+  us as the client reads, they cost it less than distribution's. Written spans
+  leave it at the system's default: the bytes a small socket buffer refuses
+  would be copied into the transport's buffer instead.
 - An error before the first byte is a proper registry error; after the
   headers (which carry the full length) it cuts the connection, so the client
   sees a failure, never a short or wrong blob that ends cleanly.

@@ -40,8 +40,8 @@ from typing import BinaryIO, Protocol, TypeAlias
 
 from lazyreg.worker import WorkerId
 
-# What a reader's `read` returns: bytes, or a view of memory that stays valid
-# until the reader is closed or the caller's next await (see `lazyreg.fetch.growing`).
+# What a reader's `read` returns: bytes, or a view of memory (a download's window,
+# `lazyreg.fetch.growing`) that stays valid until its body is asked for the next span.
 Chunk: TypeAlias = bytes | memoryview
 
 
