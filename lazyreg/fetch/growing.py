@@ -254,6 +254,10 @@ class GrowingBody:
     async def spans(self, start: int, end: int) -> AsyncGenerator[Span, None]:
         g = self._growing
         pos = self.pos = start
+        if g.relaying and g.landed < g.window_start and start < g.window_start and end > g.landed:
+            # Said before the first byte, so that the client gets a clean error.
+            raise BytesGone(f"the blob {g.digest} could not be stored and is only relayed:"
+                            f" bytes from {max(start, g.landed)} went by; retry")
         pinned: Block | None = None
         try:
             while pos < end:
