@@ -16,15 +16,19 @@ DASH = "\u2013"  # en dash, for ranges
 
 @dataclass(frozen=True)
 class Goal:
-    """`ratio >= 1.0`, `ratio <= 1.15` (the section's first ratio), or `value < 150` (lazyreg)."""
+    """`ratio >= 1.0`, `ratio <= 1.15` (of the section's first ratio, or of `of`), or
+    `value < 150` (lazyreg's median)."""
 
     on: Literal["ratio", "value"]
     op: Literal[">=", "<=", "<"]
     bound: float
+    of: tuple[str, str] | None = None  # (numerator, denominator) columns of a ratio goal
 
     def text(self, unit: str) -> str:
         op = {">=": "≥", "<=": "≤", "<": "<"}[self.op]
-        return f"{op} {self.bound:g}" + ("" if self.on == "ratio" else f" {unit}")
+        if self.on == "value":
+            return f"{op} {self.bound:g} {unit}"
+        return f"{op} {self.bound:g}" + (f" ({_ratio_label(*self.of)})" if self.of else "")
 
     def met(self, x: float) -> bool:
         return {">=": x >= self.bound, "<=": x <= self.bound, "<": x < self.bound}[self.op]
@@ -36,8 +40,14 @@ class Row:
     unit: str
     values: dict[str, list[float]]  # column -> samples; a missing column renders as n/a
     better: Literal["higher", "lower"]
-    goal: Goal | None = None
+    goal: Goal | tuple[Goal, ...] | None = None
     plot: bool = True  # shown in results.png (keep one unit per section)
+
+    @property
+    def goals(self) -> tuple[Goal, ...]:
+        if self.goal is None:
+            return ()
+        return self.goal if isinstance(self.goal, tuple) else (self.goal,)
 
     def median(self, column: str) -> float | None:
         samples = self.values.get(column)
@@ -47,12 +57,11 @@ class Row:
         a, b = self.median(num), self.median(den)
         return a / b if a is not None and b else None
 
-    def goal_value(self, ratios: Sequence[tuple[str, str]]) -> float | None:
-        if self.goal is None:
-            return None
-        if self.goal.on == "value":
+    def goal_value(self, goal: Goal, ratios: Sequence[tuple[str, str]]) -> float | None:
+        if goal.on == "value":
             return self.median(LAZYREG)
-        return self.ratio(*ratios[0]) if ratios else None
+        of = goal.of or (ratios[0] if ratios else None)
+        return self.ratio(*of) if of else None
 
 
 @dataclass
@@ -106,15 +115,16 @@ def _ratio_label(num: str, den: str) -> str:
     return f"{num} ÷ {den}"
 
 
-def verdict(row: Row, ratios: Sequence[tuple[str, str]]) -> str:
+def verdict(row: Row, goal: Goal, ratios: Sequence[tuple[str, str]]) -> str:
     """yes / no; a missed ratio goal whose two sides' ranges overlap says so (the difference
     is within the noise: e.g. the metrics scenario's goal of 0.95)."""
-    value = row.goal_value(ratios)
-    assert row.goal is not None and value is not None
-    if row.goal.met(value):
+    value = row.goal_value(goal, ratios)
+    assert value is not None
+    if goal.met(value):
         return "yes"
-    if row.goal.on == "ratio":
-        a, b = row.values[ratios[0][0]], row.values[ratios[0][1]]
+    if goal.on == "ratio":
+        num, den = goal.of or ratios[0]
+        a, b = row.values[num], row.values[den]
         if min(a) <= max(b) and min(b) <= max(a):
             return "**no** (ranges overlap)"
     return "**no**"
@@ -133,11 +143,9 @@ def section_markdown(section: Section, reps: int) -> list[str]:
         for num, den in section.ratios:
             r = row.ratio(num, den)
             cells.append("" if r is None else f"{r:.2f}")
-        value = row.goal_value(section.ratios)
-        if row.goal is None or value is None:
-            cells += ["", ""]
-        else:
-            cells += [row.goal.text(row.unit), verdict(row, section.ratios)]
+        goals = [g for g in row.goals if row.goal_value(g, section.ratios) is not None]
+        cells += ["; ".join(g.text(row.unit) for g in goals),
+                  "; ".join(verdict(row, g, section.ratios) for g in goals)]
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
     line = f"↑ higher is better, ↓ lower is better. This scenario took {section.seconds:.0f} s"
@@ -154,14 +162,15 @@ def summary_markdown(sections: list[Section]) -> list[str]:
            "|---|---|--:|---|---|"]
     for s in sections:
         for row in s.rows:
-            value = row.goal_value(s.ratios)
-            if row.goal is None or value is None:
-                continue
-            what = (_ratio_label(*s.ratios[0]) if row.goal.on == "ratio"
-                    else f"{LAZYREG}, {row.unit}")
-            met = verdict(row, s.ratios)
-            out.append(f"| {s.title} | {row.case} | {fmt(value)} ({what}) |"
-                       f" {row.goal.text(row.unit)} | {met} |")
+            for goal in row.goals:
+                value = row.goal_value(goal, s.ratios)
+                if value is None:
+                    continue
+                what = (_ratio_label(*(goal.of or s.ratios[0])) if goal.on == "ratio"
+                        else f"{LAZYREG}, {row.unit}")
+                op = {">=": "≥", "<=": "≤", "<": "<"}[goal.op]
+                out.append(f"| {s.title} | {row.case} | {fmt(value)} ({what}) |"
+                           f" {op} {goal.bound:g} | {verdict(row, goal, s.ratios)} |")
     return [*out, ""]
 
 

@@ -61,6 +61,20 @@ def peak_rss_kib(pid: int) -> int:
     return int(match.group(1))
 
 
+def rss_kib(pid: int) -> int:
+    """VmRSS of a process: its resident memory now."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmRSS:\s+(\d+)", status)
+    if match is None:
+        raise RuntimeError(f"no VmRSS for pid {pid}")
+    return int(match.group(1))
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Start VmHWM again from the current RSS (Linux >= 4.0: `5` to clear_refs)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 @dataclass(frozen=True)
 class Blob:
     digest: str

@@ -9,12 +9,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.report import LAZYREG, Row, Section
+from bench.report import LAZYREG, Goal, Row, Section
 from bench.scenarios import Context
 from bench.servers import log, requests_since, settle
 from tests.rig import Lazyreg, Upstream
 
 PEER = "distribution"
+
+
+# Issue 14's goals: (tags, first sync or again) -> (seconds, upstream requests).
+GOALS: dict[tuple[int, str], tuple[Goal | None, Goal | None]] = {
+    (200, "first"): (Goal("value", "<=", 0.5), Goal("value", "<=", 401)),
+    (1000, "first"): (Goal("value", "<=", 2.5), None),
+    (200, "again"): (Goal("value", "<=", 0.15), None),
+}
 
 
 def timed_sync(server: Lazyreg, name: str) -> tuple[float, dict[str, Any]]:
@@ -74,12 +82,14 @@ def run(ctx: Context) -> Section:
         log(f"sync {tags} tags: first {min(took['first']):.2f} s,"
             f" again {min(took['again']):.2f} s")
         for which, label in (("first", "first sync"), ("again", "re-sync, nothing changed")):
+            seconds_goal, requests_goal = GOALS.get((tags, which), (None, None))
             section.rows += [
                 Row(f"{tags} tags: {label}", "tags/s", {LAZYREG: rate[which]},
                     "higher"),
-                Row(f"{tags} tags: {label}", "s", {LAZYREG: took[which]}, "lower", plot=False),
+                Row(f"{tags} tags: {label}", "s", {LAZYREG: took[which]}, "lower",
+                    seconds_goal, plot=False),
                 Row(f"{tags} tags: {label}", "upstream requests", {LAZYREG: requests[which]},
-                    "lower", plot=False),
+                    "lower", requests_goal, plot=False),
             ]
     section.notes += [
         "distribution has no sync: a pull-through cache learns a repository only as clients"

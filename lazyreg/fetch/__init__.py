@@ -3,7 +3,8 @@
     LazyStore   what /v2 asks for a blob: local first, then in flight, then upstream
     Fetcher     one download per blob, in this process and across processes (leases);
                 `fetch` is also how sync stores a blob, `fetch_small` a batch of configs
-    Growing     a blob on its way, as readers see it; filled by a Leader or a follower
+    Growing     a blob on its way, as readers see it (a memory window, then the file);
+                filled by a Leader (blocks.py, pipeline.py) or a follower
     Source      where a blob can be fetched
 """
 

@@ -3,8 +3,10 @@
 A body yields `(reader, offset, count)`: `count` bytes at `offset` are readable
 now from `reader` (with `reader.read`, or with sendfile when `reader.file` is a
 file). A stored blob yields its range at once; a blob being fetched yields
-spans as they land (`lazyreg.fetch.growing`). Every reader a body yielded stays
-open until the body is closed, and the owner of a body must close it.
+spans as they arrive (`lazyreg.fetch.growing`), many from the download's memory
+(`reader.file` is None): what such a reader's `read` returns is valid until the
+body is asked for its next span. Every reader a body yielded stays open until
+the body is closed, and the owner of a body must close it.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ never start two downloads. Across processes, the flight claims the blob's lease
 
 - finds the blob stored meanwhile and serves it from storage;
 - leads: downloads it (`Leader`), renewing the lease, then commits it and
-  records its artifact (`keep`), or relays it only (`streamed`) and discards it;
+  records its artifact (`keep`), or relays it only (`streamed`, or a blob that
+  could not be stored: a full disk) and discards it;
 - follows the process that holds the lease (`follower.follow`); when that one
   is lost (dead, expired, shut down) the flight claims again and takes over,
   its readers still attached.
@@ -37,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from lazyreg.db import artifacts, leases, sources
 from lazyreg.db.models import utcnow
+from lazyreg.fetch.blocks import BlockPool
 from lazyreg.fetch.follower import LeaseStatus, follow
 from lazyreg.fetch.growing import FetchStopped, Growing, Phase
 from lazyreg.fetch.leader import Leader
@@ -74,6 +76,7 @@ class Flight:
     keep: bool  # commit to storage (on_demand, immediate), or relay only (streamed)
     kind: str  # the artifact kind recorded when kept
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    store_error: BaseException | None = None  # why a blob to keep was only relayed
 
 
 def lease_key(digest: str) -> str:
@@ -84,6 +87,7 @@ class Fetcher:
     def __init__(self, services: Services) -> None:
         self.services = services
         self._flights: dict[str, Flight] = {}
+        self.pool = BlockPool()  # the memory downloads receive into
         # Called with (digest, size, kind) after a blob was stored and recorded.
         self.on_stored: list[Callable[[str, int, str], None]] = []
 
@@ -120,8 +124,10 @@ class Fetcher:
             if growing.phase is Phase.FAILED:
                 assert growing.error is not None
                 raise growing.error
-            if flight.keep or await self.services.store.stat(digest) is not None:
+            if await self.services.store.stat(digest) is not None:
                 return
+            if flight.store_error is not None:
+                raise flight.store_error  # a full disk, say: the sync fails with it
             # We joined a relay (`streamed`) that stored nothing: download it again.
         raise Unavailable(f"could not store {digest}: it was only ever relayed")
 
@@ -253,9 +259,16 @@ class Fetcher:
         key = lease_key(flight.growing.digest)
         renewer = asyncio.create_task(self._keep_lease(key))
         verified: bool | None = False  # None: given up (shutdown), for others to take over
+        finished = False  # the lease was finished with the artifact row
         try:
-            staged = await Leader(flight.growing, self.services.store,
-                                  self._source_failed).run(sources)
+            leader = Leader(flight.growing, self.services.store, self._source_failed,
+                            self.pool)
+            staged = await leader.run(sources)
+            if staged is None:
+                # Verified, but not stored: our readers have it; other processes'
+                # readers, who read the (now removed) staging file, must not trust it.
+                flight.store_error = leader.store_error
+                return
             verified = True
             if flight.keep:
                 location = await staged.commit()
@@ -264,14 +277,16 @@ class Fetcher:
             # Readers still sending keep their descriptor; a new one reads storage.
             flight.growing.close()
             if flight.keep:
-                await self._record(staged, flight.kind, location)
+                await self._record(staged, flight.kind, location, key)
+                finished = True
         except asyncio.CancelledError:
             if not verified:
                 verified = None
             raise
         finally:
             renewer.cancel()
-            await self._finish_lease(key, verified)
+            if not finished:
+                await self._finish_lease(key, verified)
 
     async def _keep_lease(self, key: str) -> None:
         services = self.services
@@ -297,9 +312,22 @@ class Fetcher:
         except Exception as exc:  # followers fall back on the lease's expiry
             log.warning("could not finish lease %s: %s", key, exc)
 
-    async def _record(self, staged: StagedBlob, kind: str, location: str) -> None:
+    async def _record(self, staged: StagedBlob, kind: str, location: str, key: str) -> None:
+        """The artifact row, and the lease finished, in one transaction."""
         record = artifacts.NewArtifact(staged.digest, staged.size, kind, location)
-        await self.services.db.write(lambda s: artifacts.record_artifacts(s, [record]))
+        me, ttl = self.services.worker, self.services.settings.lease_ttl
+
+        def record_and_finish(session: Session) -> None:
+            artifacts.record_artifacts(session, [record])
+            leases.finish(session, key, me, ttl, True)
+        try:
+            await self.services.db.write(record_and_finish)
+        except Exception:
+            # No row (the database's disk is full, say): no file either, so that
+            # storage and database agree, and the next pull fetches it again.
+            with contextlib.suppress(OSError):
+                await self.services.store.delete(staged.digest)
+            raise
         for hook in self.on_stored:
             hook(staged.digest, staged.size, kind)
 

@@ -59,6 +59,8 @@ async def follow(growing: Growing, store: BlobStore, owner: WorkerId,
                     if stored is None:
                         return False  # relayed and gone: nothing left to read
                     growing.set_source(stored, stored.landed())
+                # The lease is finished after the last write: the staging we read is whole.
+                growing.advance(growing.landed_of_source())
                 growing.verified()
                 return True
             if now is LeaseStatus.FAILED:

@@ -15,8 +15,9 @@ the body they get, never knowing whether it came from storage or upstream
 - errors, as `RegistryError`: no usable source is 404 `BLOB_UNKNOWN` (503
   while every source cools down after a failure); an upstream rate limit is
   429 `TOOMANYREQUESTS`; any other failure of the fetch is 502 `UNAVAILABLE`;
-  storage that cannot be read is 503 `UNAVAILABLE`. Raised by `open` or, for a
-  download that fails later, by the body's spans.
+  storage that cannot be read is 503 `UNAVAILABLE`, and so is a blob that could
+  not be stored (a full disk) for a reader that came too late to be relayed it.
+  Raised by `open` or, for a download that fails later, by the body's spans.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from lazyreg.db.sources import BlobSources, usable_sources
 from lazyreg.errors import RegistryError
 from lazyreg.fetch.body import BlobBody, Span, StoredBody
 from lazyreg.fetch.fetcher import Fetcher
-from lazyreg.fetch.growing import GrowingBody, Phase
+from lazyreg.fetch.growing import BytesGone, GrowingBody, Phase
 from lazyreg.fetch.source import Source
 from lazyreg.services import Services
 from lazyreg.upstream.errors import AuthError, TooManyRequests, UpstreamError
@@ -48,6 +49,9 @@ class BlobRef:
 def as_registry_error(exc: BaseException) -> RegistryError:
     if isinstance(exc, RegistryError):
         return exc
+    if isinstance(exc, BytesGone):
+        return RegistryError("UNAVAILABLE", f"{exc} (the server could not store it)",
+                             status=503)
     if isinstance(exc, TooManyRequests):
         return RegistryError("TOOMANYREQUESTS", f"upstream rate limit: {exc}")
     if isinstance(exc, AuthError):

@@ -10,11 +10,28 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from lazyreg.upstream.body import Sink
+
 
 class ChunkStream(Protocol):
-    async def read(self, n: int = -1) -> bytes:
-        """Up to `n` bytes as they arrive; b"" at the end of the body."""
+    async def read(self, n: int) -> bytes:
+        """Up to `n` bytes that arrive next (a small blob's whole body); b"" at the end."""
         ...
+
+    async def readinto(self, buffer: memoryview) -> int:
+        """The bytes that arrive next, into `buffer` (at most its size); 0 at the end."""
+        ...
+
+
+class PumpStream(ChunkStream, Protocol):
+    """A body that can also push its bytes into a sink as they arrive: an upstream's
+    (`lazyreg.upstream.stall.GuardedReader`); the leader prefers `pump` when it has it."""
+
+    async def pump(self, sink: Sink, limit: int) -> bool: ...
+
+    def resume(self) -> None: ...
+
+    def abort(self, error: BaseException) -> None: ...
 
 
 class BlobResponse(Protocol):

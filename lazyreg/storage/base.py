@@ -1,7 +1,7 @@
 """The storage interface: what a filesystem and an object store both provide.
 
     BlobStore     stat, open, stage, put, delete, iterate; another worker's staging
-    StagedBlob    a new blob on its way in: write (hashing), verify, then commit or abort
+    StagedBlob    a new blob on its way in: hashed and appended, verified, then committed or aborted
     BlobReader    the landed bytes of one blob, stored or still being staged
 
 What every backend promises (`tests/storage/` runs one suite against each):
@@ -9,8 +9,13 @@ What every backend promises (`tests/storage/` runs one suite against each):
 - A blob is visible under its digest (`stat`, `open`, `iter_digests`) only once its
   bytes hashed to that digest, with the digest's own algorithm, and had the expected
   size; `commit` makes it visible atomically. Nothing else writes under a digest.
-- `verify` hashes nothing: the hash is kept up to date by `write`, so a blob is
-  verified once, and `commit` after `verify` does not check again.
+- A staged blob's bytes are hashed (`update`) and stored (`append`) by two calls, so
+  that a caller can hash in one thread while another writes, and learn that the
+  digest matched without waiting for the disk; `write` is both at once. The caller
+  gives both calls the same bytes in the same order; `commit` refuses a blob whose
+  hashed or stored bytes are not all there.
+- `verify` hashes nothing: the hash is kept up to date by `update`, so a blob is
+  verified once, and `commit` after `verify` does not check the hash again.
 - A reader of a staged blob reads every byte that landed (`landed()`), while the
   blob grows and after it is committed or aborted, until the reader is closed.
   Readers never need a file: `file` is an optimisation a backend may offer
@@ -22,16 +27,22 @@ What every backend promises (`tests/storage/` runs one suite against each):
   worker's staging when the backend can share it (a shared filesystem can; an
   object store answers None and followers wait for the commit instead).
 
-Methods that may touch the network in some backend are coroutines. `write`,
-`reset` and `verify` are plain calls, made from the download's writer thread.
+Methods that may touch the network in some backend are coroutines. `update`,
+`append`, `write`, `reset` and `verify` are plain calls, made from a download's own
+threads: `update` from one thread, `append` from one thread (maybe another),
+`reset` while neither runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, TypeAlias
 
 from lazyreg.worker import WorkerId
+
+# What a reader's `read` returns: bytes, or a view of memory (a download's window,
+# `lazyreg.fetch.growing`) that stays valid until its body is asked for the next span.
+Chunk: TypeAlias = bytes | memoryview
 
 
 class DigestMismatch(ValueError):
@@ -48,7 +59,7 @@ class BlobReader(Protocol):
         """How many bytes from offset 0 can be read now."""
         ...
 
-    async def read(self, offset: int, count: int) -> bytes:
+    async def read(self, offset: int, count: int) -> Chunk:
         """Up to `count` bytes at `offset` (fewer only past what landed)."""
         ...
 
@@ -66,23 +77,39 @@ class StagedBlob(Protocol):
 
     @property
     def written(self) -> int:
-        """Bytes written so far, all of them readable by readers."""
+        """Bytes stored so far (`append`), all of them readable by readers."""
         ...
 
-    def write(self, data: bytes) -> None: ...
+    def update(self, data: Chunk) -> None:
+        """Hash the next bytes of the blob."""
+        ...
+
+    def append(self, data: Chunk) -> None:
+        """Store the next bytes of the blob, after those stored so far."""
+        ...
+
+    def write(self, data: Chunk) -> None:
+        """`update` and `append`."""
+        ...
 
     def reset(self) -> None:
         """Start over at byte 0; readers keep reading what lands from now on."""
         ...
 
     def verify(self) -> None:
-        """Raise DigestMismatch unless every byte is there and hashes to the digest."""
+        """Raise DigestMismatch unless `size` bytes were hashed and hash to the digest.
+
+        Whether they are all stored yet is `commit`'s business.
+        """
         ...
 
     def open_reader(self) -> BlobReader: ...
 
     async def commit(self) -> str:
-        """Verify (unless done) and make the blob visible; its location. Raises DigestMismatch."""
+        """Verify (unless done), check every byte is stored, and make the blob visible.
+
+        Its location; DigestMismatch when the hash or the size is wrong.
+        """
         ...
 
     async def abort(self) -> None: ...

@@ -9,13 +9,15 @@ processes left without touching a live one's downloads.
 
 Readers are file descriptors, so landed spans can go out with sendfile; a
 reader keeps reading the same bytes after its file is renamed into place or
-unlinked. The calls here are short system calls made on the event loop;
+unlinked. Staged blocks that are whole and aligned are written with O_DIRECT
+(`FilesystemStaged`). The calls here are short system calls made on the event loop;
 whole-blob work (`put`, listing, cleaning) runs in a worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import os
 import shutil
@@ -25,13 +27,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
-from lazyreg.storage.base import DigestMismatch
+from lazyreg.storage.base import Chunk, DigestMismatch
 from lazyreg.storage.layout import ALGORITHMS, blob_key, new_hash, split_digest
 from lazyreg.worker import WorkerId
 
 STALE_AFTER = 3600.0  # seconds: another host's staging left this long is abandoned
 FD_WAIT = 30.0  # seconds an open waits for a descriptor while the process has none left
 FD_RETRY = 0.02
+DIRECT_ALIGN = 4096  # what O_DIRECT needs of offsets, lengths and addresses on any disk here
 
 
 async def _open(path: Path, flags: int, mode: int = 0o644) -> int:
@@ -89,7 +92,7 @@ class FileReader:
             return self._size
         return os.fstat(self._descriptor.fd).st_size
 
-    async def read(self, offset: int, count: int) -> bytes:
+    async def read(self, offset: int, count: int) -> Chunk:
         return os.pread(self._descriptor.fd, count, offset)
 
     def close(self) -> None:
@@ -98,38 +101,99 @@ class FileReader:
             self._descriptor.drop()
 
 
+def _pwrite(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def _aligned(data: Chunk, offset: int) -> bool:
+    """Whether `data` can be written at `offset` with O_DIRECT: address, length and offset
+    on DIRECT_ALIGN boundaries (read-only buffers, whose address we cannot take, cannot)."""
+    if offset % DIRECT_ALIGN or len(data) % DIRECT_ALIGN or not data:
+        return False
+    try:
+        address = ctypes.addressof(ctypes.c_char.from_buffer(data))
+    except (TypeError, ValueError):
+        return False
+    return address % DIRECT_ALIGN == 0
+
+
 class FilesystemStaged:
     """A staging file: one descriptor, written at explicit offsets and shared with readers.
 
-    The write side belongs to one thread at a time.
+    Whole aligned blocks are written through a second, O_DIRECT descriptor when
+    the filesystem has one: the bytes go from the caller's buffer to the disk
+    without filling the page cache (no copy, no dirty pages to throttle on, and
+    no memory to fault in for a blob that may never be read again); anything
+    else (a short last block, an unaligned buffer, a filesystem without O_DIRECT)
+    through the page cache. Readers use the buffered descriptor; the kernel keeps
+    the two coherent.
+
+    `update` belongs to one thread and `append` to one thread at a time.
     """
 
     def __init__(self, store: FilesystemStore, path: Path, digest: str, size: int,
-                 fd: int) -> None:
+                 fd: int, direct_fd: int | None) -> None:
         self.store, self.path, self.digest, self.size = store, path, digest, size
         self._hash = new_hash(digest)
+        self._hashed = 0
         self.written = 0
         self._verified = False
         self._descriptor: _Descriptor | None = _Descriptor(fd)
+        self._direct = direct_fd
 
     def _fd(self) -> int:
         if self._descriptor is None:
             raise ValueError(f"the staging of {self.digest} is closed")
         return self._descriptor.fd
 
-    def write(self, data: bytes) -> None:
-        # hashlib and pwrite() release the GIL on large buffers: the caller's
-        # writer thread hashes and writes while the event loop receives.
-        fd = self._fd()
+    def update(self, data: Chunk) -> None:
+        # hashlib releases the GIL on large buffers.
         self._hash.update(data)
+        self._hashed += len(data)
+
+    def append(self, data: Chunk) -> None:
         view = memoryview(data)
-        while view:
-            view = view[os.pwrite(fd, view, self.written + len(data) - len(view)):]
-        self.written += len(data)
+        offset = self.written
+        if self._direct is not None:
+            # Up to the next page boundary through the page cache, then whole pages
+            # directly: a page is written one way only.
+            head = min(len(view), -offset % DIRECT_ALIGN)
+            _pwrite(self._fd(), view[:head], offset)
+            view, offset = view[head:], offset + head
+            pages = len(view) - len(view) % DIRECT_ALIGN
+            if pages and _aligned(view[:pages], offset):
+                done = self._pwrite_direct(view[:pages], offset)
+                view, offset = view[done:], offset + done
+        _pwrite(self._fd(), view, offset)
+        self.written = offset + len(view)
+
+    def _pwrite_direct(self, view: memoryview, offset: int) -> int:
+        """Write whole pages with O_DIRECT; how much was written (the rest goes through
+        the page cache: after a short write, or on a filesystem that refuses it)."""
+        assert self._direct is not None
+        done = 0
+        try:
+            while done < len(view):
+                n = os.pwrite(self._direct, view[done:], offset + done)
+                done += n
+                if n == 0 or done % DIRECT_ALIGN:
+                    break
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            self._close_direct()  # alignment this filesystem does not take
+        return done
+
+    def write(self, data: Chunk) -> None:
+        self.update(data)
+        self.append(data)
 
     def reset(self) -> None:
         os.ftruncate(self._fd(), 0)
         self._hash = new_hash(self.digest)
+        self._hashed = 0
         self.written = 0
         self._verified = False
 
@@ -138,9 +202,9 @@ class FilesystemStaged:
             return
         algorithm, hex_ = split_digest(self.digest)
         actual = self._hash.hexdigest()
-        if self.written != self.size or actual != hex_:
+        if self._hashed != self.size or actual != hex_:
             raise DigestMismatch(f"expected {self.digest} ({self.size} bytes),"
-                                 f" got {algorithm}:{actual} ({self.written} bytes)")
+                                 f" got {algorithm}:{actual} ({self._hashed} bytes)")
         self._verified = True
 
     def open_reader(self) -> FileReader:
@@ -149,7 +213,13 @@ class FilesystemStaged:
             raise ValueError(f"the staging of {self.digest} is closed")
         return FileReader(self._descriptor.take())
 
+    def _close_direct(self) -> None:
+        if self._direct is not None:
+            os.close(self._direct)
+            self._direct = None
+
     def _close(self) -> None:
+        self._close_direct()
         if self._descriptor is not None:
             self._descriptor.drop()
             self._descriptor = None
@@ -157,6 +227,9 @@ class FilesystemStaged:
     async def commit(self) -> str:
         try:
             self.verify()
+            if self.written != self.size:
+                raise DigestMismatch(f"{self.digest}: {self.written} of {self.size} bytes"
+                                     " stored")
             self._close()
             target = self.store.path_of(self.digest)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -172,8 +245,10 @@ class FilesystemStaged:
 
 
 class FilesystemStore:
-    def __init__(self, root: Path, worker: WorkerId | None = None) -> None:
+    def __init__(self, root: Path, worker: WorkerId | None = None, *,
+                 direct_io: bool = True) -> None:
         self.root = root
+        self.direct_io = direct_io and hasattr(os, "O_DIRECT")
         self.worker = worker or WorkerId.current()
         self.staging_root = root / "tmp"
         self.staging_dir = self.staging_root / str(self.worker)
@@ -202,7 +277,13 @@ class FilesystemStore:
     async def stage(self, digest: str, size: int) -> FilesystemStaged:
         path = self.staging_dir / self._staging_name(digest)
         fd = await _open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
-        return FilesystemStaged(self, path, digest, size, fd)
+        direct = None
+        if self.direct_io:
+            try:
+                direct = os.open(path, os.O_WRONLY | os.O_DIRECT)
+            except OSError:  # no O_DIRECT here (EINVAL), or no descriptor left: buffered
+                direct = None
+        return FilesystemStaged(self, path, digest, size, fd, direct)
 
     async def open_staging(self, worker: WorkerId, digest: str) -> FileReader | None:
         path = self.staging_root / str(worker) / self._staging_name(digest)

@@ -35,6 +35,7 @@ from lazyreg.oci.mediatypes import MANIFEST_ACCEPT, OCI_INDEX
 from lazyreg.oci.names import is_tag
 from lazyreg.upstream import redirects
 from lazyreg.upstream.auth import TokenCache, basic_header, parse_www_authenticate
+from lazyreg.upstream.body import BodyReader
 from lazyreg.upstream.errors import (
     AuthError,
     InvalidResponse,
@@ -505,22 +506,25 @@ class UpstreamClient:
         """A blob response, positioned at `offset` (206 when the upstream honours Range).
 
         The caller checks `resp.status`: 200 means the body starts at byte 0
-        whatever was asked. `resp.content.read(n)` raises `Stalled` when the
-        body comes slower than the stall rule; the remote's request slot is
-        held until the context exits.
+        whatever was asked. `resp.content.read(n)` and `readinto(buffer)` (the
+        cheaper one: see `lazyreg.upstream.body`) raise `Stalled` when the body
+        comes slower than the stall rule; the remote's request slot is held
+        until the context exits.
         """
         _check_reference(digest)
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         async with self.semaphore:
             resp = await self.send("GET", f"/v2/{name}/blobs/{digest}", scope=pull_scope(name),
                                    headers=headers, ok=(200, 206))
-            async with resp:
-                try:
+            body = BodyReader(resp)
+            try:
+                async with resp:
                     yield BlobResponse(resp.status, resp.headers,
-                                       GuardedReader(resp.content, self.config.stall,
+                                       GuardedReader(body, self.config.stall,
                                                      f"blob {digest} of {name}"))
-                finally:  # once per response: what arrived, read or not
-                    self.observer.upstream_blob_bytes(resp.content.total_bytes)
+            finally:  # once per response: what arrived, read or not
+                self.observer.upstream_blob_bytes(body.total_bytes)
+                body.close()
 
 
 __all__ = ["BlobResponse", "ManifestBody", "ManifestInfo", "RemoteConfig", "UpstreamClient",

@@ -16,11 +16,16 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from lazyreg.upstream.errors import Stalled, TooLarge
+
+if TYPE_CHECKING:
+    from lazyreg.upstream.body import Sink
+
+T = TypeVar("T")
 
 BUCKETS = 8
 READ_SIZE = 64 * 1024  # what a capped read asks for at a time
@@ -81,10 +86,12 @@ class Meter:
 
 
 class GuardedReader:
-    """`read(n)` of a stream, raising `Stalled` under the stall rule or past `deadline`.
+    """`read(n)` and `readinto(buffer)` of a stream, raising `Stalled` under the stall
+    rule or past `deadline`.
 
     The same `async read(n) -> bytes` as aiohttp's StreamReader, so a consumer
-    of `response.content` takes either.
+    of `response.content` takes either; `readinto` needs a stream that has it
+    (`lazyreg.upstream.body.BodyReader`), else it reads and copies.
     """
 
     def __init__(self, stream: Stream, rule: StallRule, what: str,
@@ -98,6 +105,44 @@ class GuardedReader:
     async def read(self, n: int = READ_SIZE) -> bytes:
         if n <= 0:
             raise ValueError("a guarded read needs a positive size")
+        data = await self._guarded(lambda: self._stream.read(n))
+        self._meter.add(len(data), self._loop.time())
+        return data
+
+    async def readinto(self, buffer: memoryview) -> int:
+        """Bytes received next, into `buffer`; 0 at the end of the body."""
+        if not buffer:
+            raise ValueError("a guarded readinto needs room")
+        into = getattr(self._stream, "readinto", None)
+        if into is None:
+            data = await self.read(len(buffer))
+            buffer[:len(data)] = data
+            return len(data)
+        n: int = await self._guarded(lambda: into(buffer))
+        self._meter.add(n, self._loop.time())
+        return n
+
+    async def pump(self, sink: Sink, limit: int) -> bool:
+        """Push up to `limit` bytes into `sink` as they arrive, under the stall rule; False,
+        having taken nothing, when the stream cannot (see `lazyreg.upstream.body`)."""
+        pump = getattr(self._stream, "pump", None)
+        if pump is None:
+            return False
+        return bool(await pump(sink, self._meter.rule, self._what, limit))
+
+    def resume(self) -> None:
+        """A pumped sink has room again."""
+        resume = getattr(self._stream, "resume", None)
+        if resume is not None:
+            resume()
+
+    def abort(self, error: BaseException) -> None:
+        """End a pump with `error`."""
+        abort = getattr(self._stream, "abort", None)
+        if abort is not None:
+            abort(error)
+
+    async def _guarded(self, receive: Callable[[], Awaitable[T]]) -> T:
         while True:
             now = self._loop.time()
             if self._deadline is not None and now >= self._deadline:
@@ -112,13 +157,11 @@ class GuardedReader:
             timeout = asyncio.timeout_at(None if math.isinf(wake) else wake)
             try:
                 async with timeout:
-                    data = await self._stream.read(n)
+                    return await receive()
             except TimeoutError:
                 if timeout.expired():
                     continue  # our own wake-up: judge the rate again
                 raise
-            self._meter.add(len(data), self._loop.time())
-            return data
 
 
 def declared_length(headers: Mapping[str, str]) -> int | None:

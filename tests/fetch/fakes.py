@@ -82,3 +82,8 @@ class FakeStream:
             chunk[-1] ^= 0xFF
         self.pos = end
         return bytes(chunk)
+
+    async def readinto(self, buffer: memoryview) -> int:
+        data = await self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)

@@ -245,38 +245,45 @@ async def test_no_descriptor_and_no_staging_while_waiting_for_a_slot(
     assert [await r.result() for r in readers] == blobs
 
 
-async def test_a_write_error_fails_readers_and_awaits_every_write(
+async def test_a_write_error_relays_the_blob_and_awaits_every_write(
         tmp_path: Path, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     store = FilesystemStore(tmp_path / "storage")
-    writes: list[int] = []
-    real_write = FilesystemStaged.write
+    writes: list[bool] = []  # whether each write failed
+    real_append = FilesystemStaged.append
 
-    def failing_write(self: FilesystemStaged, data: bytes) -> None:
-        writes.append(len(data))
-        if len(writes) >= 2:  # a full disk: this write and every later one fail
+    def failing_append(self: FilesystemStaged, data: bytes) -> None:
+        # A full disk: a write that goes past half the blob fails, and so would any after it.
+        writes.append(self.written + len(data) > HALF or any(writes))
+        if writes[-1]:
             raise OSError(28, "No space left on device")
-        real_write(self, data)
-    monkeypatch.setattr(FilesystemStaged, "write", failing_write)
+        real_append(self, data)
+    monkeypatch.setattr(FilesystemStaged, "append", failing_append)
     unretrieved: list[dict[str, Any]] = []
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(lambda _loop, context: unretrieved.append(context))
 
     up = FakeUpstream(DATA, chunk=4096)  # many chunks queued behind the failing write
     f = fetcher(tmp_path, db, store)
-    reader = Reader(f.join(DIGEST, len(DATA), source(up), keep=True).attach())
-    with pytest.raises(OSError, match="No space") as info:
-        await reader.result()
+    growing = f.join(DIGEST, len(DATA), source(up), keep=True)
+    readers = [Reader(growing.attach()) for _ in range(2)]
+    # The readers get the whole verified blob, relayed from memory, though it is not stored.
+    assert [await r.result() for r in readers] == [DATA, DATA]
     await done(f)
-    # The error's traceback keeps the download's frames (and its futures) alive:
-    # let them go, so that a future nobody looked at is reported now.
-    info.value.__traceback__ = None
-    del info, reader
+    assert growing.phase is Phase.VERIFIED
+    assert writes[-1] and writes.count(True) == 1  # no write tried after the failure
     gc.collect()
     await asyncio.sleep(0)
     loop.set_exception_handler(None)
     assert unretrieved == []
-    assert leftovers(store) == []
+    assert leftovers(store) == []  # the partial staging file is gone
     assert await store.stat(DIGEST) is None
+    assert not await db.read(lambda s: is_stored(s, DIGEST))
+    # Other processes must not trust a staging file that was removed half-written.
+    assert await lease_state(db) is leases.LeaseState.FAILED
+    # A sync that wanted it stored hears why it is not.
+    with pytest.raises(OSError, match="No space"):
+        await f.fetch(DIGEST, len(DATA), source(up), kind="layer")
+    assert leftovers(store) == []
 
 
 async def test_a_staged_blob_is_released_when_its_reader_cannot_open(

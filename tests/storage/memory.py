@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from lazyreg.storage.base import DigestMismatch
+from lazyreg.storage.base import Chunk, DigestMismatch
 from lazyreg.storage.layout import blob_key, new_hash, split_digest
 from lazyreg.worker import WorkerId
 
@@ -26,7 +26,7 @@ class MemoryReader:
     def landed(self) -> int:
         return len(self._data) if self._size is None else self._size
 
-    async def read(self, offset: int, count: int) -> bytes:
+    async def read(self, offset: int, count: int) -> Chunk:
         assert not self.closed, "read after close"
         return bytes(self._data[offset:min(offset + count, self.landed())])
 
@@ -40,6 +40,7 @@ class MemoryStaged:
         self.store, self.digest, self.size = store, digest, size
         self._data = bytearray()
         self._hash = new_hash(digest)
+        self._hashed = 0
         self._verified = False
         self.done = False
         store.staging[id(self)] = self
@@ -48,19 +49,29 @@ class MemoryStaged:
     def written(self) -> int:
         return len(self._data)
 
-    def write(self, data: bytes) -> None:
-        assert not self.done, "write after commit or abort"
+    def update(self, data: Chunk) -> None:
+        assert not self.done, "update after commit or abort"
         self._hash.update(data)
+        self._hashed += len(data)
+
+    def append(self, data: Chunk) -> None:
+        assert not self.done, "append after commit or abort"
         self._data += data
+
+    def write(self, data: Chunk) -> None:
+        self.update(data)
+        self.append(data)
 
     def reset(self) -> None:
         del self._data[:]  # in place: readers see what lands from now on
         self._hash = new_hash(self.digest)
+        self._hashed = 0
         self._verified = False
 
     def verify(self) -> None:
         if not self._verified:
-            if self.written != self.size or self._hash.hexdigest() != split_digest(self.digest)[1]:
+            if (self._hashed != self.size
+                    or self._hash.hexdigest() != split_digest(self.digest)[1]):
                 raise DigestMismatch(f"expected {self.digest} ({self.size} bytes)")
             self._verified = True
 
@@ -70,6 +81,8 @@ class MemoryStaged:
     async def commit(self) -> str:
         try:
             self.verify()
+            if self.written != self.size:
+                raise DigestMismatch(f"{self.digest}: {self.written} of {self.size} bytes")
             self.store.blobs[self.digest] = bytes(self._data)
         finally:
             self._release()

@@ -144,3 +144,25 @@ async def test_unsupported_digests_are_refused(store: BlobStore, digest: str) ->
     with pytest.raises(UnsupportedDigest):
         await store.stage(digest, 1)
     assert leftovers(store) == []
+
+
+async def test_hashing_and_storing_are_two_calls_and_commit_needs_both(store: BlobStore) -> None:
+    staged = await store.stage(DIGEST, len(DATA))
+    reader = staged.open_reader()
+    staged.update(DATA)  # hashed, as a hasher thread would, ahead of the disk
+    staged.verify()  # the digest is known to match: nothing stored yet
+    assert staged.written == 0 and reader.landed() == 0
+    staged.append(DATA[:1000])
+    with pytest.raises(DigestMismatch, match="1000 of"):
+        await staged.commit()  # not every byte is stored
+    assert await store.stat(DIGEST) is None
+    assert leftovers(store) == []
+    reader.close()
+
+    staged = await store.stage(DIGEST, len(DATA))
+    staged.update(DATA[:-1] + b"x")
+    staged.append(DATA)
+    with pytest.raises(DigestMismatch):
+        await staged.commit()  # what was hashed decides, whatever was stored
+    assert await store.stat(DIGEST) is None
+    assert leftovers(store) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import mmap
 import os
 import subprocess
 from pathlib import Path
@@ -83,3 +85,42 @@ async def test_a_commit_that_cannot_rename_leaves_nothing_staged(tmp_path: Path)
         await staged.commit()
     assert list(store.staging_dir.iterdir()) == []
     assert [d async for d in store.iter_digests()] == []
+
+
+@pytest.mark.parametrize("direct_io", [True, False])
+async def test_whole_pages_go_to_disk_directly_and_readers_see_every_byte(
+        tmp_path: Path, direct_io: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[tuple[int, int, int]] = []  # (descriptor, offset, length) of each pwrite
+    real_pwrite = os.pwrite
+
+    def pwrite(fd: int, data: memoryview, offset: int) -> int:
+        writes.append((fd, offset, len(data)))
+        return real_pwrite(fd, data, offset)
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    store = FilesystemStore(tmp_path, direct_io=direct_io)
+    data = os.urandom(3 * 1024 * 1024 + 1234)
+    digest = digest_of(data)
+    block = mmap.mmap(-1, len(data) + 4096)  # page-aligned, as the fetcher's blocks are
+    block[:len(data)] = data
+    view = memoryview(block)
+    staged = await store.stage(digest, len(data))
+    assert (staged._direct is not None) == direct_io  # this filesystem has O_DIRECT
+    reader = staged.open_reader()
+    # Aligned pages, then an unaligned piece (page cache), then pages again from an
+    # unaligned offset, then read-only bytes (no address to check), then the tail.
+    cuts = [0, 1024 * 1024, 1024 * 1024 + 100, 2 * 1024 * 1024 + 8192, 3 * 1024 * 1024,
+            len(data)]
+    for lo, hi in itertools.pairwise(cuts):
+        piece = bytes(view[lo:hi]) if lo == 2 * 1024 * 1024 + 8192 else view[lo:hi]
+        staged.write(piece)
+        assert reader.landed() == hi
+        assert await reader.read(0, hi) == data[:hi]
+    direct = staged._direct
+    await staged.commit()
+    assert (tmp_path / "sha256" / digest[7:9] / digest[7:]).read_bytes() == data
+    reader.close()
+    if direct_io:
+        # Whole pages went directly, also after an unaligned piece (its page through
+        # the page cache first); the read-only piece and the short tail did not.
+        assert [(o, n) for fd, o, n in writes if fd == direct] == [
+            (0, 1024 * 1024), (1024 * 1024 + 4096, 1024 * 1024 + 4096)]
