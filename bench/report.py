@@ -174,6 +174,9 @@ def summary_markdown(sections: list[Section]) -> list[str]:
     return [*out, ""]
 
 
+ANALYSIS = Path(__file__).with_name("ANALYSIS.md")
+
+
 def write_markdown(path: Path, info: RunInfo, sections: list[Section], plot: Path | None,
                    errors: list[str]) -> None:
     versions = ", ".join(f"{k} {v}" for k, v in info.versions.items())
@@ -204,6 +207,8 @@ def write_markdown(path: Path, info: RunInfo, sections: list[Section], plot: Pat
     if errors:
         lines += ["## Errors", ""] + [f"- {e}" for e in errors] + [""]
     lines += summary_markdown(sections)
+    if info.mode == "full" and ANALYSIS.exists():  # hand-written: why a goal is not met
+        lines += [*ANALYSIS.read_text().rstrip().splitlines(), ""]
     for section in sections:
         lines += section_markdown(section, info.reps)
     if info.notes:
