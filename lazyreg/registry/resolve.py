@@ -12,6 +12,8 @@ answers NAME_UNKNOWN.
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
@@ -77,9 +79,10 @@ async def route_of(app: AppState, name: str) -> Target:
     distribution, possibly a Target without a repository yet."""
     target: Target | None = app.lookups.target(name)
     if target is None:
-        generation = app.lookups.generation
-        target = await app.services.db.read(lambda s: resolve(s, name))
-        app.lookups.put_target(name, target, generation)
+        # Requests that miss together (when the answer expires) share one read.
+        flight = app.lookups.target_flight(
+            name, lambda: app.services.db.read(lambda s: resolve(s, name)))
+        target = await asyncio.shield(flight)
     return target
 
 
