@@ -78,12 +78,13 @@ async def route_of(app: AppState, name: str) -> Target:
     """What serves `name`, from the lookup cache when it is fresh; under a pull-through
     distribution, possibly a Target without a repository yet."""
     target: Target | None = app.lookups.target(name)
-    if target is None:
-        # Requests that miss together (when the answer expires) share one read.
-        flight = app.lookups.target_flight(
-            name, lambda: app.services.db.read(lambda s: resolve(s, name)))
-        target = await asyncio.shield(flight)
-    return target
+    if target is not None:
+        return target
+    # Requests that miss together (when the answer expires) share one read.
+    flight = app.lookups.target_flight(
+        name, lambda: app.services.db.read(lambda s: resolve(s, name)))
+    found: Target = await asyncio.shield(flight)
+    return found
 
 
 async def target_of(app: AppState, name: str) -> Target:
