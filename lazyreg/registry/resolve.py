@@ -25,7 +25,7 @@ from lazyreg.errors import RegistryError
 from lazyreg.oci.names import is_repository_name
 from lazyreg.state import AppState
 
-__all__ = ["Target", "members", "resolve", "route_of", "target_of"]
+__all__ = ["Target", "members", "resolve", "route_of", "served", "target_of"]
 
 
 def members(target: Target) -> Select[int]:
@@ -87,10 +87,15 @@ async def route_of(app: AppState, name: str) -> Target:
     return found
 
 
-async def target_of(app: AppState, name: str) -> Target:
-    """The version `name` serves; NAME_UNKNOWN before the first pull of a pull-through name."""
-    target = await route_of(app, name)
+def served(target: Target, name: str) -> Target:
+    """`target` (what `route_of` found for `name`) if it has a version to serve; else
+    NAME_UNKNOWN (a pull-through name before its first pull)."""
     if not target.repository_uid:
         raise _unknown(name)
     return target
+
+
+async def target_of(app: AppState, name: str) -> Target:
+    """The version `name` serves; NAME_UNKNOWN before the first pull of a pull-through name."""
+    return served(await route_of(app, name), name)
 
