@@ -96,21 +96,7 @@ def is_disk_full(exc: BaseException) -> bool:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await _handle(request, handler)
-    except Exception as exc:
-        if not is_disk_full(exc):
-            raise
-        log.error("%s %s: the disk is full: %s", request.method, request.path, exc)
-        full = StorageFull("insufficient storage: the server's disk (or database) is full;"
-                           " nothing was changed; free some space and retry")
-        if request.path.startswith("/v2"):
-            return render_registry_error(RegistryError("UNAVAILABLE", full.message,
-                                                       status=full.status))
-        return render_api_error(full.status, full.message, None)
-
-
-async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # One level, not a middleware and a helper: every request pays for each level.
     try:
         return await handler(request)
     except RegistryError as exc:
@@ -133,27 +119,33 @@ async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
             return render_api_error(exc.status, exc.reason, None,
                                     {"Allow": allow} if allow else None)
         raise
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        log.error("%s %s: the disk is full: %s", request.method, request.path, exc)
+        full = StorageFull("insufficient storage: the server's disk (or database) is full;"
+                           " nothing was changed; free some space and retry")
+        if request.path.startswith("/v2"):
+            return render_registry_error(RegistryError("UNAVAILABLE", full.message,
+                                                       status=full.status))
+        return render_api_error(full.status, full.message, None)
 
 
-@web.middleware
-async def refuse_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+def refused_body(request: web.Request) -> web.Response:
     """Only the management API reads request bodies; everything else is read-only.
 
     Refused before a handler runs, and the connection closed rather than the
     unread body drained.
     """
-    if request.body_exists and not request.path.startswith("/api/"):
-        message = "this endpoint is read-only: a request body is refused"
-        if request.path.startswith("/v2"):
-            response = render_registry_error(RegistryError("UNSUPPORTED", message, status=413))
-        else:
-            response = render_api_error(413, message, None)
-        response.force_close()
-        return response
-    return await handler(request)
+    message = "this endpoint is read-only: a request body is refused"
+    if request.path.startswith("/v2"):
+        response = render_registry_error(RegistryError("UNSUPPORTED", message, status=413))
+    else:
+        response = render_api_error(413, message, None)
+    response.force_close()
+    return response
 
 
-@web.middleware
 async def forget_targets(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A management change may move what a base path serves: drop the cached targets.
 
@@ -166,8 +158,28 @@ async def forget_targets(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     finally:
-        if request.method not in ("GET", "HEAD") and request.path.startswith("/api/"):
+        if request.method not in ("GET", "HEAD"):
             request.app[STATE].lookups.invalidate_targets()
+
+
+@web.middleware
+async def by_area(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The rules of the request's area, and only those: one middleware rather than one
+    per rule, so that a registry request does not pass through the API's (and the
+    reverse); a middleware level costs every request, and /v2 answers are small.
+
+    /api/: who may call it and the audit line (`api_access`), then `forget_targets`.
+    Anything else: no request body (`refused_body`); /v2 with auth on: who may pull
+    what (`registry_access`).
+    """
+    path = request.path
+    if path.startswith("/api/"):
+        return await api_access(request, lambda r: forget_targets(r, handler))
+    if request.body_exists:
+        return refused_body(request)
+    if path.startswith("/v2") and request.app[STATE].auth.enabled:
+        return await registry_access(request, handler)
+    return await handler(request)
 
 
 def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -222,8 +234,7 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
 
 def create_app(settings: Settings) -> web.Application:
     # request_ids first: its id and clock cover everything, errors rendered included.
-    app = web.Application(middlewares=[observe.request_ids, error_middleware, refuse_bodies,
-                                       api_access, registry_access, forget_targets],
+    app = web.Application(middlewares=[observe.request_ids, error_middleware, by_area],
                           client_max_size=MAX_BODY_BYTES)
     observe.setup(app, settings)  # metrics, /metrics, /healthz, /readyz, the status page at /
     app.cleanup_ctx.append(make_lifespan(settings))

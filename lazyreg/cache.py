@@ -8,7 +8,9 @@ new repository gets its database id, name and version numbers.
 
 Which version a base path serves does change: that answer is kept `ttl`
 seconds, and dropped at once when this process changes a distribution or
-creates a version. Another process's change is seen within `ttl`.
+creates a version. Another process's change is seen within `ttl`. When it
+expires, the requests that find it missing share one database read
+(`target_flight`) rather than each making its own.
 
 Memory is bounded twice: at most `max_entries` answers, and at most
 `max_bytes` by their estimated cost (a value's own size for bytes, a flat
@@ -18,9 +20,10 @@ is not kept at all.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from typing import Any
 
 # What one small answer costs, rounded up: the key tuple, its strings, the value's
@@ -40,6 +43,8 @@ class LookupCache:
         # Bumped by every invalidation, so that a lookup which read the database
         # before a change cannot put its stale answer back afterwards.
         self.generation = 0
+        # base path -> the one read of its target in flight (since the last invalidation)
+        self._flights: dict[str, asyncio.Future[Any]] = {}
         self._entries: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
 
@@ -59,9 +64,32 @@ class LookupCache:
             self._targets.clear()
         self._targets[base_path] = (self._clock() + self.ttl, target)
 
+    def target_flight(self, base_path: str,
+                      read: Callable[[], Coroutine[Any, Any, Any]]) -> asyncio.Future[Any]:
+        """The read of `base_path`'s target in flight, started with `read()` if there is
+        none; its answer is kept as `put_target` keeps it.
+
+        Await it shielded: a waiter that is cancelled must not cancel the others' read.
+        """
+        flight = self._flights.get(base_path)
+        if flight is not None:
+            return flight
+        generation = self.generation
+        flight = asyncio.ensure_future(read())
+        self._flights[base_path] = flight
+
+        def landed(done: asyncio.Future[Any]) -> None:
+            if self._flights.get(base_path) is done:
+                del self._flights[base_path]
+            if not done.cancelled() and done.exception() is None:
+                self.put_target(base_path, done.result(), generation)
+        flight.add_done_callback(landed)
+        return flight
+
     def invalidate_targets(self) -> None:
         self.generation += 1
         self._targets.clear()
+        self._flights.clear()  # a lookup from now on reads anew; earlier ones keep their read
 
     # ------------------------------------------------------------ answers that never change
 

@@ -17,6 +17,8 @@ _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"<>]+@")
 
 
 def redact(text: str) -> str:
+    if "@" not in text:  # most text, every log line among it: no regex scan
+        return text
     return _USERINFO.sub(r"\g<scheme>***@", text)
 
 

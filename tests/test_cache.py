@@ -1,3 +1,7 @@
+import asyncio
+
+import pytest
+
 from lazyreg.cache import ENTRY_COST, LookupCache
 
 
@@ -33,6 +37,83 @@ def test_invalidation_drops_targets_and_refuses_answers_read_before_it() -> None
     assert cache.target("a") is None
     cache.put_target("a", "fresh", cache.generation)
     assert cache.target("a") == "fresh"
+
+
+class Reads:
+    """A database read that answers when the test says so, counting how often it ran."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.answer: asyncio.Future[str] | None = None
+
+    async def __call__(self) -> str:
+        self.count += 1
+        self.answer = asyncio.get_running_loop().create_future()
+        return await self.answer
+
+
+async def test_lookups_that_miss_together_share_one_read() -> None:
+    clock, read = Clock(), Reads()
+    cache = LookupCache(ttl=1.0, clock=clock)
+    waiters = [asyncio.ensure_future(asyncio.shield(cache.target_flight("a", read)))
+               for _ in range(16)]
+    await asyncio.sleep(0)  # the read starts
+    assert read.count == 1 and read.answer is not None
+    read.answer.set_result("target")
+    assert await asyncio.gather(*waiters) == ["target"] * 16
+    assert cache.target("a") == "target"  # kept, as put_target keeps it
+    clock.now += 2
+    assert cache.target("a") is None
+    flight = cache.target_flight("a", read)  # the next miss reads again
+    await asyncio.sleep(0)
+    assert read.count == 2 and read.answer is not None
+    read.answer.set_result("next")
+    assert await flight == "next"
+
+
+async def test_a_failed_read_reaches_its_waiters_and_is_not_kept() -> None:
+    cache, read = LookupCache(), Reads()
+    waiters = [asyncio.ensure_future(asyncio.shield(cache.target_flight("a", read)))
+               for _ in range(3)]
+    await asyncio.sleep(0)
+    assert read.answer is not None
+    read.answer.set_exception(LookupError("no such name"))
+    for waiter in waiters:
+        with pytest.raises(LookupError):
+            await waiter
+    assert cache.target("a") is None
+    cache.target_flight("a", read)
+    await asyncio.sleep(0)
+    assert read.count == 2  # a new read, not the failed one again
+
+
+async def test_a_lookup_after_an_invalidation_does_not_join_a_read_from_before() -> None:
+    cache, read = LookupCache(), Reads()
+    before = cache.target_flight("a", read)
+    await asyncio.sleep(0)
+    first = read.answer
+    cache.invalidate_targets()  # e.g. the distribution was changed meanwhile
+    after = cache.target_flight("a", read)
+    assert after is not before
+    await asyncio.sleep(0)
+    assert read.count == 2 and first is not None and read.answer is not None
+    read.answer.set_result("fresh")
+    first.set_result("stale")
+    assert (await before, await after) == ("stale", "fresh")
+    assert cache.target("a") == "fresh"  # the stale answer was not put back
+
+
+async def test_a_cancelled_waiter_leaves_the_read_to_the_others() -> None:
+    cache, read = LookupCache(), Reads()
+    quitter = asyncio.ensure_future(asyncio.shield(cache.target_flight("a", read)))
+    stayer = asyncio.ensure_future(asyncio.shield(cache.target_flight("a", read)))
+    await asyncio.sleep(0)
+    quitter.cancel()
+    await asyncio.sleep(0)
+    assert read.answer is not None
+    read.answer.set_result("target")
+    assert await stayer == "target"
+    assert quitter.cancelled() and read.count == 1
 
 
 def test_entries_are_least_recently_used_out() -> None:

@@ -57,6 +57,8 @@ class StorageRefresh:
 
 STARTED = web.RequestKey("lazyreg_started", Started)
 STORAGE_REFRESH = web.AppKey("lazyreg_storage_refresh", StorageRefresh)
+# Whether the access line carries its fields (method, path, route...) apart: JSON lines only.
+ACCESS_FIELDS = web.AppKey("lazyreg_access_fields", bool)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -93,13 +95,18 @@ async def on_response_prepare(request: web.Request, response: web.StreamResponse
     level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
     if access.isEnabledFor(level):
         path = request.rel_url.raw_path  # still percent-encoded: no spaces, no line breaks
-        access.log(level, "%s %s %d %s %.1fms from %s", request.method, path, status,
-                   "-" if length is None else f"{length}B", seconds * 1000, request.remote,
-                   extra={"request_id": started.id, "fields": {
-                       "method": request.method, "path": path, "route": route,
-                       "status": status, "bytes": length, "duration_ms": round(seconds * 1000, 3),
-                       "remote": request.remote, "blob_source": source,
-                       "user_agent": request.headers.get("User-Agent", "")[:200]}})
+        remote = request.remote
+        # Formatted here, with no arguments for the logging module to format (again, in
+        # the redacting filter and the formatter), and the JSON fields only for JSON lines.
+        sent = "-" if length is None else f"{length}B"
+        message = f"{request.method} {path} {status} {sent} {seconds * 1000:.1f}ms from {remote}"
+        extra: dict[str, object] = {"request_id": started.id}
+        if request.app[ACCESS_FIELDS]:
+            extra["fields"] = {
+                "method": request.method, "path": path, "route": route, "status": status,
+                "bytes": length, "duration_ms": round(seconds * 1000, 3), "remote": remote,
+                "blob_source": source, "user_agent": request.headers.get("User-Agent", "")[:200]}
+        access.log(level, message, extra=extra)
 
 
 async def _refresh_storage(request: web.Request) -> None:
@@ -139,6 +146,7 @@ def setup(app: web.Application, settings: Settings) -> Metrics:
     metrics = Metrics(count_requests=settings.request_metrics)
     app[METRICS] = metrics
     app[STORAGE_REFRESH] = StorageRefresh()
+    app[ACCESS_FIELDS] = settings.log_format == "json"
     app[health.READINESS] = health.Readiness()
     app.on_response_prepare.append(on_response_prepare)
     app.router.add_get("/metrics", metrics_page)

@@ -15,7 +15,7 @@ from aiohttp import web
 from lazyreg.db.routing import Mirror, Target
 from lazyreg.pullthrough import FetchRefused
 from lazyreg.registry.access import authenticated, unauthorized
-from lazyreg.registry.resolve import route_of, target_of
+from lazyreg.registry.resolve import route_of, served
 from lazyreg.state import state
 
 
@@ -29,7 +29,7 @@ async def manifest_target(request: web.Request, name: str, reference: str) -> Ta
     app = state(request)
     route = await route_of(app, name)
     if route.mirror is None:
-        return await target_of(app, name)
+        return served(route, name)
     try:
         target = await app.pullthrough.resolve(route, reference, may_fetch(request, route.mirror))
     except FetchRefused as exc:

@@ -12,6 +12,8 @@ answers NAME_UNKNOWN.
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
@@ -23,7 +25,7 @@ from lazyreg.errors import RegistryError
 from lazyreg.oci.names import is_repository_name
 from lazyreg.state import AppState
 
-__all__ = ["Target", "members", "resolve", "route_of", "target_of"]
+__all__ = ["Target", "members", "resolve", "route_of", "served", "target_of"]
 
 
 def members(target: Target) -> Select[int]:
@@ -76,17 +78,24 @@ async def route_of(app: AppState, name: str) -> Target:
     """What serves `name`, from the lookup cache when it is fresh; under a pull-through
     distribution, possibly a Target without a repository yet."""
     target: Target | None = app.lookups.target(name)
-    if target is None:
-        generation = app.lookups.generation
-        target = await app.services.db.read(lambda s: resolve(s, name))
-        app.lookups.put_target(name, target, generation)
+    if target is not None:
+        return target
+    # Requests that miss together (when the answer expires) share one read.
+    flight = app.lookups.target_flight(
+        name, lambda: app.services.db.read(lambda s: resolve(s, name)))
+    found: Target = await asyncio.shield(flight)
+    return found
+
+
+def served(target: Target, name: str) -> Target:
+    """`target` (what `route_of` found for `name`) if it has a version to serve; else
+    NAME_UNKNOWN (a pull-through name before its first pull)."""
+    if not target.repository_uid:
+        raise _unknown(name)
     return target
 
 
 async def target_of(app: AppState, name: str) -> Target:
     """The version `name` serves; NAME_UNKNOWN before the first pull of a pull-through name."""
-    target = await route_of(app, name)
-    if not target.repository_uid:
-        raise _unknown(name)
-    return target
+    return served(await route_of(app, name), name)
 
