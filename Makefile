@@ -46,7 +46,7 @@ test: deps venv
 # Tests that need no root and no server outside the test process (no registry,
 # skopeo, podman or PostgreSQL): the end-to-end tests are left out.
 unit: venv
-	$(VENV)/bin/pytest -q -m "not e2e and not postgres" --ignore=tests/e2e $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -n auto -m "not e2e and not postgres" --ignore=tests/e2e $(PYTEST_ARGS)
 
 # Style, layering (imports point down: tools/layers.py) and types (mypy --strict).
 lint: venv
