@@ -8,6 +8,7 @@ is whatever the server reports: a counter is `{"done": n, "total": m}`, and a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -58,9 +59,11 @@ def _next(cli: Cli, task: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-def run_task(cli: Cli, task: dict[str, Any], wait: bool, what: str) -> None:
-    """Follow a task the server just started, then print its last message (or the task,
-    with -o json); a task that did not complete is an error."""
+def run_task(cli: Cli, task: dict[str, Any], wait: bool, what: str,
+             report: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Follow a task the server just started, then print `report(task)` (default: its
+    last message), or the task with -o json whatever its end; a task that did not
+    complete is an error."""
     if not wait:
         cli.emit(task, lambda t: cli.out.print(f"started task {t['id']} ({t['state']})"))
         return
@@ -69,7 +72,9 @@ def run_task(cli: Cli, task: dict[str, Any], wait: bool, what: str) -> None:
     except KeyboardInterrupt:
         raise CliError(f"stopped waiting; the {what} goes on: lazyreg task show {task['id']}"
                        ) from None
-    if task["state"] != "completed":
+    completed = task["state"] == "completed"
+    if completed or cli.output is Output.json:
+        message = (task.get("progress") or {}).get("message") or "done"
+        cli.emit(task, report or (lambda _: cli.out.print(message, markup=False)))
+    if not completed:
         raise CliError(f"{what} {task['state']}: {task.get('error') or 'no error recorded'}")
-    message = (task.get("progress") or {}).get("message") or "done"
-    cli.emit(task, lambda _: cli.out.print(message, markup=False))

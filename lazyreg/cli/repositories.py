@@ -11,9 +11,9 @@ from typer.core import TyperGroup
 
 from lazyreg.cli.client import CliError, quote
 from lazyreg.cli.context import Cli, cli_of
-from lazyreg.cli.follow import follow, run_task
+from lazyreg.cli.follow import run_task
 from lazyreg.cli.options import Limit, Name, Offset, given, options_from
-from lazyreg.cli.render import Column, Output, col, counts_text
+from lazyreg.cli.render import Column, col, counts_text
 
 app = typer.Typer(help="Versioned repositories, and syncing them.", no_args_is_help=True)
 
@@ -130,20 +130,7 @@ def sync(ctx: typer.Context, name: Name, fields: SyncFields,
     """Sync a repository from a remote, showing progress until it ends."""
     cli = cli_of(ctx)
     task = cli.client.post(f"repositories/{quote(name)}/sync/", given(fields))
-    if not wait:
-        cli.emit(task, lambda t: cli.out.print(f"started task {t['id']} ({t['state']})"))
-        return
-    try:
-        task = follow(cli, task)
-    except KeyboardInterrupt:
-        raise CliError(f"stopped waiting; the sync goes on: lazyreg task show {task['id']}"
-                       ) from None
-    if cli.output is Output.json:
-        cli.emit(task, lambda _: None)
-    elif task["state"] == "completed":
-        report_version(cli, task)
-    if task["state"] != "completed":
-        raise CliError(f"sync {task['state']}: {task.get('error') or 'no error recorded'}")
+    run_task(cli, task, wait, "sync", lambda t: report_version(cli, t))
 
 
 def report_version(cli: Cli, task: dict[str, Any]) -> None:
