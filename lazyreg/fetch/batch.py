@@ -120,9 +120,12 @@ async def _claim_many(fetcher: Fetcher, digests: list[str]) -> tuple[set[str], s
     me, ttl = services.worker, services.settings.lease_ttl
 
     def claim(session: Session) -> tuple[set[str], set[str]]:
+        # The leases first, then the artifact rows, as `Fetcher._claim` does (and why).
+        held = leases.claim_many(session, [lease_key(d) for d in digests], me, ttl)
         recorded = artifacts.stored_digests(session, digests)
-        held = leases.claim_many(session, [lease_key(d) for d in digests
-                                           if d not in recorded], me, ttl)
+        # A recorded blob's lease we just took goes back: nothing of ours runs under it.
+        leases.release_many(session, [lease_key(d) for d in recorded
+                                      if lease_key(d) not in held], me)
         return {d for d in digests if lease_key(d) in held}, recorded
 
     for _ in range(MAX_CLAIM_RACES):

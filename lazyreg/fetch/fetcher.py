@@ -223,7 +223,12 @@ class Fetcher:
         key, me, ttl = lease_key(digest), services.worker, services.settings.lease_ttl
 
         def claim(session: Session) -> tuple[bool, leases.LeaseView | None]:
-            return artifacts.is_stored(session, digest), leases.claim(session, key, me, ttl)
+            # The lease first, then the artifact row: a process that read "not stored"
+            # before locking could find the lease finished by a leader that stored the
+            # blob meanwhile, and download it again (PostgreSQL's READ COMMITTED lets
+            # each statement see what committed before it, so the order is the fix).
+            held = leases.claim(session, key, me, ttl)
+            return artifacts.is_stored(session, digest), held
 
         for _ in range(MAX_CLAIM_RACES):
             try:

@@ -1,0 +1,64 @@
+"""Single flight between server processes for small blobs, repeated until a race would show.
+
+Three `lazyreg serve` processes share one PostgreSQL database and one data
+directory. Each round deletes the stored layers (reclaim) and has clients on
+every process ask for the same small layers at once; the upstream's access log
+must show one GET per layer per round. A small blob is fetched in a few
+milliseconds, so a process that checks "stored?" before it locks the lease can
+find the lease finished by another process and download the blob a second time:
+this test caught that (an 18 KiB layer fetched twice in about half the rounds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.e2e.expect import layers
+from tests.rig import Lazyreg, Upstream, start_lazyreg
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+ROUNDS = 8
+CLIENTS_PER_SERVER = 3
+
+
+async def _get_all(urls: list[str]) -> list[int]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
+        async def one(url: str) -> int:
+            async with session.get(url) as resp:
+                await resp.read()
+                return resp.status
+        return await asyncio.gather(*(one(u) for u in urls))
+
+
+def test_small_layers_fetched_once_across_processes_every_round(
+        postgres_url: str, upstream: Upstream, tmp_path: Path) -> None:
+    servers: list[Lazyreg] = []
+    try:
+        for _ in range(3):
+            servers.append(start_lazyreg(tmp_path / "data", database_url=postgres_url))
+        first = servers[0]
+        assert first.setup_mirror(upstream, "small", "fixtures/small")["state"] == "completed"
+        digests = sorted(layers(upstream.tag("fixtures/small", "v1")))
+        twice: list[tuple[int, str, int]] = []
+        for round_ in range(ROUNDS):
+            task = first.wait_task(first.ok("POST", "repositories/small/reclaim/"))
+            assert task["state"] == "completed", task
+            mark = upstream.mark()
+            urls = [f"{s.url}/v2/small/blobs/{d}" for d in digests for s in servers
+                    for _ in range(CLIENTS_PER_SERVER)]
+            assert set(asyncio.run(_get_all(urls))) == {200}
+            for digest in digests:
+                gets = upstream.count("GET", f"/blobs/{digest}$", mark)
+                if gets != 1:
+                    twice.append((round_, digest[:19], gets))
+        assert twice == [], f"(round, layer, upstream GETs) fetched more than once: {twice}"
+        assert first.ok("GET", "check/")["ok"]
+    finally:
+        for server in servers:
+            server.stop()
