@@ -21,6 +21,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(5000, ge=0, le=65535)
+    # Server processes on the one port: a number, or "auto" (one per core).
+    workers: str = Field("1", pattern=r"^(auto|[1-9][0-9]{0,2})$")
     data_dir: Path = Path("./lazyreg-data")
     database_url: str | None = None
     # Bytes of memory for the registry's cached lookups (manifests, what a version holds).
@@ -127,4 +129,9 @@ def bind_refusal(settings: Settings) -> str | None:
         return (f"refusing to listen on {settings.host} with --auth off: anyone who can reach"
                 " it could administer the server and pull every distribution. Use --auth on"
                 " (users and tokens) or a loopback --host such as 127.0.0.1")
+    return None
+
+
+def workers_refusal(settings: Settings) -> str | None:
+    """Why these settings must not start several server processes, or None."""
     return None

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from lazyreg import supervisor
 from lazyreg.app import create_app
-from lazyreg.config import Settings, bind_refusal
+from lazyreg.config import Settings, bind_refusal, workers_refusal
 from lazyreg.observe import logs
 from lazyreg.redact import RedactingFilter
 
@@ -50,10 +52,27 @@ class MalformedRequestsInOneLine(logging.Filter):
         return True
 
 
+async def _ready(_app: web.Application) -> None:
+    supervisor.say_ready()  # after the lifespan started: a worker's supervisor starts the next
+
+
+def _banner(settings: Settings, scheme: str, port: int | str, workers: int) -> str:
+    procs = f", {workers} workers" if workers > 1 else ""
+    return (f"lazyreg serving {scheme}://{settings.host}:{port}"
+            f" (data: {settings.data_dir.resolve()}, database:"
+            f" {settings.resolved_database_url.split('@')[-1]}, auth: {settings.auth}{procs})")
+
+
 def serve(settings: Settings) -> None:
-    refusal = bind_refusal(settings)
+    refusal = bind_refusal(settings) or workers_refusal(settings)
     if refusal:
         raise StartRefused(refusal)
+    count = supervisor.worker_count(settings.workers)
+    if count > 1 and not supervisor.is_worker():  # see lazyreg/supervisor.py
+        scheme = "https" if settings.tls_cert else "http"
+        banner = _banner(settings, scheme, "{port}", count)
+        supervisor.supervise(count, settings.host, settings.port, sys.argv[1:], banner)
+        return
     # No URL credentials in any log line.
     logs.configure(settings.log_format, settings.log_level, filters=(RedactingFilter(),))
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestsInOneLine())
@@ -62,11 +81,14 @@ def serve(settings: Settings) -> None:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
     scheme = "https" if ssl_context else "http"
-    print(f"lazyreg serving {scheme}://{settings.host}:{settings.port}"
-          f" (data: {settings.data_dir.resolve()}, database:"
-          f" {settings.resolved_database_url.split('@')[-1]}, auth: {settings.auth})",
-          flush=True)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port,
+    sock = supervisor.inherited_socket()
+    if sock is None:
+        print(_banner(settings, scheme, settings.port, 1), flush=True)
+    app = create_app(settings)
+    app.on_startup.append(_ready)
+    # A worker answers on its supervisor's socket only (a host would bind one more).
+    host, port = (None, None) if sock else (settings.host, settings.port)
+    web.run_app(app, host=host, port=port, sock=sock,
                 ssl_context=ssl_context, print=None, access_log=None,
                 handler_cancellation=False, keepalive_timeout=IDLE_TIMEOUT,
                 max_line_size=MAX_REQUEST_LINE, max_field_size=MAX_HEADER_FIELD,

@@ -28,6 +28,8 @@ def serve(
         help="on: users and tokens; off [default]: everyone is admin, loopback only")] = None,
     log_format: Annotated[str | None, typer.Option(
         help="Log lines as text or json (one object a line) [text]")] = None,
+    workers: Annotated[str | None, typer.Option(
+        help="Server processes on the port: a number, or auto (one per core) [1]")] = None,
 ) -> None:
     """Run the server: the OCI registry (/v2) and the management API (/api/v1)."""
     from pydantic import ValidationError
@@ -35,9 +37,11 @@ def serve(
     from lazyreg.config import Settings
     from lazyreg.serve import StartRefused
     from lazyreg.serve import serve as run
+    from lazyreg.supervisor import SupervisorError
 
     flags = {"host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
-             "tls_cert": tls_cert, "tls_key": tls_key, "auth": auth, "log_format": log_format}
+             "tls_cert": tls_cert, "tls_key": tls_key, "auth": auth, "log_format": log_format,
+             "workers": workers}
     given: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     try:
         settings = Settings(**given)
@@ -48,5 +52,5 @@ def serve(
         raise CliError("--tls-cert and --tls-key go together")
     try:
         run(settings)
-    except StartRefused as exc:
+    except (StartRefused, SupervisorError) as exc:
         raise CliError(str(exc)) from None

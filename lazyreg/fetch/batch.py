@@ -53,6 +53,7 @@ async def run_batch(fetcher: Fetcher, flights: dict[str, Flight], sources: list[
             if held or growing.digest not in ours:
                 await fetcher._fill(flight, sources)  # leased elsewhere, or a row without file
                 return
+            growing.led = True
             try:
                 async with at_once:
                     location = await _put_small(fetcher, growing.digest, growing.size, sources)

@@ -262,6 +262,7 @@ class Fetcher:
 
     async def _lead(self, flight: Flight, sources: list[Source]) -> None:
         key = lease_key(flight.growing.digest)
+        flight.growing.led = True
         renewer = asyncio.create_task(self._keep_lease(key))
         verified: bool | None = False  # None: given up (shutdown), for others to take over
         finished = False  # the lease was finished with the artifact row

@@ -1,0 +1,253 @@
+"""`lazyreg serve --workers N`: N server processes answering on one listening socket.
+
+The supervisor binds and listens once, then starts each worker as this same
+command (its arguments unchanged) with the socket's descriptor inherited and
+named in `LAZYREG_WORKER_FD`: the kernel hands each connection to one worker.
+Workers share the database and storage exactly as separate servers do; the
+supervisor itself imports none of the server and holds no state.
+
+- Start-up: one worker at a time, each after the previous said it is ready
+  (a byte on the pipe named in `LAZYREG_READY_FD`), so that migrations and
+  start-up repairs run once, not N times at once.
+- A worker that exits while the server runs is started again: at once after a
+  worker that ran for a while, after a doubling delay (RESTART_DELAY up to
+  MAX_RESTART_DELAY) when it keeps dying young.
+- Stop (SIGTERM, SIGINT): every worker gets SIGTERM and drains its requests in
+  flight (aiohttp answers them, up to its shutdown timeout, and closes idle
+  connections); those still running after STOP_GRACE are killed. A second
+  signal kills at once.
+- Metrics: `PROMETHEUS_MULTIPROC_DIR` names a private directory made at start
+  and removed at exit, in which prometheus-client's multiprocess mode keeps each
+  worker's figures; `/metrics`, whichever worker answers it, sums them. The live
+  gauges of a dead worker are dropped (as `multiprocess.mark_process_dead` does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+WORKER_FD = "LAZYREG_WORKER_FD"
+READY_FD = "LAZYREG_READY_FD"
+METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+BACKLOG = 1024
+READY_TIMEOUT = 120.0  # seconds a worker may take to start (migrations included)
+YOUNG = 10.0  # seconds: a worker that dies younger than this is crash-looping
+RESTART_DELAY = 0.5
+MAX_RESTART_DELAY = 30.0
+STOP_GRACE = 75.0  # seconds workers may drain after SIGTERM (aiohttp's own limit is 60)
+
+
+class SupervisorError(Exception):
+    """The workers could not be started; the message says why."""
+
+
+def is_worker() -> bool:
+    return WORKER_FD in os.environ
+
+
+def inherited_socket() -> socket.socket | None:
+    """The listening socket a worker inherited from its supervisor, or None."""
+    fd = os.environ.get(WORKER_FD)
+    return socket.socket(fileno=int(fd)) if fd else None
+
+
+def say_ready() -> None:
+    """Tell the supervisor this worker serves (once; a no-op outside a supervisor)."""
+    fd = os.environ.pop(READY_FD, None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(int(fd), b"1")
+            os.close(int(fd))
+
+
+def worker_count(workers: str) -> int:
+    """`auto`: the cores this process may run on; else the number given."""
+    if workers == "auto":
+        return len(os.sched_getaffinity(0))
+    return int(workers)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SupervisorError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(BACKLOG)
+    sock.set_inheritable(True)
+    return sock
+
+
+@dataclass
+class Worker:
+    slot: int
+    proc: subprocess.Popen[bytes]
+    started: float = field(default_factory=time.monotonic)
+
+
+class Supervisor:
+    def __init__(self, count: int, sock: socket.socket, argv: list[str]) -> None:
+        self.count = count
+        self.sock = sock
+        self.argv = argv
+        self.metrics_dir = Path(tempfile.mkdtemp(prefix="lazyreg-metrics-"))
+        self.workers: dict[int, Worker] = {}  # pid -> worker
+        self.delays = [0.0] * count  # the next restart delay of each slot
+        self.stopping = False
+        self.signals = 0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+
+    # ------------------------------------------------------------ workers
+
+    def _spawn(self, slot: int) -> Worker:
+        ready_r, ready_w = os.pipe()
+        env = {**os.environ, WORKER_FD: str(self.sock.fileno()), READY_FD: str(ready_w),
+               METRICS_DIR: str(self.metrics_dir)}
+        cmd = [sys.executable, "-c", "import sys; from lazyreg.cli import main; sys.exit(main())",
+               *self.argv]
+        try:
+            proc = subprocess.Popen(cmd, env=env, pass_fds=(self.sock.fileno(), ready_w))
+        finally:
+            os.close(ready_w)
+        worker = Worker(slot, proc)
+        self.workers[proc.pid] = worker
+        try:
+            self._wait_ready(worker, ready_r)
+        finally:
+            os.close(ready_r)
+        return worker
+
+    def _wait_ready(self, worker: Worker, ready_r: int) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not self.stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SupervisorError(f"worker {worker.slot} did not start in"
+                                      f" {READY_TIMEOUT:g}s")
+            readable, _, _ = select.select([ready_r, self._wake_r], [], [], left)
+            if ready_r in readable:
+                if os.read(ready_r, 1):
+                    return
+                code = worker.proc.wait()  # the pipe closed: the worker is gone
+                self.workers.pop(worker.proc.pid, None)
+                raise SupervisorError(f"worker {worker.slot} exited with {code} at start-up")
+            self._drain_wakeups()
+
+    def _reap(self) -> None:
+        for pid, worker in list(self.workers.items()):
+            code = worker.proc.poll()
+            if code is None:
+                continue
+            del self.workers[pid]
+            self._forget_live_gauges(pid)
+            if self.stopping:
+                continue
+            lived = time.monotonic() - worker.started
+            slot = worker.slot
+            self.delays[slot] = (0.0 if lived >= YOUNG else
+                                 min(max(self.delays[slot] * 2, RESTART_DELAY),
+                                     MAX_RESTART_DELAY))
+            print(f"lazyreg: worker {slot} (pid {pid}) exited with {code} after {lived:.1f}s;"
+                  f" starting it again in {self.delays[slot]:g}s", file=sys.stderr, flush=True)
+            self._pending.append((time.monotonic() + self.delays[slot], slot))
+
+    def _forget_live_gauges(self, pid: int) -> None:
+        for path in self.metrics_dir.glob(f"gauge_live*_{pid}.db"):
+            path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------ signals
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if signum == signal.SIGCHLD:
+            return  # the wakeup fd does the work
+        self.signals += 1
+        self.stopping = True
+        sig = signal.SIGTERM if self.signals == 1 else signal.SIGKILL
+        for worker in list(self.workers.values()):
+            with contextlib.suppress(ProcessLookupError):
+                worker.proc.send_signal(sig)
+
+    def _drain_wakeups(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 512):
+                pass
+
+    # ------------------------------------------------------------ the loop
+
+    def run(self) -> int:
+        os.set_blocking(self._wake_r, False)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            signal.signal(signum, self._on_signal)
+        self._pending: list[tuple[float, int]] = []
+        try:
+            for slot in range(self.count):
+                if self.stopping:
+                    break
+                self._spawn(slot)
+            while self.workers or (self._pending and not self.stopping):
+                self._reap()
+                now = time.monotonic()
+                for due, slot in sorted(self._pending):
+                    if due <= now and not self.stopping:
+                        self._pending.remove((due, slot))
+                        try:
+                            self._spawn(slot)
+                        except SupervisorError as exc:
+                            print(f"lazyreg: {exc}", file=sys.stderr, flush=True)
+                            self._pending.append((time.monotonic() + MAX_RESTART_DELAY, slot))
+                if self.stopping and self.workers:
+                    self._wait_stopped()
+                    continue
+                timeout = min((d for d, _ in self._pending), default=now + 60) - now
+                select.select([self._wake_r], [], [], max(timeout, 0.0))
+                self._drain_wakeups()
+            return 0
+        finally:
+            self._kill_all()
+            self.sock.close()
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+    def _wait_stopped(self) -> None:
+        deadline = time.monotonic() + STOP_GRACE
+        while self.workers and time.monotonic() < deadline:
+            select.select([self._wake_r], [], [], 0.5)
+            self._drain_wakeups()
+            self._reap()
+        self._kill_all()
+
+    def _kill_all(self) -> None:
+        for worker in list(self.workers.values()):
+            if worker.proc.poll() is None:
+                worker.proc.kill()
+            worker.proc.wait()
+        self.workers.clear()
+
+
+def supervise(count: int, host: str, port: int, argv: list[str], banner: str) -> int:
+    """Run `count` workers of this command on `host:port` until stopped; the exit code.
+
+    `banner` is printed once the first worker serves, with `{url}` replaced by
+    the address bound (which names the port chosen when `port` is 0).
+    """
+    sock = listen(host, port)
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    supervisor = Supervisor(count, sock, argv)
+    print(banner.format(port=bound, host=shown), flush=True)
+    return supervisor.run()
