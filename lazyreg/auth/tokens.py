@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import jwt
-
 ISSUER = "lazyreg"
 SERVICE = "lazyreg"  # the registry's `service` in the token protocol, and its audience
 API_AUDIENCE = "lazyreg-api"
@@ -55,6 +53,8 @@ class RegistryClaims:
 
 def _encode(key: bytes, audience: str, subject: str, ttl: int,
             extra: dict[str, Any]) -> tuple[str, int]:
+    import jwt  # with auth on only: PyJWT loads `cryptography` (memory every worker pays)
+
     now = int(time.time())
     claims = {"iss": ISSUER, "aud": audience, "sub": subject, "iat": now, "nbf": now,
               "exp": now + ttl, "jti": secrets.token_hex(12), **extra}
@@ -64,6 +64,8 @@ def _encode(key: bytes, audience: str, subject: str, ttl: int,
 def _decode(key: bytes, token: str, audience: str) -> dict[str, Any]:
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken("token missing or too long")
+    import jwt  # see _encode
+
     try:
         claims: dict[str, Any] = jwt.decode(
             token, key, algorithms=[ALGORITHM], audience=audience, issuer=ISSUER,
