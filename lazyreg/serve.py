@@ -17,15 +17,20 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
 import ssl
 import sys
+import traceback
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from pydantic import SecretStr
 
 from lazyreg import supervisor
 from lazyreg.app import create_app
+from lazyreg.auth.startup import open_secrets
 from lazyreg.config import Settings, bind_refusal, workers_refusal
+from lazyreg.db.engine import Database, is_current, make_engine
 from lazyreg.observe import logs
 from lazyreg.redact import RedactingFilter
 
@@ -85,6 +90,62 @@ async def _ready(_app: web.Application) -> None:
     supervisor.say_ready()  # after the lifespan started: a worker's supervisor starts the next
 
 
+def _migrate_in_child(settings: Settings) -> None:
+    """Bring the schema to the newest migration in a forked child, if it is behind.
+
+    Alembic costs a process 10 MiB for the rest of its life once loaded: the
+    child loads it, migrates and exits, and the server (each worker, with
+    `--workers`) finds the schema current and never loads it.
+    """
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        if is_current(engine):
+            return
+    finally:
+        engine.dispose()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()  # no thread runs yet
+    if pid == 0:
+        code = 1
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            db = Database(settings.resolved_database_url)
+            db.migrate(open_secrets(settings))
+            db.dispose()
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise StartRefused("the database could not be migrated (the error is above)")
+
+
+def _as_environment(settings: Settings) -> dict[str, str]:
+    """The settings as LAZYREG_* variables: a worker reads them as its own (every one
+    set, so that they win over a config file's), and never loads the command line."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"LAZYREG_{name.upper()}"] = str(value).lower() if isinstance(value, bool) \
+            else str(value)
+    return env
+
+
+def worker_main() -> None:
+    """A worker of `lazyreg serve --workers N`, started by its supervisor."""
+    try:
+        serve(Settings())
+    except StartRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
 def _banner(settings: Settings, scheme: str, port: int | str, workers: int) -> str:
     procs = f", {workers} workers" if workers > 1 else ""
     return (f"lazyreg serving {scheme}://{settings.host}:{port}"
@@ -96,16 +157,19 @@ def serve(settings: Settings) -> None:
     refusal = bind_refusal(settings) or workers_refusal(settings)
     if refusal:
         raise StartRefused(refusal)
-    count = supervisor.worker_count(settings.workers)
-    if count > 1 and not supervisor.is_worker():  # see lazyreg/supervisor.py
-        scheme = "https" if settings.tls_cert else "http"
-        banner = _banner(settings, scheme, "{port}", count)
-        supervisor.supervise(count, settings.host, settings.port, sys.argv[1:], banner)
-        return
     _few_arenas()
     # No URL credentials in any log line.
     logs.configure(settings.log_format, settings.log_level, filters=(RedactingFilter(),))
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestsInOneLine())
+    count = supervisor.worker_count(settings.workers)
+    if not supervisor.is_worker():  # the supervisor has migrated for its workers
+        _migrate_in_child(settings)
+    if count > 1 and not supervisor.is_worker():  # see lazyreg/supervisor.py
+        scheme = "https" if settings.tls_cert else "http"
+        banner = _banner(settings, scheme, "{port}", count)
+        supervisor.supervise(count, settings.host, settings.port, _as_environment(settings),
+                             banner)
+        return
     ssl_context = None
     if settings.tls_cert and settings.tls_key:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -1,8 +1,9 @@
 """`lazyreg serve --workers N`: N server processes answering on one listening socket.
 
-The supervisor binds and listens once, then starts each worker as this same
-command (its arguments unchanged) with the socket's descriptor inherited and
-named in `LAZYREG_WORKER_FD`: the kernel hands each connection to one worker.
+The supervisor binds and listens once, then starts each worker (`lazyreg.serve.
+worker_main`, the server without the command line: its settings come as LAZYREG_*
+variables) with the socket's descriptor inherited and named in
+`LAZYREG_WORKER_FD`: the kernel hands each connection to one worker.
 Workers share the database and storage exactly as separate servers do; the
 supervisor itself imports none of the server and holds no state.
 
@@ -100,10 +101,10 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, count: int, sock: socket.socket, argv: list[str]) -> None:
+    def __init__(self, count: int, sock: socket.socket, settings_env: dict[str, str]) -> None:
         self.count = count
         self.sock = sock
-        self.argv = argv
+        self.settings_env = settings_env
         self.metrics_dir = Path(tempfile.mkdtemp(prefix="lazyreg-metrics-"))
         self.workers: dict[int, Worker] = {}  # pid -> worker
         self.delays = [0.0] * count  # the next restart delay of each slot
@@ -116,10 +117,9 @@ class Supervisor:
 
     def _spawn(self, slot: int) -> Worker:
         ready_r, ready_w = os.pipe()
-        env = {**os.environ, WORKER_FD: str(self.sock.fileno()), READY_FD: str(ready_w),
-               METRICS_DIR: str(self.metrics_dir)}
-        cmd = [sys.executable, "-c", "import sys; from lazyreg.cli import main; sys.exit(main())",
-               *self.argv]
+        env = {**os.environ, **self.settings_env, WORKER_FD: str(self.sock.fileno()),
+               READY_FD: str(ready_w), METRICS_DIR: str(self.metrics_dir)}
+        cmd = [sys.executable, "-c", "from lazyreg.serve import worker_main; worker_main()"]
         try:
             proc = subprocess.Popen(cmd, env=env, pass_fds=(self.sock.fileno(), ready_w))
         finally:
@@ -239,15 +239,17 @@ class Supervisor:
         self.workers.clear()
 
 
-def supervise(count: int, host: str, port: int, argv: list[str], banner: str) -> int:
-    """Run `count` workers of this command on `host:port` until stopped; the exit code.
+def supervise(count: int, host: str, port: int, settings_env: dict[str, str],
+              banner: str) -> int:
+    """Run `count` workers on `host:port` until stopped; the exit code.
 
+    `settings_env`: the workers' settings, as LAZYREG_* variables.
     `banner` is printed once the first worker serves, with `{url}` replaced by
     the address bound (which names the port chosen when `port` is 0).
     """
     sock = listen(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    supervisor = Supervisor(count, sock, argv)
+    supervisor = Supervisor(count, sock, settings_env)
     print(banner.format(port=bound, host=shown), flush=True)
     return supervisor.run()

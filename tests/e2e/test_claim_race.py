@@ -1,7 +1,8 @@
 """Single flight between server processes for small blobs, repeated until a race would show.
 
 Three `lazyreg serve` processes share one PostgreSQL database and one data
-directory. Each round deletes the stored layers (reclaim) and has clients on
+directory (and, on SQLite, the two workers of `lazyreg serve --workers 2`).
+Each round deletes the stored layers (reclaim) and has clients on
 every process ask for the same small layers at once; the upstream's access log
 must show one GET per layer per round. A small blob is fetched in a few
 milliseconds, so a process that checks "stored?" before it locks the lease can
@@ -20,7 +21,7 @@ import pytest
 from tests.e2e.expect import layers
 from tests.rig import Lazyreg, Upstream, start_lazyreg
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = pytest.mark.e2e
 
 ROUNDS = 8
 CLIENTS_PER_SERVER = 3
@@ -36,12 +37,24 @@ async def _get_all(urls: list[str]) -> list[int]:
         return await asyncio.gather(*(one(u) for u in urls))
 
 
+@pytest.mark.postgres
 def test_small_layers_fetched_once_across_processes_every_round(
         postgres_url: str, upstream: Upstream, tmp_path: Path) -> None:
-    servers: list[Lazyreg] = []
+    servers = [start_lazyreg(tmp_path / "data", database_url=postgres_url) for _ in range(3)]
+    _race(servers, upstream)
+
+
+def test_small_layers_fetched_once_by_workers_on_sqlite(upstream: Upstream,
+                                                        tmp_path: Path) -> None:
+    """`--workers 2` on SQLite (WAL, busy timeout): the same rounds, no error, no lock."""
+    server = start_lazyreg(tmp_path / "data", args=["--workers", "2"])
+    _race([server, server], upstream)
+    log = server.logfile.read_text()
+    assert "database is locked" not in log and "Traceback" not in log
+
+
+def _race(servers: list[Lazyreg], upstream: Upstream) -> None:
     try:
-        for _ in range(3):
-            servers.append(start_lazyreg(tmp_path / "data", database_url=postgres_url))
         first = servers[0]
         assert first.setup_mirror(upstream, "small", "fixtures/small")["state"] == "completed"
         digests = sorted(layers(upstream.tag("fixtures/small", "v1")))
@@ -60,5 +73,5 @@ def test_small_layers_fetched_once_across_processes_every_round(
         assert twice == [], f"(round, layer, upstream GETs) fetched more than once: {twice}"
         assert first.ok("GET", "check/")["ok"]
     finally:
-        for server in servers:
+        for server in servers:  # stop() twice is harmless
             server.stop()
