@@ -130,8 +130,3 @@ def bind_refusal(settings: Settings) -> str | None:
                 " it could administer the server and pull every distribution. Use --auth on"
                 " (users and tokens) or a loopback --host such as 127.0.0.1")
     return None
-
-
-def workers_refusal(settings: Settings) -> str | None:
-    """Why these settings must not start several server processes, or None."""
-    return None

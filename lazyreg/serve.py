@@ -29,7 +29,7 @@ from pydantic import SecretStr
 from lazyreg import supervisor
 from lazyreg.app import create_app
 from lazyreg.auth.startup import open_secrets
-from lazyreg.config import Settings, bind_refusal, workers_refusal
+from lazyreg.config import Settings, bind_refusal
 from lazyreg.db.engine import Database, is_current, make_engine
 from lazyreg.observe import logs
 from lazyreg.redact import RedactingFilter
@@ -154,7 +154,7 @@ def _banner(settings: Settings, scheme: str, port: int | str, workers: int) -> s
 
 
 def serve(settings: Settings) -> None:
-    refusal = bind_refusal(settings) or workers_refusal(settings)
+    refusal = bind_refusal(settings)
     if refusal:
         raise StartRefused(refusal)
     _few_arenas()

@@ -48,18 +48,18 @@ def test_small_layers_fetched_once_by_workers_on_sqlite(upstream: Upstream,
                                                         tmp_path: Path) -> None:
     """`--workers 2` on SQLite (WAL, busy timeout): the same rounds, no error, no lock."""
     server = start_lazyreg(tmp_path / "data", args=["--workers", "2"])
-    _race([server, server], upstream)
+    _race([server, server], upstream, rounds=4)
     log = server.logfile.read_text()
     assert "database is locked" not in log and "Traceback" not in log
 
 
-def _race(servers: list[Lazyreg], upstream: Upstream) -> None:
+def _race(servers: list[Lazyreg], upstream: Upstream, rounds: int = ROUNDS) -> None:
     try:
         first = servers[0]
         assert first.setup_mirror(upstream, "small", "fixtures/small")["state"] == "completed"
         digests = sorted(layers(upstream.tag("fixtures/small", "v1")))
         twice: list[tuple[int, str, int]] = []
-        for round_ in range(ROUNDS):
+        for round_ in range(rounds):
             task = first.wait_task(first.ok("POST", "repositories/small/reclaim/"))
             assert task["state"] == "completed", task
             mark = upstream.mark()

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import signal
@@ -134,4 +135,25 @@ def test_joins_count_as_joins_and_every_node_shows_the_same(
         for server in (first, second):
             if server is not None:
                 server.stop()
+        faults.stop()
+
+
+def test_a_stop_drains_the_downloads_in_flight(upstream: Upstream, tmp_path: Path) -> None:
+    faults = FaultProxy(upstream.url, tmp_path / "faults.log")
+    server = start_lazyreg(tmp_path / "data", args=["--workers", "2"])
+    try:
+        faults.configure(rate_kib=16 * 1024, reset=True)  # 64 MiB in about 4 s
+        server.setup_mirror(via(faults.url, upstream), "mirror", "fixtures/big")
+        digest, _ = big_layer(upstream)
+        h = hashlib.sha256()
+        with urllib.request.urlopen(f"{server.url}/v2/mirror/blobs/{digest}",
+                                    timeout=120) as resp:
+            h.update(resp.read(1024 * 1024))
+            server.proc.send_signal(signal.SIGTERM)  # the supervisor: stop, draining
+            while chunk := resp.read(1024 * 1024):
+                h.update(chunk)
+        assert "sha256:" + h.hexdigest() == digest
+        assert server.proc.wait(90) == 0
+    finally:
+        server.stop()
         faults.stop()
