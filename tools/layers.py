@@ -37,6 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fetch",),  # the lazy store
     ("sync", "space"),  # orchestrate: content from upstreams; disk space
     ("pullthrough",),  # a registry mirror: fetches one tag at a time through sync's pieces
+    ("transfer",),  # export and import of OCI image layouts (the air gap)
     ("state",),  # what the application holds, as handlers see it
     ("observe",),  # metrics, request logs, health checks, the status page
     ("registry",),  # the /v2 handlers
