@@ -83,6 +83,8 @@ async def import_(request: web.Request) -> web.Response:
     source = allowed_path(state(request).services.settings, body.input, "input")
     if not source.exists():
         raise InvalidField("input", f"input: {source} does not exist")
+    if not (source.is_file() or source.is_dir()):  # a FIFO or a device would never end
+        raise InvalidField("input", f"input: {source} is neither a file nor a directory")
 
     RepositoryIn(name=name)  # a repository it creates has a valid name
 

@@ -45,7 +45,8 @@ class Member:
             try:
                 piece = self.stream.read(min(PIECE, left))
             except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-                raise BadLayout(f"{self.name}: unreadable ({exc})") from exc
+                raise BadLayout(f"{self.name}: ends after fewer than the {self.size} bytes"
+                                f" its header says ({exc})") from exc
             if not piece:
                 raise BadLayout(f"{self.name}: ends after {self.size - left} of the"
                                 f" {self.size} bytes its header says")
@@ -108,6 +109,8 @@ def _dir_members(root: Path) -> Iterator[Member]:
 
 
 def _tar_members(path: Path) -> Iterator[Member]:
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise BadLayout(f"{path}: neither a file nor a directory")
     with path.open("rb") as raw:
         head = raw.read(2)
         raw.seek(0)
