@@ -5,7 +5,7 @@ archive can be far bigger than a request body should be. The path must be
 absolute and, when `transfer_paths` is set, below one of those directories;
 with it unset, any path is allowed with auth off (the server listens on
 loopback only) and none with auth on. An import into a repository that does
-not exist creates it.
+not exist creates it, when it writes its version (a refused import creates nothing).
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ import os
 from pathlib import Path
 
 from aiohttp import web
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lazyreg.api.http import parse_body, parse_int, path_name, read, respond, write
+from lazyreg.api.http import parse_body, parse_int, path_name, read, respond
 from lazyreg.api.lookup import by_name, version_row
 from lazyreg.api.schemas import ExportIn, ImportIn, RepositoryIn
 from lazyreg.api.tasks import to_out as task_out
@@ -86,12 +85,7 @@ async def import_(request: web.Request) -> web.Response:
     if not (source.is_file() or source.is_dir()):  # a FIFO or a device would never end
         raise InvalidField("input", f"input: {source} is neither a file nor a directory")
 
-    RepositoryIn(name=name)  # a repository it creates has a valid name
-
-    def ensure(session: Session) -> None:
-        if session.scalar(select(Repository.id).where(Repository.name == name)) is None:
-            session.add(Repository(name=name, description="", latest_version=0))
-    await write(request, ensure)
+    RepositoryIn(name=name)  # the import creates the repository if needed: a valid name
     task = await state(request).tasks.submit(transfer_tasks.IMPORT,
                                              {"repository": name, "input": str(source)})
     return respond(task_out(task), status=202)

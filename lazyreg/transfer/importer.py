@@ -195,6 +195,8 @@ class _Walk:
 
 
 def plan(session: Session, layout: Scan) -> Plan:
+    if not layout.entries:
+        raise BadLayout(f"{INDEX_FILE}: lists no manifest")
     walk = _Walk(session, layout)
     tags: dict[str, str] = {}
     untagged: set[str] = set()
@@ -277,7 +279,6 @@ async def import_layout(services: Services, progress: Progress, repository: str,
     progress.message = f"checking {path}"
     layout = await asyncio.to_thread(scan, path, progress)
     found = await services.db.read(lambda s: plan(s, layout))
-    repository_id = await services.db.read(lambda s: _repository_id(s, repository))
     warnings = []
     if layout.ignored:
         shown = ", ".join(layout.ignored[:IGNORED_LISTED])
@@ -294,8 +295,8 @@ async def import_layout(services: Services, progress: Progress, repository: str,
 
         def write(session: Session) -> int | None:
             record_artifacts(session, committed)
-            version = record_import(session, repository_id, found.tags, found.manifests,
-                                    found.untagged, task_id)
+            version = record_import(session, _repository_id(session, repository), found.tags,
+                                    found.manifests, found.untagged, task_id)
             return None if version is None else version.number
         number = await services.db.write(write)
     except BaseException:
@@ -308,7 +309,11 @@ async def import_layout(services: Services, progress: Progress, repository: str,
 
 
 def _repository_id(session: Session, name: str) -> int:
+    """The repository's id, creating it (with the version) if it does not exist."""
     found = session.scalar(select(Repository.id).where(Repository.name == name))
-    if found is None:
-        raise BadLayout(f"repository {name!r} not found")
-    return found
+    if found is not None:
+        return found
+    repository = Repository(name=name, description="", latest_version=0)
+    session.add(repository)
+    session.flush()
+    return repository.id

@@ -324,6 +324,11 @@ def test_bad_archives_are_refused_and_nothing_is_stored(lazyreg: Lazyreg, tmp_pa
         assert message in task["error"], (case, task["error"])
         assert _state(lazyreg) == before, case
     assert lazyreg.ok("GET", "repositories/target/")["latest_version"] == 0
+    # A refused import into a repository that does not exist creates none.
+    task = lazyreg.wait_task(lazyreg.ok("POST", "repositories/fresh/import/",
+                                        {"input": str(tmp_path / "wrong.tar")}))
+    assert task["state"] == "failed"
+    assert lazyreg.api("GET", "repositories/fresh/")[0] == 404
     # The good layout imports: the cases above failed for what they broke.
     good = write_tar(tmp_path / "good.tar", good_layout())
     task = lazyreg.wait_task(lazyreg.ok("POST", "repositories/target/import/",
