@@ -175,14 +175,13 @@ def serve(settings: Settings) -> None:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
     scheme = "https" if ssl_context else "http"
-    sock = supervisor.inherited_socket()
-    if sock is None:
-        print(_banner(settings, scheme, settings.port, 1), flush=True)
+    port = supervisor.worker_port()  # a worker: its supervisor's port, with SO_REUSEPORT
+    if port is None:
+        port = settings.port
+        print(_banner(settings, scheme, port, 1), flush=True)
     app = create_app(settings)
     app.on_startup.append(_ready)
-    # A worker answers on its supervisor's socket only (a host would bind one more).
-    host, port = (None, None) if sock else (settings.host, settings.port)
-    web.run_app(app, host=host, port=port, sock=sock,
+    web.run_app(app, host=settings.host, port=port, reuse_port=supervisor.is_worker(),
                 ssl_context=ssl_context, print=None, access_log=None,
                 handler_cancellation=False, keepalive_timeout=IDLE_TIMEOUT,
                 max_line_size=MAX_REQUEST_LINE, max_field_size=MAX_HEADER_FIELD,

@@ -1,9 +1,14 @@
 """`lazyreg serve --workers N`: N server processes answering on one listening socket.
 
-The supervisor binds and listens once, then starts each worker (`lazyreg.serve.
-worker_main`, the server without the command line: its settings come as LAZYREG_*
-variables) with the socket's descriptor inherited and named in
-`LAZYREG_WORKER_FD`: the kernel hands each connection to one worker.
+The supervisor reserves the port (a socket bound with SO_REUSEPORT, never
+listening: it also fixes the port when `--port 0` asked for any), then starts
+each worker (`lazyreg.serve.worker_main`, the server without the command line:
+its settings come as LAZYREG_* variables, the port in `LAZYREG_WORKER_PORT`).
+Each worker listens on that port with SO_REUSEPORT, and the kernel spreads
+new connections evenly over the listening workers (a shared listening socket
+would not: an asyncio server accepts every connection waiting when it wakes, so
+one worker took all 16 connections of a load generator). A worker that dies
+leaves the group at once; only connections queued to it are lost.
 Workers share the database and storage exactly as separate servers do; the
 supervisor itself imports none of the server and holds no state.
 
@@ -38,10 +43,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-WORKER_FD = "LAZYREG_WORKER_FD"
+WORKER_PORT = "LAZYREG_WORKER_PORT"
 READY_FD = "LAZYREG_READY_FD"
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
-BACKLOG = 1024
 READY_TIMEOUT = 120.0  # seconds a worker may take to start (migrations included)
 YOUNG = 10.0  # seconds: a worker that dies younger than this is crash-looping
 RESTART_DELAY = 0.5
@@ -54,13 +58,13 @@ class SupervisorError(Exception):
 
 
 def is_worker() -> bool:
-    return WORKER_FD in os.environ
+    return WORKER_PORT in os.environ
 
 
-def inherited_socket() -> socket.socket | None:
-    """The listening socket a worker inherited from its supervisor, or None."""
-    fd = os.environ.get(WORKER_FD)
-    return socket.socket(fileno=int(fd)) if fd else None
+def worker_port() -> int | None:
+    """The port a worker listens on (with SO_REUSEPORT), or None outside a supervisor."""
+    port = os.environ.get(WORKER_PORT)
+    return int(port) if port else None
 
 
 def say_ready() -> None:
@@ -79,17 +83,17 @@ def worker_count(workers: str) -> int:
     return int(workers)
 
 
-def listen(host: str, port: int) -> socket.socket:
+def reserve(host: str, port: int) -> socket.socket:
+    """A socket bound to `host:port` with SO_REUSEPORT, not listening: the port is ours."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
         raise SupervisorError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(BACKLOG)
-    sock.set_inheritable(True)
     return sock
 
 
@@ -117,11 +121,11 @@ class Supervisor:
 
     def _spawn(self, slot: int) -> Worker:
         ready_r, ready_w = os.pipe()
-        env = {**os.environ, **self.settings_env, WORKER_FD: str(self.sock.fileno()),
+        env = {**os.environ, **self.settings_env, WORKER_PORT: str(self.sock.getsockname()[1]),
                READY_FD: str(ready_w), METRICS_DIR: str(self.metrics_dir)}
         cmd = [sys.executable, "-c", "from lazyreg.serve import worker_main; worker_main()"]
         try:
-            proc = subprocess.Popen(cmd, env=env, pass_fds=(self.sock.fileno(), ready_w))
+            proc = subprocess.Popen(cmd, env=env, pass_fds=(ready_w,))
         finally:
             os.close(ready_w)
         worker = Worker(slot, proc)
@@ -247,7 +251,7 @@ def supervise(count: int, host: str, port: int, settings_env: dict[str, str],
     `banner` is printed once the first worker serves, with `{url}` replaced by
     the address bound (which names the port chosen when `port` is 0).
     """
-    sock = listen(host, port)
+    sock = reserve(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     supervisor = Supervisor(count, sock, settings_env)
