@@ -13,9 +13,6 @@ Request bodies are bounded in `lazyreg.api.limits`.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import logging
 import os
 import ssl
@@ -26,7 +23,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import SecretStr
 
-from lazyreg import supervisor
+from lazyreg import memory, supervisor
 from lazyreg.app import create_app
 from lazyreg.auth.startup import open_secrets
 from lazyreg.config import Settings, bind_refusal
@@ -60,33 +57,8 @@ class MalformedRequestsInOneLine(logging.Filter):
         return True
 
 
-M_ARENA_MAX = -8  # glibc's mallopt parameter
-MALLOC_ARENAS = 2
-
-
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-
-
-def _few_arenas() -> None:
-    """Before any thread starts: glibc gives each thread that allocates its own heap
-    (arena), and the database's worker threads would each keep one mostly empty."""
-    libc = _libc()
-    if libc is not None and hasattr(libc, "mallopt"):
-        libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
-
-
 async def _ready(_app: web.Application) -> None:
-    # Start-up (imports, migrations, repairs) leaves garbage: collected, and the free
-    # pages of the heap given back, so that an idle worker holds what it uses.
-    gc.collect()
-    libc = _libc()
-    if libc is not None and hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
+    memory.trim()  # start-up's garbage: an idle worker holds what it uses, no more
     supervisor.say_ready()  # after the lifespan started: a worker's supervisor starts the next
 
 
@@ -157,7 +129,7 @@ def serve(settings: Settings) -> None:
     refusal = bind_refusal(settings)
     if refusal:
         raise StartRefused(refusal)
-    _few_arenas()
+    memory.few_arenas()
     # No URL credentials in any log line.
     logs.configure(settings.log_format, settings.log_level, filters=(RedactingFilter(),))
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestsInOneLine())

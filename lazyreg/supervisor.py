@@ -112,6 +112,7 @@ class Supervisor:
         self.metrics_dir = Path(tempfile.mkdtemp(prefix="lazyreg-metrics-"))
         self.workers: dict[int, Worker] = {}  # pid -> worker
         self.delays = [0.0] * count  # the next restart delay of each slot
+        self.pending: list[tuple[float, int]] = []  # (when, slot) of restarts to come
         self.stopping = False
         self.signals = 0
         self._wake_r, self._wake_w = os.pipe()
@@ -168,7 +169,7 @@ class Supervisor:
                                      MAX_RESTART_DELAY))
             print(f"lazyreg: worker {slot} (pid {pid}) exited with {code} after {lived:.1f}s;"
                   f" starting it again in {self.delays[slot]:g}s", file=sys.stderr, flush=True)
-            self._pending.append((time.monotonic() + self.delays[slot], slot))
+            self.pending.append((time.monotonic() + self.delays[slot], slot))
 
     def _forget_live_gauges(self, pid: int) -> None:
         for path in self.metrics_dir.glob(f"gauge_live*_{pid}.db"):
@@ -198,27 +199,26 @@ class Supervisor:
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(signum, self._on_signal)
-        self._pending: list[tuple[float, int]] = []
         try:
             for slot in range(self.count):
                 if self.stopping:
                     break
                 self._spawn(slot)
-            while self.workers or (self._pending and not self.stopping):
+            while self.workers or (self.pending and not self.stopping):
                 self._reap()
                 now = time.monotonic()
-                for due, slot in sorted(self._pending):
+                for due, slot in sorted(self.pending):
                     if due <= now and not self.stopping:
-                        self._pending.remove((due, slot))
+                        self.pending.remove((due, slot))
                         try:
                             self._spawn(slot)
                         except SupervisorError as exc:
                             print(f"lazyreg: {exc}", file=sys.stderr, flush=True)
-                            self._pending.append((time.monotonic() + MAX_RESTART_DELAY, slot))
+                            self.pending.append((time.monotonic() + MAX_RESTART_DELAY, slot))
                 if self.stopping and self.workers:
                     self._wait_stopped()
                     continue
-                timeout = min((d for d, _ in self._pending), default=now + 60) - now
+                timeout = min((d for d, _ in self.pending), default=now + 60) - now
                 select.select([self._wake_r], [], [], max(timeout, 0.0))
                 self._drain_wakeups()
             return 0

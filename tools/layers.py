@@ -30,7 +30,7 @@ PACKAGE = "lazyreg"
 LAYERS: tuple[tuple[str, ...], ...] = (
     # Leaf modules: they import nothing of lazyreg.
     ("lazyreg", "types", "errors", "worker", "redact", "config", "cache", "taskcontext",
-     "supervisor"),
+     "supervisor", "memory"),
     ("oci",),  # pure data, no I/O
     ("storage", "upstream", "db"),
     ("auth", "check"),  # users, tokens, secrets; start-up repair of storage vs. database
