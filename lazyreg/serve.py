@@ -134,9 +134,8 @@ def serve(settings: Settings) -> None:
     logs.configure(settings.log_format, settings.log_level, filters=(RedactingFilter(),))
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestsInOneLine())
     count = supervisor.worker_count(settings.workers)
-    if not supervisor.is_worker():  # the supervisor has migrated for its workers
-        _migrate_in_child(settings)
     if count > 1 and not supervisor.is_worker():  # see lazyreg/supervisor.py
+        _migrate_in_child(settings)  # once, for every worker
         scheme = "https" if settings.tls_cert else "http"
         banner = _banner(settings, scheme, "{port}", count)
         supervisor.supervise(count, settings.host, settings.port, _as_environment(settings),
@@ -151,6 +150,7 @@ def serve(settings: Settings) -> None:
     if port is None:
         port = settings.port
         print(_banner(settings, scheme, port, 1), flush=True)
+        _migrate_in_child(settings)  # (a worker's supervisor did it)
     app = create_app(settings)
     app.on_startup.append(_ready)
     web.run_app(app, host=settings.host, port=port, reuse_port=supervisor.is_worker(),
