@@ -2,7 +2,8 @@
 
 Password checks (argon2: memory-hard, tens of milliseconds) run in worker
 threads, at most `MAX_CONCURRENT_VERIFICATIONS` at a time, so that a burst of
-logins cannot exhaust memory or the thread pool. Tokens are checked in
+logins cannot exhaust memory or the thread pool, after the login throttle
+admitted them (`lazyreg.auth.throttle`). Tokens are checked in
 process, without the database, except that an API token's user is looked up
 on every request (a deleted user's tokens stop working at once, and a role
 change applies at once).
@@ -21,6 +22,7 @@ from lazyreg.auth.credentials import BadCredentials, Basic, Bearer, parse_author
 from lazyreg.auth.policy import Identity, PullRule, parse_scopes
 from lazyreg.auth.policy import grant as grant_scopes
 from lazyreg.auth.secrets import SecretBox
+from lazyreg.auth.throttle import LoginThrottle
 from lazyreg.auth.users import check_password, find_identity, pull_rule
 from lazyreg.config import Settings
 from lazyreg.db.engine import Database
@@ -46,17 +48,30 @@ class Authenticator:
     secrets: SecretBox
     _slots: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_VERIFICATIONS))
+    throttle: LoginThrottle = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.throttle = LoginThrottle(self.settings.login_max_backoff)
 
     @property
     def enabled(self) -> bool:
         return self.settings.auth_enabled
 
     async def check_basic(self, basic: Basic) -> Identity:
-        async with self._slots:
-            identity = await self.db.read(
-                lambda s: check_password(s, basic.username, basic.password))
+        """The user, if the password is theirs. Throttled (`lazyreg.auth.throttle`): too
+        many failures from the client's address or for the account raise `Throttled`."""
+        self.throttle.admit(basic.username)
+        try:
+            async with self._slots:
+                identity = await self.db.read(
+                    lambda s: check_password(s, basic.username, basic.password))
+        except BaseException:
+            self.throttle.refund(basic.username)  # not checked: the database failed, say
+            raise
         if identity is None:
+            self.throttle.failed(basic.username)
             raise AuthFailed("wrong username or password")
+        self.throttle.succeeded(basic.username)
         return identity
 
     async def api_identity(self, header: str | None) -> Identity:
