@@ -5,7 +5,7 @@ With auth on, every /api/v1 request needs `Authorization: Basic …` or
 `WWW-Authenticate` challenge; a role that does not allow the request is 403
 (`lazyreg.auth.policy` decides). With auth off (loopback only) everyone is
 an admin. A write (any method but GET, HEAD and OPTIONS) from another
-origin is 403 and one whose body is not JSON 415, before any credential is
+origin is 403 and one with a body that is not JSON 415, before any credential is
 looked at (`lazyreg.auth.browsers`: a page elsewhere cannot write through
 a visitor's browser). A body is read, within `body_timeout`, only once the
 caller may make the request. Every request that changes something (any method but GET, HEAD and
@@ -74,7 +74,9 @@ def _browser_check(request: web.Request) -> None:
                         " takes writes from its own origin and from clients that are not"
                         " browsers")
     content_type = request.headers.get("Content-Type")
-    if (request.body_exists or content_type is not None) and not is_json(content_type):
+    # Without a body nothing is read, whatever the type says (aiohttp's client names
+    # application/octet-stream for an empty POST).
+    if request.body_exists and not is_json(content_type):
         raise UnsupportedMediaType(
             f"a write must send Content-Type: application/json, not"
             f" {(content_type or 'none')[:100]!r}", "Content-Type")

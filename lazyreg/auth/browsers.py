@@ -6,9 +6,10 @@ POST or a `fetch()` in no-cors mode needs no CORS preflight when its body is
 the browser holds for this origin. And with auth off, a DNS-rebinding page
 reaches a loopback server under its own host name. So:
 
-- a write whose request has a body (or names a `Content-Type`) must name
-  `application/json`, which no form can send and no page can send cross-origin
-  without a preflight that this server never grants (`is_json`);
+- a write whose request has a body must name `application/json`, which no
+  form can send and no page can send cross-origin without a preflight that
+  this server never grants (`is_json`); a write without a body reads nothing,
+  and a browser's comes with the headers below;
 - a write from another origin is refused: an `Origin` that is not this
   server's own (`null` included), or `Sec-Fetch-Site: cross-site|same-site`
   (`cross_origin`);
