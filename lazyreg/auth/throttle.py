@@ -1,14 +1,15 @@
 """Failed logins, counted per client address and per account, answered with 429.
 
 Every password check (Basic on the API, `/token`, the login form) asks
-`admit` first and reports its outcome (`failed`, `succeeded`). Each key (a
-client address, an account name) gets FREE_FAILURES failures, then must wait
-before its next check: 1 s after the last free one, doubling with each further
+`admit` first and reports its outcome (`failed`, `succeeded`). A client
+address gets FREE_FAILURES failures, an account ACCOUNT_FREE_FAILURES (from
+all addresses together), then must wait before its next check: 1 s after the
+last free one, doubling with each further
 failure, at most `max_backoff` seconds. An attempt during the wait is refused
 at once (`Throttled`: 429 with `Retry-After`), is not checked and does not
 lengthen the wait. An attempt is charged as a failure when it is admitted and
 refunded when it succeeds, so that 32 guesses sent at once get FREE_FAILURES
-checks, not 32. A success clears its address's failures and its account's.
+checks, not 32. A success clears its address's failures (not its account's).
 Failures are forgotten FORGET seconds after the last one.
 
 Accounts count per name, whether or not the account exists, so that a 429 does
@@ -46,7 +47,8 @@ from lazyreg.errors import ApiError
 
 log = logging.getLogger("lazyreg.auth")
 
-FREE_FAILURES = 5  # per client address, and per account
+FREE_FAILURES = 5  # per client address
+ACCOUNT_FREE_FAILURES = 10  # per account, from all addresses together
 FIRST_BACKOFF = 1.0  # seconds, doubled with each failure past the free ones
 FORGET = 900.0  # seconds after its last failure a key starts afresh
 KNOWN_FOR = 86400.0  # seconds an address that logged in as an account stays known for it
@@ -117,11 +119,11 @@ class LoginThrottle:
         self.known: OrderedDict[tuple[str, str], float] = OrderedDict()
         self.max_known = max_entries
 
-    def backoff(self, failures: int) -> float:
-        """Seconds to wait after `failures` failures in a row."""
-        if failures < FREE_FAILURES:
+    def backoff(self, failures: int, free: int) -> float:
+        """Seconds to wait after `failures` failures in a row, `free` of them free."""
+        if failures < free:
             return 0.0
-        return min(self.max_backoff, FIRST_BACKOFF * 2.0 ** (failures - FREE_FAILURES))
+        return min(self.max_backoff, FIRST_BACKOFF * 2.0 ** min(failures - free, 32))
 
     def _is_known(self, address: str, account: str, now: float) -> bool:
         since = self.known.get((address, account))
@@ -140,10 +142,10 @@ class LoginThrottle:
             log.warning("login refused for %r from %s: too many failed logins, retry in"
                         " %.0f s", account[:MAX_SHOWN_NAME], address, math.ceil(wait))
             raise Throttled(wait)
-        for row in (by_address, by_account):
+        for row, free in ((by_address, FREE_FAILURES), (by_account, ACCOUNT_FREE_FAILURES)):
             row.failures += 1
             row.last = now
-            row.until = now + self.backoff(row.failures)
+            row.until = now + self.backoff(row.failures, free)
 
     def failed(self, account: str) -> None:
         """The attempt `admit` charged did fail: one log line."""
@@ -158,16 +160,21 @@ class LoginThrottle:
         """The attempt `admit` charged was never checked (the check itself failed)."""
         address = address_key(CLIENT.get())
         now = self.clock()
-        for row in (self.addresses.get(address, now), self.accounts.get(account, now)):
+        for row, free in ((self.addresses.get(address, now), FREE_FAILURES),
+                          (self.accounts.get(account, now), ACCOUNT_FREE_FAILURES)):
             row.failures = max(0, row.failures - 1)
-            row.until = row.last + self.backoff(row.failures) if row.failures else 0.0
+            row.until = row.last + self.backoff(row.failures, free) if row.failures else 0.0
 
     def succeeded(self, account: str) -> None:
-        """The attempt succeeded: its address and account start afresh, and the address is
-        known for the account."""
+        """The attempt succeeded: its address starts afresh and is known for the account.
+        The account's count keeps the failures from elsewhere (only this attempt's charge
+        is given back): a spread attack must not start afresh whenever its user logs in."""
         address = address_key(CLIENT.get())
+        now = self.clock()
         self.addresses.clear(address)
-        self.accounts.clear(account)
+        row = self.accounts.get(account, now)
+        row.failures = max(0, row.failures - 1)
+        row.until = row.last + self.backoff(row.failures, ACCOUNT_FREE_FAILURES)
         self.known[(address, account)] = self.clock()
         self.known.move_to_end((address, account))
         while len(self.known) > self.max_known:
