@@ -60,14 +60,15 @@ class Authenticator:
     async def check_basic(self, basic: Basic) -> Identity:
         """The user, if the password is theirs. Throttled (`lazyreg.auth.throttle`): too
         many failures from the client's address or for the account raise `Throttled`."""
-        self.throttle.admit(basic.username)
-        try:
-            async with self._slots:
+        self.throttle.admit(basic.username, charge=False)  # refused without waiting
+        async with self._slots:
+            self.throttle.admit(basic.username)
+            try:
                 identity = await self.db.read(
                     lambda s: check_password(s, basic.username, basic.password))
-        except BaseException:
-            self.throttle.refund(basic.username)  # not checked: the database failed, say
-            raise
+            except BaseException:
+                self.throttle.refund(basic.username)  # not checked: the database failed
+                raise
         if identity is None:
             self.throttle.failed(basic.username)
             raise AuthFailed("wrong username or password")

@@ -7,9 +7,11 @@ all addresses together), then must wait before its next check: 1 s after the
 last free one, doubling with each further
 failure, at most `max_backoff` seconds. An attempt during the wait is refused
 at once (`Throttled`: 429 with `Retry-After`), is not checked and does not
-lengthen the wait. An attempt is charged as a failure when it is admitted and
-refunded when it succeeds, so that 32 guesses sent at once get FREE_FAILURES
-checks, not 32. A success clears its address's failures (not its account's).
+lengthen the wait. An attempt is charged as a failure when it is admitted to
+its check (where at most MAX_CONCURRENT_VERIFICATIONS run at once,
+`lazyreg.auth.service`) and refunded when it succeeds, so that 32 guesses
+sent at once get FREE_FAILURES checks, not 32, while 32 right passwords sent
+at once all pass. A success clears its address's failures (not its account's).
 Failures are forgotten FORGET seconds after the last one.
 
 Accounts count per name, whether or not the account exists, so that a 429 does
@@ -129,8 +131,9 @@ class LoginThrottle:
         since = self.known.get((address, account))
         return since is not None and now - since < KNOWN_FOR
 
-    def admit(self, account: str) -> None:
-        """Charge an attempt to log in as `account` from the current client, or refuse it."""
+    def admit(self, account: str, *, charge: bool = True) -> None:
+        """Charge an attempt to log in as `account` from the current client, or refuse it
+        (`charge=False`: only refuse, for a look before waiting for a check slot)."""
         now = self.clock()
         address = address_key(CLIENT.get())
         by_address = self.addresses.get(address, now)
@@ -142,6 +145,8 @@ class LoginThrottle:
             log.warning("login refused for %r from %s: too many failed logins, retry in"
                         " %.0f s", account[:MAX_SHOWN_NAME], address, math.ceil(wait))
             raise Throttled(wait)
+        if not charge:
+            return
         for row, free in ((by_address, FREE_FAILURES), (by_account, ACCOUNT_FREE_FAILURES)):
             row.failures += 1
             row.last = now

@@ -154,3 +154,13 @@ async def test_unknown_user_and_wrong_password_take_the_same_time(secure: Client
     assert 0.5 < ratio < 2.0, timings
 
 
+
+
+async def test_right_passwords_sent_at_once_all_pass(secure: Client) -> None:
+    [script] = await clients(secure, "127.0.0.7")
+    try:
+        answers = await asyncio.gather(*(script.get(f"{API}/remotes/", basic("admin", PASSWORD))
+                                         for _ in range(16)))
+        assert [s for s, _ in answers] == [200] * 16
+    finally:
+        await script.close()
