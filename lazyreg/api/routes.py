@@ -160,7 +160,7 @@ ROUTES: list[Route] = [
     Route("POST", f"{P}/check/verify/", status.verify,
           "Hash every stored file, as a task, one at a time (admins); while one runs, 200"
           " with that task rather than a second one", "status", response=TaskOut,
-          status=202),
+          status=202, also=(200,)),
 ]
 ROUTES.append(Route("GET", f"{P}/openapi.json", openapi.handler(ROUTES),
                     "This OpenAPI document", "status"))
