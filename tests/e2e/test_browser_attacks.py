@@ -31,7 +31,7 @@ ATTACK = """<!doctype html><html><body onload="document.forms[0].submit()">
 @contextmanager
 def attacker_site(page: str) -> Iterator[str]:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+        def do_GET(self) -> None:
             body = page.encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
