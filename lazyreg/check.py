@@ -29,6 +29,7 @@ from lazyreg.db.models import (
     Repository,
     RepositoryContent,
     RepositoryVersion,
+    Task,
 )
 from lazyreg.storage.base import BlobStore
 from lazyreg.storage.layout import split_digest
@@ -130,11 +131,24 @@ async def check(db: Database, store: BlobStore, verify: bool = False,
     return report
 
 
+def _verified_meanwhile(session: Session, task_id: str) -> str | None:
+    """Another verify task that ran to its end after this one was asked for, if any."""
+    created = session.scalar(select(Task.created).where(Task.id == task_id))
+    return session.scalar(select(Task.id).where(
+        Task.kind == VERIFY, Task.state == "completed", Task.id != task_id,
+        Task.started >= created).limit(1)) if created is not None else None
+
+
 def register_verify(kinds: TaskKinds, db: Database, store: BlobStore) -> None:
     """The task kind `verify`: the check with every stored file hashed, one at a time
     across processes (lock key `verify`: it reads all of storage). Problems are the
     task's warnings, `<kind>: <digest>`, at most MAX_LISTED of them."""
     async def run(ctx: TaskContext, _params: Params) -> list[str]:
+        earlier = await db.read(lambda s: _verified_meanwhile(s, ctx.task_id))
+        if earlier is not None:
+            # Two nodes asked at the same instant (see `submit_once`): one hash of storage.
+            ctx.progress.message = f"verified meanwhile by task {earlier}: see its warnings"
+            return []
         report = await check(db, store, verify=True, progress=ctx.progress)
         problems = report.problems()
         ctx.warnings.extend(problems[:MAX_LISTED])
