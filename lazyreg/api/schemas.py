@@ -381,6 +381,21 @@ class TokenIn(Input):
 
 class TokenOut(BaseModel):
     token: str
+    id: str = Field(description="What `DELETE tokens/<id>/` revokes it by")
+    expires: Timestamp
+
+
+class TokenInfo(BaseModel):
+    """A live token (never its secret)."""
+
+    id: str
+    username: str
+    kind: Literal["api", "refresh"] = Field(
+        description="api: for the management API; refresh: from the token server's"
+        " access_type=offline")
+    parent: str | None = Field(description="The token it was minted with, if any:"
+                               " revoking that one revokes this one")
+    created: Timestamp
     expires: Timestamp
 
 
