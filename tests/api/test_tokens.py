@@ -17,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from lazyreg.app import create_app
+from lazyreg.auth.accounts import MAX_TOKENS_PER_ACCOUNT
 from lazyreg.config import Settings
 from lazyreg.state import STATE
 from tests.api.conftest import API, Client
@@ -198,3 +199,16 @@ async def test_post_token_refuses_bad_forms(secure: Client, data: Any, headers: 
     assert "token" not in body and "access_token" not in body
     if field:
         assert body["field"] == field
+
+
+async def test_an_account_holds_a_bounded_number_of_tokens(secure: Client) -> None:
+    vera = await make_user(secure, "vera")
+    parent = await mint(secure, vera)
+    for _ in range(MAX_TOKENS_PER_ACCOUNT - 1):
+        await mint(secure, bearer(parent["token"]))
+    refused = await call(secure, "POST", f"{API}/tokens/", 409, bearer(parent["token"]), {})
+    assert "revoke some" in refused["detail"]
+    # Revoking the parent revokes all 100 at once.
+    await call(secure, "DELETE", f"{API}/tokens/{parent['id']}/", 204, vera)
+    assert (await call(secure, "GET", f"{API}/tokens/", 200, vera))["count"] == 0
+    await mint(secure, vera)
