@@ -140,8 +140,10 @@ class Authenticator:
         return TokenAnswer(issued.token, issued.expires - issued.issued_at, issued.issued_at,
                            tuple(a.scope() for a in granted))
 
-    async def registry_token(self, header: str | None, scopes: list[str]) -> TokenAnswer:
-        """The docker token protocol: a token for exactly the granted pull scopes.
+    async def registry_token(self, header: str | None, scopes: list[str],
+                             offline: bool = False) -> TokenAnswer:
+        """The docker token protocol: a token for exactly the granted pull scopes (and,
+        with `offline` and credentials, a refresh token, as `docker login` asks).
 
         Raises AuthFailed for bad credentials and `policy.BadScope` for a bad scope.
         """
@@ -153,7 +155,10 @@ class Authenticator:
         if isinstance(credentials, Bearer):
             raise AuthFailed("the token endpoint takes Basic credentials, or none")
         identity = await self.check_basic(credentials) if credentials else None
-        return await self._registry_answer(identity, scopes)
+        answer = await self._registry_answer(identity, scopes)
+        if offline and identity is not None:
+            answer.refresh_token = (await self.mint(identity, None, refresh=True)).token
+        return answer
 
     async def oauth_token(self, grant: Grant, scopes: list[str]) -> TokenAnswer:
         """The OAuth2 form of the token server (`POST /token`), as distribution's and

@@ -3,7 +3,8 @@
 `GET /token`: Basic credentials (or none, for anonymous pulls of public
 distributions) and `scope=repository:<name>:pull` parameters in; a
 short-lived signed JWT that grants exactly the scopes the user may have, out
-(`lazyreg.auth.policy`).
+(`lazyreg.auth.policy`); with `offline_token=true` (`docker login`) and
+credentials, also a `refresh_token`.
 
 `POST /token`: the OAuth2 form that containerd, BuildKit and kubelet send (as
 distribution's token server and Docker Hub take it): an
@@ -66,7 +67,8 @@ async def issue(request: web.Request) -> web.Response:
     _check_service(request.query.get("service"))
     try:
         answer = await auth.registry_token(request.headers.get("Authorization"),
-                                           request.query.getall("scope", []))
+                                           request.query.getall("scope", []),
+                                           request.query.get("offline_token") == "true")
     except AuthFailed as exc:
         raise Unauthorized(str(exc), 'Basic realm="lazyreg"') from None
     except BadScope as exc:

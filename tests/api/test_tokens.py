@@ -174,6 +174,12 @@ async def test_post_token_password_and_refresh_grants(secure: Client) -> None:
     assert again.status == 401
     # A refresh token does not open the API, nor an API token the token server.
     assert not await works(secure, answer["refresh_token"])
+    # docker login's GET form: offline_token=true.
+    docker = await call(secure, "GET", "/token?service=lazyreg&offline_token=true"
+                        "&client_id=docker", 200, basic("vera", "vera-password"))
+    assert "refresh_token" in docker
+    anonymous = await call(secure, "GET", "/token?service=lazyreg&offline_token=true", 200)
+    assert "refresh_token" not in anonymous
 
 
 @pytest.mark.parametrize(("data", "headers", "status", "field"), [
