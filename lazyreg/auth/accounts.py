@@ -19,6 +19,7 @@ revoked token cannot come back through a read that raced the revoke.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -84,6 +85,8 @@ class AccountCache:
         self._clock = clock
         self._entries: OrderedDict[int, tuple[float, Account | None]] = OrderedDict()
         self._epoch = 0  # bumped by every invalidation
+        # account id -> (epoch, the read in flight); at most one per account
+        self._flights: dict[int, tuple[int, asyncio.Future[Account | None]]] = {}
 
     def invalidate(self, account_id: int | None = None) -> None:
         """Forget one account (None: all); the next check reads the database."""
@@ -101,8 +104,19 @@ class AccountCache:
         return True, entry[1]
 
     async def _load(self, account_id: int) -> Account | None:
+        """One database read per account at a time: the requests that miss together
+        share it, unless an invalidation came since it began."""
+        flight = self._flights.get(account_id)
+        if flight is not None and flight[0] == self._epoch:
+            return await asyncio.shield(flight[1])
         epoch = self._epoch
-        account = await self.db.read(lambda s: load_account(s, account_id))
+        task = asyncio.ensure_future(self.db.read(lambda s: load_account(s, account_id)))
+        self._flights[account_id] = (epoch, task)
+        try:
+            account = await asyncio.shield(task)
+        finally:
+            if self._flights.get(account_id, (0, None))[1] is task:
+                del self._flights[account_id]
         if epoch == self._epoch:
             self._entries[account_id] = (self._clock() + self.ttl, account)
             self._entries.move_to_end(account_id)
