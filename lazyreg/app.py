@@ -150,8 +150,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return render_api_error(full.status, full.message, None)
 
 
+# Outside /api/, the POSTs that read a body: the status page's login forms, and the
+# token server's OAuth2 form (`POST /token`).
+BODY_PATHS = FORM_PATHS | {"/token"}
+
+
 def refused_body(request: web.Request) -> web.Response:
-    """Only the management API reads request bodies; everything else is read-only.
+    """Only the management API and `POST /token` read request bodies; everything else
+    is read-only.
 
     Refused before a handler runs, and the connection closed rather than the
     unread body drained.
@@ -210,8 +216,8 @@ async def by_area(request: web.Request, handler: Handler) -> web.StreamResponse:
     With auth off, first: the `Host` must be this server's (`refused_host`).
     /api/: who may call it and the audit line (`api_access`), then `forget_targets`;
     answers say `nosniff`. Anything else: no request body (`refused_body`) but the
-    login forms (`lazyreg.observe.login`); /v2 with auth on: who may pull what
-    (`registry_access`).
+    login forms (`lazyreg.observe.login`) and `POST /token`'s bounded form
+    (`lazyreg.registry.token`); /v2 with auth on: who may pull what (`registry_access`).
     """
     path = request.path
     app = request.app[STATE]
@@ -223,8 +229,8 @@ async def by_area(request: web.Request, handler: Handler) -> web.StreamResponse:
             request, lambda r: api_access(r, lambda r2: forget_targets(r2, handler)))
         response.headers.update(NOSNIFF)
         return response
-    if request.body_exists and not (request.method == "POST" and path in FORM_PATHS):
-        return refused_body(request)
+    if request.body_exists and not (request.method == "POST" and path in BODY_PATHS):
+        return refused_body(request)  # the forms read their own, within the deadline
     if path.startswith("/v2"):
         return await (registry_access(request, handler) if app.auth.enabled
                       else handler(request))

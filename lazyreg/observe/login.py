@@ -6,7 +6,7 @@ keeps Basic credentials for the origin and sends them with any request a page
 elsewhere makes it send. The session is an API token (so it ends as the
 user's other tokens do) in the cookie `lazyreg_session`: `HttpOnly`,
 `SameSite=Strict` (a browser sends it only with requests made from this
-server's own pages), `Secure` over HTTPS, `Path=/`. The management API does
+server's own pages), `Secure` over HTTPS, `Path=/`; logging out revokes it. The management API does
 not read that cookie: a session opens the HTML pages and nothing else.
 
 Both forms carry a CSRF token, checked before anything else: the login form's
@@ -29,6 +29,7 @@ from html import escape
 
 from aiohttp import web
 
+from lazyreg.auth import token_store
 from lazyreg.auth.browsers import cross_origin
 from lazyreg.auth.credentials import BadCredentials, Basic, parse_authorization
 from lazyreg.auth.policy import Identity
@@ -177,9 +178,12 @@ async def login(request: web.Request) -> web.Response:
     except Throttled as exc:
         return _login_form(request, app, exc.message, 429, exc.headers)
     ttl = min(SESSION_TTL, app.services.settings.api_token_max_ttl)
-    token, _ = app.auth.api_token(identity, ttl)
+    try:
+        issued = await app.auth.mint(identity, ttl)
+    except AuthFailed as exc:
+        return _login_form(request, app, str(exc), 401)
     response = see_other("/")
-    _cookie(response, request, SESSION, token, ttl)
+    _cookie(response, request, SESSION, issued.token, ttl)
     response.del_cookie(LOGIN_NONCE, path="/")
     return response
 
@@ -189,6 +193,13 @@ async def logout(request: web.Request) -> web.Response:
         await _form(request, "logout", request.cookies.get(SESSION))
     except FormRefused as exc:
         return _page("logout", f'<p class="error">{escape(str(exc))}</p>', exc.status)
+    who = await page_identity(request)
+    token_id = who.token_id if who is not None else None
+    if token_id is not None:  # the session's token ends here, not when it expires
+        app = state(request)
+        account = await app.services.db.write(lambda s: token_store.revoke(s, token_id, None))
+        if account is not None:
+            app.auth.invalidate_account(account)
     response = see_other("/login")
     response.del_cookie(SESSION, path="/")
     return response

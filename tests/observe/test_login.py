@@ -77,6 +77,11 @@ async def test_a_login_by_form_gives_a_strict_session_that_opens_the_page_only(
                              allow_redirects=False)
     assert (resp.status, resp.headers["Location"]) == (303, "/login")
     assert (await client.get("/", allow_redirects=False)).status == 303
+    # The session's token was revoked, not only its cookie dropped.
+    client.session.cookie_jar.clear()
+    resp = await client.get("/", headers={"Cookie": f"{SESSION}={session.value}"},
+                            allow_redirects=False)
+    assert resp.status == 303
 
 
 async def test_a_login_form_from_elsewhere_or_without_its_token_is_refused(
