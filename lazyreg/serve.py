@@ -8,11 +8,17 @@ long without sending a request:
   request head sent slowly (slowloris); data trickling in does not reset it.
 - Request line, header field and header count limits of aiohttp's parser,
   set here explicitly (a request over them gets a 400).
-Request bodies are bounded in `lazyreg.api.limits`.
+Request bodies are bounded in `lazyreg.api.limits` and read within the
+`body_timeout` setting (`lazyreg.bodies`). A stop (SIGTERM, SIGINT) closes
+the listening socket, waits up to `shutdown_timeout` seconds for requests in
+progress, then cancels those left (aiohttp gives them as long again to end),
+then closes the database: a stop takes at most about twice `shutdown_timeout`
+plus the cleanup, whatever clients do.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import ssl
@@ -35,6 +41,10 @@ IDLE_TIMEOUT = 15.0
 MAX_REQUEST_LINE = 8190  # bytes; also bounds a URL, so every name and query in it
 MAX_HEADER_FIELD = 8190  # bytes of one header (a bearer token is a few KiB)
 MAX_HEADERS = 128
+# Seconds aiohttp goes on reading (and dropping) a body that a handler left unread, such
+# as one cut off at the body deadline, before it closes the connection (its default is
+# 10): the answer is not lost to a reset, and a dripping client is not kept much longer.
+LINGER_TIME = 2.0
 
 
 class StartRefused(Exception):
@@ -104,8 +114,13 @@ def _as_environment(settings: Settings) -> dict[str, str]:
             continue
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
-        env[f"LAZYREG_{name.upper()}"] = str(value).lower() if isinstance(value, bool) \
-            else str(value)
+        if isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, list | tuple | dict | set):
+            text = json.dumps(sorted(value) if isinstance(value, set) else value, default=str)
+        else:
+            text = str(value)
+        env[f"LAZYREG_{name.upper()}"] = text
     return env
 
 
@@ -138,8 +153,10 @@ def serve(settings: Settings) -> None:
         _migrate_in_child(settings)  # once, for every worker
         scheme = "https" if settings.tls_cert else "http"
         banner = _banner(settings, scheme, "{port}", count)
+        # A stop lasts at most about twice `shutdown_timeout` (see above): then it kills.
+        grace = 2 * settings.shutdown_timeout + 15
         supervisor.supervise(count, settings.host, settings.port, _as_environment(settings),
-                             banner)
+                             banner, grace)
         return
     ssl_context = None
     if settings.tls_cert and settings.tls_key:
@@ -156,5 +173,6 @@ def serve(settings: Settings) -> None:
     web.run_app(app, host=settings.host, port=port, reuse_port=supervisor.is_worker(),
                 ssl_context=ssl_context, print=None, access_log=None,
                 handler_cancellation=False, keepalive_timeout=IDLE_TIMEOUT,
+                shutdown_timeout=settings.shutdown_timeout, lingering_time=LINGER_TIME,
                 max_line_size=MAX_REQUEST_LINE, max_field_size=MAX_HEADER_FIELD,
                 max_headers=MAX_HEADERS)

@@ -19,9 +19,8 @@ supervisor itself imports none of the server and holds no state.
   worker that ran for a while, after a doubling delay (RESTART_DELAY up to
   MAX_RESTART_DELAY) when it keeps dying young.
 - Stop (SIGTERM, SIGINT): every worker gets SIGTERM and drains its requests in
-  flight (aiohttp answers them, up to its shutdown timeout, and closes idle
-  connections); those still running after STOP_GRACE are killed. A second
-  signal kills at once.
+  flight (up to `shutdown_timeout`, see `lazyreg.serve`); those still running
+  after `grace` seconds are killed. A second signal kills at once.
 - Metrics: `PROMETHEUS_MULTIPROC_DIR` names a private directory made at start
   and removed at exit, in which prometheus-client's multiprocess mode keeps each
   worker's figures; `/metrics`, whichever worker answers it, sums them. The live
@@ -50,7 +49,6 @@ READY_TIMEOUT = 120.0  # seconds a worker may take to start (migrations included
 YOUNG = 10.0  # seconds: a worker that dies younger than this is crash-looping
 RESTART_DELAY = 0.5
 MAX_RESTART_DELAY = 30.0
-STOP_GRACE = 75.0  # seconds workers may drain after SIGTERM (aiohttp's own limit is 60)
 
 
 class SupervisorError(Exception):
@@ -105,8 +103,10 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, count: int, sock: socket.socket, settings_env: dict[str, str]) -> None:
+    def __init__(self, count: int, sock: socket.socket, settings_env: dict[str, str],
+                 grace: float) -> None:
         self.count = count
+        self.grace = grace  # seconds workers may take to stop before they are killed
         self.sock = sock
         self.settings_env = settings_env
         self.metrics_dir = Path(tempfile.mkdtemp(prefix="lazyreg-metrics-"))
@@ -228,7 +228,7 @@ class Supervisor:
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     def _wait_stopped(self) -> None:
-        deadline = time.monotonic() + STOP_GRACE
+        deadline = time.monotonic() + self.grace
         while self.workers and time.monotonic() < deadline:
             select.select([self._wake_r], [], [], 0.5)
             self._drain_wakeups()
@@ -244,7 +244,7 @@ class Supervisor:
 
 
 def supervise(count: int, host: str, port: int, settings_env: dict[str, str],
-              banner: str) -> int:
+              banner: str, grace: float) -> int:
     """Run `count` workers on `host:port` until stopped; the exit code.
 
     `settings_env`: the workers' settings, as LAZYREG_* variables.
@@ -254,6 +254,6 @@ def supervise(count: int, host: str, port: int, settings_env: dict[str, str],
     sock = reserve(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    supervisor = Supervisor(count, sock, settings_env)
+    supervisor = Supervisor(count, sock, settings_env, grace)
     print(banner.format(port=bound, host=shown), flush=True)
     return supervisor.run()
