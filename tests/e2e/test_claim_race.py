@@ -13,6 +13,7 @@ this test caught that (an 18 KiB layer fetched twice in about half the rounds).
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import aiohttp
@@ -25,6 +26,22 @@ pytestmark = pytest.mark.e2e
 
 ROUNDS = 8
 CLIENTS_PER_SERVER = 3
+
+
+def _settle(upstream: Upstream, digests: list[str], mark: int) -> None:
+    """Until the upstream has logged a GET of each digest and its log stopped growing: the
+    registry writes a request's line once it has sent the body, after our clients may
+    have had every byte."""
+    deadline = time.monotonic() + 15
+    last, quiet_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        size = upstream.mark()
+        if size != last:
+            last, quiet_since = size, time.monotonic()
+        logged = all(upstream.count("GET", f"/blobs/{d}$", mark) for d in digests)
+        if logged and time.monotonic() - quiet_since >= 0.5:
+            return
+        time.sleep(0.05)
 
 
 async def _get_all(urls: list[str]) -> list[int]:
@@ -62,10 +79,12 @@ def _race(servers: list[Lazyreg], upstream: Upstream, rounds: int = ROUNDS) -> N
         for round_ in range(rounds):
             task = first.wait_task(first.ok("POST", "repositories/small/reclaim/"))
             assert task["state"] == "completed", task
+            assert not set(digests) & first.artifact_digests()  # every layer is fetched anew
             mark = upstream.mark()
             urls = [f"{s.url}/v2/small/blobs/{d}" for d in digests for s in servers
                     for _ in range(CLIENTS_PER_SERVER)]
             assert set(asyncio.run(_get_all(urls))) == {200}
+            _settle(upstream, digests, mark)
             for digest in digests:
                 gets = upstream.count("GET", f"/blobs/{digest}$", mark)
                 if gets != 1:
