@@ -6,10 +6,12 @@ fetcher and the task runner; errors are rendered here and nowhere else.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from html import escape
 
 import aiohttp
 from aiohttp import web
@@ -23,8 +25,15 @@ from lazyreg.auth.startup import bootstrap_users, open_secrets, report_undecrypt
 from lazyreg.cache import LookupCache
 from lazyreg.check import adopt_orphan_files
 from lazyreg.config import Settings
-from lazyreg.db.engine import Database
-from lazyreg.errors import ApiError, RegistryError, SecretUnavailable, StorageFull
+from lazyreg.db.changes import EVERYTHING, ChangeFeed
+from lazyreg.db.engine import Database, as_unavailable
+from lazyreg.errors import (
+    ApiError,
+    BackendUnavailable,
+    RegistryError,
+    SecretUnavailable,
+    StorageFull,
+)
 from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.observe import requests as observe
 from lazyreg.observe.keys import METRICS
@@ -44,6 +53,7 @@ from lazyreg.worker import WorkerId
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TARGETS = "targets"  # the change-feed key: what base paths serve may have changed
 
 
 def render_registry_error(exc: RegistryError, allow: str | None = None) -> web.Response:
@@ -68,6 +78,32 @@ def render_validation_error(exc: ValidationError) -> web.Response:
     errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
               for e in exc.errors()]
     return web.json_response({"detail": message, "field": field, "errors": errors}, status=400)
+
+
+UNAVAILABLE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>lazyreg: {part} unreachable</title>
+<meta http-equiv="refresh" content="{retry}"></head>
+<body><h1>lazyreg: the {part} is unreachable</h1>
+<p id="unavailable" data-part="{part}">The server runs, but its {part} cannot be reached
+right now. Content this server holds in memory is still served; the rest answers 503
+until the {part} is back. This page retries every {retry} s; <a href="/readyz">/readyz</a>
+says when the server is ready again.</p></body></html>
+"""
+
+
+def render_unavailable(request: web.Request, exc: BackendUnavailable) -> web.Response:
+    """503 + Retry-After in the request's area: OCI body, JSON body, or a page for people."""
+    log.warning("%s %s: 503, the %s is unreachable: %s", request.method, request.path,
+                exc.part, exc.message)
+    if request.path.startswith("/v2"):
+        return render_registry_error(RegistryError("UNAVAILABLE", exc.message, status=503)
+                                     .with_headers(exc.headers))
+    if request.path.startswith("/api/"):
+        return render_api_error(503, exc.message, None, exc.headers)
+    page = UNAVAILABLE_PAGE.format(part=escape(exc.part), retry=exc.retry_after)
+    return web.Response(text=page, status=503, content_type="text/html",
+                        headers={**exc.headers, "Cache-Control": "no-store",
+                                 "X-Content-Type-Options": "nosniff"})
 
 
 # PostgreSQL's SQLSTATE for "disk full".
@@ -103,6 +139,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return render_registry_error(exc)
     except ApiError as exc:
         return render_api_error(exc.status, exc.message, exc.field, exc.headers)
+    except BackendUnavailable as exc:
+        return render_unavailable(request, exc)
     except SecretUnavailable as exc:
         if request.path.startswith("/v2"):
             return render_registry_error(RegistryError("UNAVAILABLE", exc.message))
@@ -121,7 +159,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except Exception as exc:
         if not is_disk_full(exc):
-            raise
+            unavailable = as_unavailable(exc)  # a session used without Database.read/write
+            if unavailable is None:
+                raise
+            return render_unavailable(request, unavailable)
         log.error("%s %s: the disk is full: %s", request.method, request.path, exc)
         full = StorageFull("insufficient storage: the server's disk (or database) is full;"
                            " nothing was changed; free some space and retry")
@@ -147,19 +188,34 @@ def refused_body(request: web.Request) -> web.Response:
 
 
 async def forget_targets(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A management change may move what a base path serves: drop the cached targets.
+    """A management change may move what a base path serves: drop the cached targets, on
+    every process.
 
     After the handler, whether it succeeded or not (a write may commit and then
     fail): a lookup that read the database before the change cannot put its
     answer back (see `LookupCache.generation`). Answers cached under a target
     need no dropping: a repository's new version or a new repository is a new
-    target.
+    target. The change is published on the feed (`lazyreg.db.changes`), so
+    other processes drop theirs within its SEEN_BOUND; and a DELETE that
+    succeeded answers only once every process has (`ChangeFeed.wait_applied`):
+    what it deleted is then served nowhere.
     """
-    try:
+    if request.method in ("GET", "HEAD", "OPTIONS"):
         return await handler(request)
-    finally:
-        if request.method not in ("GET", "HEAD"):
-            request.app[STATE].lookups.invalidate_targets()
+    feed = request.app[STATE].changes
+    try:
+        response = await handler(request)
+    except BaseException:
+        await asyncio.shield(feed.publish(TARGETS))
+        raise
+    generation = await asyncio.shield(feed.publish(TARGETS))
+    if request.method == "DELETE" and response.status < 300:
+        lagging = await feed.wait_applied(generation)
+        if lagging:
+            log.warning("%s %s: processes %s did not confirm the deletion within %g s;"
+                        " they stopped serving from memory by then", request.method,
+                        request.path, ", ".join(lagging), feed.grace)
+    return response
 
 
 @web.middleware
@@ -209,21 +265,27 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         await tasks.recover()
         fetcher = Fetcher(services)
         lookups = LookupCache(max_bytes=settings.lookup_cache_bytes)
+        changes = ChangeFeed(db, worker, grace=settings.cache_grace)
+        changes.subscribe(lambda key: lookups.invalidate_targets()
+                          if key in (TARGETS, EVERYTHING) else None)
+        await changes.start()
         pullthrough = PullThrough(services, fetcher, on_stale=metrics.stale_served)
         space = SpaceKeeper(services)
         fetcher.on_stored.append(space.stored)
         space.on_evict.append(lambda _digest, size: metrics.evicted(size))
         # After a sync, the base paths following the repository serve its new version.
-        sync_task.register(tasks, services, fetcher, synced=lookups.invalidate_targets)
+        sync_task.register(tasks, services, fetcher,
+                           synced=lambda: changes.announce(TARGETS))
         space_tasks.register(tasks, services, space)
         app[STATE] = AppState(services, fetcher, tasks, lookups,
                               Authenticator(settings, db, secrets), LazyStore(services, fetcher),
-                              pullthrough, space)
+                              pullthrough, space, changes)
         space.start()
         try:
             yield
         finally:
             await tasks.shutdown()
+            await changes.close()
             await pullthrough.close()
             await fetcher.close()
             await space.close()
