@@ -53,7 +53,10 @@ from lazyreg.worker import WorkerId
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-TARGETS = "targets"  # the change-feed key: what base paths serve may have changed
+# Change-feed keys (`lazyreg.db.changes`) that every management write publishes: what base
+# paths serve (and whether privately) may have changed; users, roles or tokens may have.
+TARGETS = "targets"
+ACCOUNTS = "accounts"
 
 
 def render_registry_error(exc: RegistryError, allow: str | None = None) -> web.Response:
@@ -206,9 +209,9 @@ async def forget_targets(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         response = await handler(request)
     except BaseException:
-        await asyncio.shield(feed.publish(TARGETS))
+        await asyncio.shield(feed.publish(TARGETS, ACCOUNTS))
         raise
-    generation = await asyncio.shield(feed.publish(TARGETS))
+    generation = await asyncio.shield(feed.publish(TARGETS, ACCOUNTS))
     if request.method == "DELETE" and response.status < 300:
         lagging = await feed.wait_applied(generation)
         if lagging:
@@ -236,6 +239,16 @@ async def by_area(request: web.Request, handler: Handler) -> web.StreamResponse:
     if path.startswith("/v2") and request.app[STATE].auth.enabled:
         return await registry_access(request, handler)
     return await handler(request)
+
+
+def follow_change(key: str, lookups: LookupCache) -> None:
+    """What a change published on the feed (here or by another process) drops here.
+
+    ACCOUNTS: the authenticator caches nothing of accounts yet (an API token's user
+    is read on every request); a cache of accounts drops its entries here too.
+    """
+    if key in (TARGETS, EVERYTHING):
+        lookups.invalidate_targets()
 
 
 def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -266,8 +279,8 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         fetcher = Fetcher(services)
         lookups = LookupCache(max_bytes=settings.lookup_cache_bytes)
         changes = ChangeFeed(db, worker, grace=settings.cache_grace)
-        changes.subscribe(lambda key: lookups.invalidate_targets()
-                          if key in (TARGETS, EVERYTHING) else None)
+        authenticator = Authenticator(settings, db, secrets)
+        changes.subscribe(lambda key: follow_change(key, lookups))
         await changes.start()
         pullthrough = PullThrough(services, fetcher, on_stale=metrics.stale_served)
         space = SpaceKeeper(services)
@@ -278,7 +291,7 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
                            synced=lambda: changes.announce(TARGETS))
         space_tasks.register(tasks, services, space)
         app[STATE] = AppState(services, fetcher, tasks, lookups,
-                              Authenticator(settings, db, secrets), LazyStore(services, fetcher),
+                              authenticator, LazyStore(services, fetcher),
                               pullthrough, space, changes)
         space.start()
         try:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from lazyreg.api.routing import PREFIX, Handler
 from lazyreg.auth.policy import READ_METHODS, Identity, allowed, api_need
 from lazyreg.auth.service import AuthFailed
-from lazyreg.errors import ApiError, Forbidden, Unauthorized
+from lazyreg.errors import ApiError, BackendUnavailable, Forbidden, Unauthorized
 from lazyreg.state import state
 
 audit = logging.getLogger("lazyreg.audit")
@@ -34,7 +34,7 @@ def identity(request: web.Request) -> Identity | None:
 
 
 def _status_of(exc: BaseException) -> int:
-    if isinstance(exc, ApiError):
+    if isinstance(exc, (ApiError, BackendUnavailable)):
         return exc.status
     if isinstance(exc, ValidationError):
         return 400

@@ -52,6 +52,7 @@ LEEWAY = 1.0  # seconds the clocks of two hosts may disagree
 KEEP = 1000  # changes kept; a process further behind drops everything
 MAX_KEYS = 1000  # keys read per poll
 WAIT_POLL = 0.05  # seconds between looks at the other processes while waiting
+SILENT = 3600.0  # seconds after which a process's row is dropped (at another's start)
 
 
 # ------------------------------------------------------------------ queries
@@ -98,6 +99,11 @@ def behind(session: Session, generation: int, me: str) -> list[tuple[str, float]
 
 def leave(session: Session, worker: str) -> None:
     session.execute(delete(CacheNode).where(CacheNode.worker == worker))
+
+
+def forget_silent(session: Session, before: float) -> None:
+    """Drop the rows of processes silent since `before` (killed ones never leave)."""
+    session.execute(delete(CacheNode).where(CacheNode.heartbeat < before))
 
 
 # ------------------------------------------------------------------ the process's follower
@@ -186,6 +192,8 @@ class ChangeFeed:
     async def start(self) -> None:
         """The first look (so that this process counts from now on), then a poll loop."""
         self.seen = await self.db.read(latest)
+        silent = time.time() - SILENT
+        await self.db.write(lambda s: forget_silent(s, silent))
         await self.look()
         self._task = asyncio.create_task(self._run())
 

@@ -127,7 +127,7 @@ def test_changes_through_one_node_reach_the_others(postgres_url: str, upstream: 
         assert get(f"{b.url}/api/v1/repositories/", bearer)[0] == 401
 
         # A repository deleted: once the DELETE has answered, no node serves its content.
-        old_urls = [f"/v2/gone/manifests/v1", f"/v2/gone/manifests/{old['digest']}",
+        old_urls = ["/v2/gone/manifests/v1", f"/v2/gone/manifests/{old['digest']}",
                     f"/v2/gone/blobs/{old['config']['digest']}"]
         hammers = [Hammer([node.url + u for u in old_urls]) for node in (b, c)]
         for hammer in hammers:
@@ -162,3 +162,43 @@ def test_changes_through_one_node_reach_the_others(postgres_url: str, upstream: 
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_two_servers_on_one_sqlite_file_never_serve_a_deleted_repository(
+        upstream: Upstream, tmp_path: Path) -> None:
+    """The same feed on SQLite, for several processes of one machine on one data directory."""
+    data = tmp_path / "data"
+    a = start_lazyreg(data)
+    b = start_lazyreg(data)
+    try:
+        a.ok("POST", "remotes/", {"name": "small", "url": upstream.url,
+                                  "upstream_name": "fixtures/small", "policy": "on_demand"})
+        a.ok("POST", "repositories/", {"name": "gone"})
+        assert a.sync("gone", "small")["state"] == "completed"
+        a.ok("POST", "distributions/", {"name": "gone", "base_path": "gone",
+                                        "repository": "gone"})
+        old = upstream.tag("fixtures/small", "v1")
+        assert digest_of(b, "gone", "v1") == old["digest"]
+        hammer = Hammer([f"{b.url}/v2/gone/manifests/v1",
+                         f"{b.url}/v2/gone/blobs/{old['config']['digest']}"])
+        hammer.start()
+        time.sleep(0.3)
+        a.ok("DELETE", "repositories/gone/")
+        answered = time.monotonic()
+        time.sleep(0.6)
+        hammer.halt.set()
+        hammer.join()
+        assert any(s == 200 for t, _, s in hammer.seen if t < answered)
+        late = [(round(t - answered, 3), u) for t, u, s in hammer.seen
+                if t > answered and s == 200]
+        assert late == [], late[:5]
+        a.ok("POST", "repositories/", {"name": "gone"})
+        a.ok("POST", "distributions/", {"name": "gone", "base_path": "gone",
+                                        "repository": "gone"})
+        since = time.monotonic()
+        took = seen_within(lambda: get(f"{b.url}/v2/gone/manifests/v1")[0] == 404
+                           and get(f"{b.url}/v2/gone/tags/list")[0] == 200, SEEN_BOUND, since)
+        assert took <= SEEN_BOUND, took
+    finally:
+        a.stop()
+        b.stop()
