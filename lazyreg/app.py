@@ -6,7 +6,6 @@ fetcher and the task runner; errors are rendered here and nowhere else.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import sqlite3
@@ -19,13 +18,14 @@ from pydantic import ValidationError
 
 from lazyreg import api, registry
 from lazyreg.api.access import api_access
+from lazyreg.api.http import PUBLISHED
 from lazyreg.api.limits import MAX_BODY_BYTES
 from lazyreg.auth.service import Authenticator
 from lazyreg.auth.startup import bootstrap_users, open_secrets, report_undecryptable
 from lazyreg.cache import LookupCache
 from lazyreg.check import adopt_orphan_files
 from lazyreg.config import Settings
-from lazyreg.db.changes import EVERYTHING, ChangeFeed
+from lazyreg.db.changes import EVERYTHING, MANAGEMENT, TARGETS, ChangeFeed
 from lazyreg.db.engine import Database, as_unavailable
 from lazyreg.errors import (
     ApiError,
@@ -53,10 +53,6 @@ from lazyreg.worker import WorkerId
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-# Change-feed keys (`lazyreg.db.changes`) that every management write publishes: what base
-# paths serve (and whether privately) may have changed; users, roles or tokens may have.
-TARGETS = "targets"
-ACCOUNTS = "accounts"
 
 
 def render_registry_error(exc: RegistryError, allow: str | None = None) -> web.Response:
@@ -191,28 +187,27 @@ def refused_body(request: web.Request) -> web.Response:
 
 
 async def forget_targets(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A management change may move what a base path serves: drop the cached targets, on
-    every process.
+    """A management change may move what a base path serves: drop the cached targets, here
+    at once and, through the change feed, on every process.
 
-    After the handler, whether it succeeded or not (a write may commit and then
-    fail): a lookup that read the database before the change cannot put its
-    answer back (see `LookupCache.generation`). Answers cached under a target
-    need no dropping: a repository's new version or a new repository is a new
-    target. The change is published on the feed (`lazyreg.db.changes`), so
-    other processes drop theirs within its SEEN_BOUND; and a DELETE that
-    succeeded answers only once every process has (`ChangeFeed.wait_applied`):
-    what it deleted is then served nowhere.
+    The write published the change in its own transaction (`api.http.write`, keys
+    `changes.MANAGEMENT`); other processes apply it within SEEN_BOUND. Here it is
+    applied after the handler, whether it succeeded or not (a write may commit and
+    then fail): a lookup that read the database before the change cannot put its
+    answer back (see `LookupCache.generation`). Answers cached under a target need
+    no dropping: a repository's new version or a new repository is a new target.
+    A DELETE that succeeded answers only once every process has applied it
+    (`ChangeFeed.wait_applied`): what it deleted is then served nowhere.
     """
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return await handler(request)
     feed = request.app[STATE].changes
     try:
         response = await handler(request)
-    except BaseException:
-        await asyncio.shield(feed.publish(TARGETS, ACCOUNTS))
-        raise
-    generation = await asyncio.shield(feed.publish(TARGETS, ACCOUNTS))
-    if request.method == "DELETE" and response.status < 300:
+    finally:
+        feed.apply(*MANAGEMENT)
+    generation = request.get(PUBLISHED)
+    if generation is not None and request.method == "DELETE" and response.status < 300:
         lagging = await feed.wait_applied(generation)
         if lagging:
             log.warning("%s %s: processes %s did not confirm the deletion within %g s;"

@@ -45,6 +45,11 @@ from lazyreg.worker import WorkerId
 log = logging.getLogger(__name__)
 
 EVERYTHING = "*"  # the key a subscriber gets when it must drop all it holds
+# Keys that every management write publishes: what base paths serve (and whether
+# privately) may have changed; users, roles or tokens may have.
+TARGETS = "targets"
+ACCOUNTS = "accounts"
+MANAGEMENT = (TARGETS, ACCOUNTS)
 POLL = 0.2  # seconds between two looks at the counter
 HEARTBEAT = 2.0  # seconds between heartbeats when nothing changes
 SEEN_BOUND = 1.0  # stated bound: a change is applied everywhere within this (POLL + margin)
@@ -146,9 +151,15 @@ class ChangeFeed:
                 except Exception:  # one subscriber's bug must not stop the others
                     log.exception("cache change %r: a subscriber failed", key)
 
+    def apply(self, *keys: str) -> None:
+        """Apply `keys` here at once (their publication is on its way: the poll applies
+        them again, harmlessly)."""
+        self._apply(list(keys))
+
     async def publish(self, *keys: str) -> int:
         """Publish `keys` (in a transaction of their own), apply them here at once; the
-        generation, for `wait_applied`."""
+        generation, for `wait_applied`. A change made in a transaction should rather
+        call the module's `publish(session, keys)` in it: one commit, nothing lost."""
         self._apply(list(keys))
         return await self.db.write(lambda s: publish(s, list(keys)))
 
