@@ -205,7 +205,7 @@ async def forget_targets(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         response = await handler(request)
     finally:
-        feed.apply(*MANAGEMENT)
+        feed.apply(*MANAGEMENT, generation=request.get(PUBLISHED))
     generation = request.get(PUBLISHED)
     if generation is not None and request.method == "DELETE" and response.status < 300:
         lagging = await feed.wait_applied(generation)

@@ -132,6 +132,8 @@ class ChangeFeed:
         self.reachable = True  # whether the last look at the database worked
         self._task: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
+        self._mine: set[int] = set()  # generations published and applied here, not yet seen
+        self._lock = asyncio.Lock()
 
     def subscribe(self, apply: Callable[[str], None]) -> None:
         """`apply(key)` for every key published (EVERYTHING: drop all)."""
@@ -151,27 +153,32 @@ class ChangeFeed:
                 except Exception:  # one subscriber's bug must not stop the others
                     log.exception("cache change %r: a subscriber failed", key)
 
-    def apply(self, *keys: str) -> None:
-        """Apply `keys` here at once (their publication is on its way: the poll applies
-        them again, harmlessly)."""
+    def apply(self, *keys: str, generation: int | None = None) -> None:
+        """Apply `keys` here, after the change committed (a lookup that read before cannot
+        keep its answer); `generation`, when it was published, is then not applied again
+        when the poll sees it (that would drop answers read since, which a database
+        outage right after would need)."""
         self._apply(list(keys))
+        if generation is not None and generation > self.seen:
+            self._mine.add(generation)
 
     async def publish(self, *keys: str) -> int:
-        """Publish `keys` (in a transaction of their own), apply them here at once; the
+        """Publish `keys` in a transaction of their own, then apply them here; the
         generation, for `wait_applied`. A change made in a transaction should rather
         call the module's `publish(session, keys)` in it: one commit, nothing lost."""
-        self._apply(list(keys))
-        return await self.db.write(lambda s: publish(s, list(keys)))
+        async with self._lock:  # the poll does not see it before it is known as ours
+            generation = await self.db.write(lambda s: publish(s, list(keys)))
+            self.apply(*keys, generation=generation)
+        return generation
 
     def announce(self, *keys: str) -> None:
-        """`publish` from code that cannot wait (a task's end): applied here at once,
-        published in the background (a failure is logged; the others' `ttl` still holds)."""
-        self._apply(list(keys))
-
+        """`publish` from code that cannot wait (a task's end), in the background (a
+        failure is logged; the cache's own `ttl` still bounds what others serve)."""
         async def send() -> None:
             try:
-                await self.db.write(lambda s: publish(s, list(keys)))
+                await self.publish(*keys)
             except Exception as exc:
+                self._apply(list(keys))
                 log.warning("cache coherence: could not publish %s: %s", keys, exc)
         task = asyncio.create_task(send())
         self._sending.add(task)
@@ -179,6 +186,10 @@ class ChangeFeed:
 
     async def look(self) -> None:
         """One poll: apply what was published since the last, and say so (heartbeat)."""
+        async with self._lock:
+            await self._look()
+
+    async def _look(self) -> None:
         started = self._clock()
         seen = self.seen
 
@@ -186,11 +197,12 @@ class ChangeFeed:
             top = latest(session)
             return top, (since(session, seen, top) if top > seen else [])
         top, changes = await self.db.read(read)
-        keys = [k for _, k in changes]
+        keys = list(dict.fromkeys(k for g, k in changes if g not in self._mine))
         if top > seen and (not changes or changes[0][0] > seen + 1
                            or len(changes) == MAX_KEYS):
             keys = [EVERYTHING]  # pruned past us, or too much at once: drop everything
         applied = top
+        self._mine = {g for g in self._mine if g > applied}
         if keys:
             self._apply(keys)
         now = time.time()

@@ -37,6 +37,8 @@ async def test_a_change_published_on_one_process_reaches_the_other(db: Database)
     assert b.seen == generation
     await b.look()
     assert got_b == ["targets"]  # once
+    await a.look()
+    assert got_a == ["targets"]  # not again where it was made: what was read since stays
 
 
 async def test_a_delete_waits_until_every_serving_process_applied_it(db: Database) -> None:
