@@ -47,6 +47,7 @@ from lazyreg.state import STATE, AppState
 from lazyreg.storage.filesystem import FilesystemStore
 from lazyreg.sync import task as sync_task
 from lazyreg.tasks.runner import TaskRunner
+from lazyreg.transfer import tasks as transfer_tasks
 from lazyreg.upstream.pool import UpstreamPool
 from lazyreg.worker import WorkerId
 
@@ -285,9 +286,11 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         sync_task.register(tasks, services, fetcher,
                            synced=lambda: changes.announce(TARGETS))
         space_tasks.register(tasks, services, space)
+        lazy = LazyStore(services, fetcher)
+        transfer_tasks.register(tasks, services, lazy,
+                                imported=lambda: changes.announce(TARGETS))
         app[STATE] = AppState(services, fetcher, tasks, lookups,
-                              authenticator, LazyStore(services, fetcher),
-                              pullthrough, space, changes)
+                              authenticator, lazy, pullthrough, space, changes)
         space.start()
         try:
             yield
