@@ -107,6 +107,7 @@ def test_changes_through_one_node_reach_the_others(postgres_url: str, upstream: 
         took = [seen_within(lambda n=n: digest_of(n, "app", "latest") == multi["digest"],
                             SEEN_BOUND, since) for n in (b, c)]
         assert max(took) <= SEEN_BOUND, took
+        print(f"tag re-pointed: seen on B, C after {took[0]:.3f}, {took[1]:.3f} s")
 
         # A distribution made private: anonymous pulls on B and C get 401 within the bound.
         a.ok("PATCH", "distributions/app/", {"private": True})
@@ -114,6 +115,7 @@ def test_changes_through_one_node_reach_the_others(postgres_url: str, upstream: 
         took = [seen_within(lambda n=n: get(f"{n.url}/v2/app/manifests/latest")[0] == 401,
                             SEEN_BOUND, since) for n in (b, c)]
         assert max(took) <= SEEN_BOUND, took
+        print(f"made private: seen on B, C after {took[0]:.3f}, {took[1]:.3f} s")
 
         # A user's API token, ended by deleting the user through A, is refused on B.
         a.ok("POST", "users/", {"username": "eve", "password": "eve-password-1", "role": "viewer"})
