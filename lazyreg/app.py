@@ -92,13 +92,14 @@ says when the server is ready again.</p></body></html>
 
 
 def render_unavailable(request: web.Request, exc: BackendUnavailable) -> web.Response:
-    """503 + Retry-After in the request's area: OCI body, JSON body, or a page for people."""
+    """503 + Retry-After in the request's area: an OCI body on /v2, a page for people on the
+    status page, JSON elsewhere (the API, /token)."""
     log.warning("%s %s: 503, the %s is unreachable: %s", request.method, request.path,
                 exc.part, exc.message)
     if request.path.startswith("/v2"):
         return render_registry_error(RegistryError("UNAVAILABLE", exc.message, status=503)
                                      .with_headers(exc.headers))
-    if request.path.startswith("/api/"):
+    if request.path != "/":  # the API, and /token and the probes: JSON
         return render_api_error(503, exc.message, None, exc.headers)
     page = UNAVAILABLE_PAGE.format(part=escape(exc.part), retry=exc.retry_after)
     return web.Response(text=page, status=503, content_type="text/html",
