@@ -238,7 +238,7 @@ async def by_area(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
-def follow_change(key: str, lookups: LookupCache) -> None:
+def follow_change(key: str, lookups: LookupCache, pullthrough: PullThrough) -> None:
     """What a change published on the feed (here or by another process) drops here.
 
     ACCOUNTS: the authenticator caches nothing of accounts yet (an API token's user
@@ -246,6 +246,7 @@ def follow_change(key: str, lookups: LookupCache) -> None:
     """
     if key in (TARGETS, EVERYTHING):
         lookups.invalidate_targets()
+        pullthrough.forget()
 
 
 def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -275,11 +276,11 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         await tasks.recover()
         fetcher = Fetcher(services)
         lookups = LookupCache(max_bytes=settings.lookup_cache_bytes)
+        pullthrough = PullThrough(services, fetcher, on_stale=metrics.stale_served)
         changes = ChangeFeed(db, worker, grace=settings.cache_grace)
         authenticator = Authenticator(settings, db, secrets)
-        changes.subscribe(lambda key: follow_change(key, lookups))
+        changes.subscribe(lambda key: follow_change(key, lookups, pullthrough))
         await changes.start()
-        pullthrough = PullThrough(services, fetcher, on_stale=metrics.stale_served)
         space = SpaceKeeper(services)
         fetcher.on_stored.append(space.stored)
         space.on_evict.append(lambda _digest, size: metrics.evicted(size))
