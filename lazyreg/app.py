@@ -25,7 +25,14 @@ from lazyreg.auth.startup import bootstrap_users, open_secrets, report_undecrypt
 from lazyreg.cache import LookupCache
 from lazyreg.check import adopt_orphan_files
 from lazyreg.config import Settings
-from lazyreg.db.changes import EVERYTHING, MANAGEMENT, TARGETS, ChangeFeed
+from lazyreg.db.changes import (
+    ACCOUNT_PREFIX,
+    ACCOUNTS,
+    EVERYTHING,
+    MANAGEMENT,
+    TARGETS,
+    ChangeFeed,
+)
 from lazyreg.db.engine import Database, as_unavailable
 from lazyreg.errors import (
     ApiError,
@@ -240,15 +247,18 @@ async def by_area(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
-def follow_change(key: str, lookups: LookupCache, pullthrough: PullThrough) -> None:
-    """What a change published on the feed (here or by another process) drops here.
-
-    ACCOUNTS: the authenticator caches nothing of accounts yet (an API token's user
-    is read on every request); a cache of accounts drops its entries here too.
-    """
+def follow_change(key: str, lookups: LookupCache, pullthrough: PullThrough,
+                  auth: Authenticator) -> None:
+    """What a change published on the feed (here or by another process) drops here:
+    route answers and pull-through memories (`targets`), the accounts whose tokens are
+    checked in memory (`accounts`, or `account:<id>` for one)."""
     if key in (TARGETS, EVERYTHING):
         lookups.invalidate_targets()
         pullthrough.forget()
+    if key in (ACCOUNTS, EVERYTHING):
+        auth.invalidate_account(None)
+    elif key.startswith(ACCOUNT_PREFIX) and key[len(ACCOUNT_PREFIX):].isdigit():
+        auth.invalidate_account(int(key[len(ACCOUNT_PREFIX):]))
 
 
 def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -281,7 +291,7 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         pullthrough = PullThrough(services, fetcher, on_stale=metrics.stale_served)
         changes = ChangeFeed(db, worker, grace=settings.cache_grace)
         authenticator = Authenticator(settings, db, secrets)
-        changes.subscribe(lambda key: follow_change(key, lookups, pullthrough))
+        changes.subscribe(lambda key: follow_change(key, lookups, pullthrough, authenticator))
         await changes.start()
         space = SpaceKeeper(services)
         fetcher.on_stored.append(space.stored)

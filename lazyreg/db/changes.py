@@ -49,6 +49,7 @@ EVERYTHING = "*"  # the key a subscriber gets when it must drop all it holds
 # privately) may have changed; users, roles or tokens may have.
 TARGETS = "targets"
 ACCOUNTS = "accounts"
+ACCOUNT_PREFIX = "account:"  # + an account id: that account only
 MANAGEMENT = (TARGETS, ACCOUNTS)
 POLL = 0.2  # seconds between two looks at the counter
 HEARTBEAT = 2.0  # seconds between heartbeats when nothing changes

@@ -117,16 +117,34 @@ def test_changes_through_one_node_reach_the_others(postgres_url: str, upstream: 
         assert max(took) <= SEEN_BOUND, took
         print(f"made private: seen on B, C after {took[0]:.3f}, {took[1]:.3f} s")
 
-        # A user's API token, ended by deleting the user through A, is refused on B.
+        # A user's tokens, used on B (which then holds the account in memory), ended through A:
+        # revoked (a DELETE: refused on B once it answered), by a password change (within
+        # the bound), by deleting the user.
         a.ok("POST", "users/", {"username": "eve", "password": "eve-password-1", "role": "viewer"})
-        token = json.loads(urllib.request.urlopen(urllib.request.Request(
-            f"{b.url}/api/v1/tokens/", data=b"{}", method="POST",
-            headers={**basic("eve", "eve-password-1"),
-                     "Content-Type": "application/json"})).read())["token"]
-        bearer = {"Authorization": f"Bearer {token}"}
-        assert get(f"{b.url}/api/v1/repositories/", bearer)[0] == 200
+
+        def token_on_b(password: str) -> dict[str, str]:
+            minted = json.loads(urllib.request.urlopen(urllib.request.Request(
+                f"{b.url}/api/v1/tokens/", data=b"{}", method="POST",
+                headers={**basic("eve", password),
+                         "Content-Type": "application/json"})).read())
+            bearer = {"Authorization": f"Bearer {minted['token']}"}
+            assert get(f"{b.url}/api/v1/repositories/", bearer)[0] == 200
+            return {**bearer, "id": minted["id"]}
+        first = token_on_b("eve-password-1")
+        a.ok("DELETE", f"tokens/{first.pop('id')}/")
+        assert get(f"{b.url}/api/v1/repositories/", first)[0] == 401
+        second = token_on_b("eve-password-1")
+        second.pop("id")
+        a.ok("PATCH", "users/eve/", {"password": "eve-password-2"})
+        since = time.monotonic()
+        took = [seen_within(lambda: get(f"{b.url}/api/v1/repositories/", second)[0] == 401,
+                            SEEN_BOUND, since)]
+        assert max(took) <= SEEN_BOUND, took
+        print(f"password changed: old token refused on B after {took[0]:.3f} s")
+        third = token_on_b("eve-password-2")
+        third.pop("id")
         a.ok("DELETE", "users/eve/")
-        assert get(f"{b.url}/api/v1/repositories/", bearer)[0] == 401
+        assert get(f"{b.url}/api/v1/repositories/", third)[0] == 401
 
         # A repository deleted: once the DELETE has answered, no node serves its content.
         old_urls = ["/v2/gone/manifests/v1", f"/v2/gone/manifests/{old['digest']}",
