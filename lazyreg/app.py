@@ -24,7 +24,13 @@ from lazyreg.cache import LookupCache
 from lazyreg.check import adopt_orphan_files
 from lazyreg.config import Settings
 from lazyreg.db.engine import Database
-from lazyreg.errors import ApiError, RegistryError, SecretUnavailable, StorageFull
+from lazyreg.errors import (
+    ApiError,
+    RegistryError,
+    SecretUnavailable,
+    StorageFull,
+    StorageUnavailable,
+)
 from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.observe import requests as observe
 from lazyreg.observe.keys import METRICS
@@ -34,8 +40,9 @@ from lazyreg.registry.access import registry_access
 from lazyreg.services import Services
 from lazyreg.space import SpaceKeeper
 from lazyreg.space import tasks as space_tasks
+from lazyreg.space.staging import StagingSweeper, sweep
 from lazyreg.state import STATE, AppState
-from lazyreg.storage.filesystem import FilesystemStore
+from lazyreg.storage.choose import open_store
 from lazyreg.sync import task as sync_task
 from lazyreg.tasks.runner import TaskRunner
 from lazyreg.upstream.pool import UpstreamPool
@@ -103,6 +110,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return render_registry_error(exc)
     except ApiError as exc:
         return render_api_error(exc.status, exc.message, exc.field, exc.headers)
+    except StorageUnavailable as exc:
+        log.warning("%s %s: storage unavailable: %s", request.method, request.path, exc)
+        message = "blob storage unavailable; retry later"
+        retry = {"Retry-After": str(exc.retry_after)}
+        if request.path.startswith("/v2"):
+            error = RegistryError("UNAVAILABLE", message, status=503)
+            error.headers.update(retry)
+            return render_registry_error(error)
+        return render_api_error(503, message, None, retry)
     except SecretUnavailable as exc:
         if request.path.startswith("/v2"):
             return render_registry_error(RegistryError("UNAVAILABLE", exc.message))
@@ -191,12 +207,7 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         bootstrap_users(settings, db)
         report_undecryptable(db, secrets)
         worker = WorkerId.current()
-        store = FilesystemStore(settings.storage_dir, worker)
-        cleaned = await store.clean_staging()
-        adopted = await adopt_orphan_files(db, store)
-        if cleaned or adopted:
-            log.info("start-up repair: removed %d staging files of dead processes,"
-                     " adopted %d stored files that had no artifact row", cleaned, adopted)
+        store = await open_store(settings, worker)
         timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=120)
         # A large read buffer: the default 64 KiB pauses the socket many times per blob.
         session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False,
@@ -205,6 +216,11 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         metrics = app[METRICS]
         services = Services(settings, db, store, UpstreamPool(session, observer=metrics),
                             secrets, worker)
+        cleaned = await sweep(services)
+        adopted = await adopt_orphan_files(db, store)
+        if cleaned or adopted:
+            log.info("start-up repair: removed %d staged blobs of dead processes,"
+                     " adopted %d stored files that had no artifact row", cleaned, adopted)
         tasks = TaskRunner(db, worker, observer=metrics)
         await tasks.recover()
         fetcher = Fetcher(services)
@@ -220,14 +236,18 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
                               Authenticator(settings, db, secrets), LazyStore(services, fetcher),
                               pullthrough, space)
         space.start()
+        sweeper = StagingSweeper(services)
+        sweeper.start()
         try:
             yield
         finally:
+            await sweeper.close()
             await tasks.shutdown()
             await pullthrough.close()
             await fetcher.close()
             await space.close()
             await session.close()
+            await store.close()
             db.dispose()
     return lifespan
 

@@ -12,6 +12,8 @@
     │   ├── TooSlow        408, a request body that did not arrive in time
     │   └── StorageFull    507, the disk (or the database) is full
     └── SecretUnavailable  a stored secret cannot be decrypted with the secret key
+    StorageUnavailable     the blob storage (an object store) does not answer: 503 with
+                           Retry-After (an OSError, so that a download relays on it)
 
 Any of them may carry response `headers` (a challenge, for instance).
 
@@ -111,3 +113,10 @@ class Forbidden(ApiError):
 
 class SecretUnavailable(LazyregError):
     """A remote's password or proxy credentials do not decrypt with the current key."""
+
+
+class StorageUnavailable(OSError):
+    """The blob storage cannot be reached now (an object store that is down, refuses us, or
+    answers 5xx): the server's problem, rendered as 503 with `Retry-After` in one place."""
+
+    retry_after = 10  # seconds a client is asked to wait

@@ -10,6 +10,7 @@ import pytest
 
 from tests.postgres import PostgresServer, start_postgres
 from tests.rig import Lazyreg, Upstream, start_lazyreg, start_upstream
+from tests.s3rig import S3Server, start_s3
 from tests.sqlite import migrated_template
 
 
@@ -73,3 +74,11 @@ def postgres() -> Iterator[PostgresServer]:
 def postgres_url(postgres: PostgresServer) -> str:
     """A fresh, empty database on the session's PostgreSQL server."""
     return postgres.create_database()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """The real S3 server (tests/s3rig.py), started once; each test makes its own bucket."""
+    server = start_s3(tmp_path_factory.mktemp("s3"))
+    yield server
+    server.stop()

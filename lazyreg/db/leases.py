@@ -167,3 +167,13 @@ def release_all(session: Session, me: WorkerId) -> None:
     """Drop this process's running leases (at shutdown): followers take over at once."""
     session.execute(delete(Lease).where(Lease.owner == str(me),
                                         Lease.state == LeaseState.RUNNING.value))
+
+
+def live(session: Session, keys: Sequence[str]) -> set[str]:
+    """Those of `keys` whose lease a live process (this one included) holds, running."""
+    now, held = time.time(), set()
+    for batch in chunked(sorted(set(keys))):
+        for row in session.scalars(select(Lease).where(Lease.key.in_(batch))):
+            if not _view(row).takeable(now):
+                held.add(row.key)
+    return held

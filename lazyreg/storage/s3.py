@@ -1,0 +1,469 @@
+"""S3 backend: blobs as objects at `<prefix><algorithm>/<hex[:2]>/<hex>` in one bucket.
+
+Any S3-compatible store (AWS S3, MinIO, Ceph RGW, Swift's s3api) through
+aiobotocore. It uses only what they all have: single PUTs, multipart uploads
+(create, part, complete, abort, list), HEAD, ranged GET, single DELETE,
+ListObjectsV2 and presigned URLs; no batch delete, no conditional PUT, no copy.
+
+- A blob appears under its digest only once verified: a staged blob goes up
+  as a multipart upload to its final key, part by part while it downloads
+  (PART_SIZE, at most PARTS_IN_FLIGHT parts uploading while the next fills),
+  and the upload is completed only after its digest and size matched; until
+  then S3 shows nothing under the key. A blob of one part (and `put`) is one
+  PUT after the check. Any failure aborts the upload.
+- Readers of a staged blob read a spool: the same bytes written to a file
+  in this server's data directory (the filesystem backend's staging, O_DIRECT
+  and all), because the parts of an upload in progress cannot be read back
+  from S3. So readers behind the download's memory window, and other
+  processes of this host (`open_staging`), read it as on the filesystem, with
+  sendfile; the spool is removed at commit or abort (readers holding it keep
+  reading). Processes on other hosts follow through the database and the
+  committed object.
+- Dead workers: `clean_staging` removes the spools of dead processes of this
+  host, and aborts the multipart uploads under the prefix whose blob no live
+  worker is downloading: the download lease in the database decides (`live`),
+  not the upload's age. A live lead holds the lease from before it creates the
+  upload until after it completes or aborts it.
+- Stored blobs are read with ranged GETs, one open GET per reading position
+  (a client reading from offset N and on costs one GET); with
+  `storage_redirect`, clients get a presigned URL instead (`presign`).
+- Every failure to reach the store is `StorageUnavailable` (`s3client.calling`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from lazyreg.errors import StorageUnavailable
+from lazyreg.storage.base import Chunk, DigestMismatch, LiveDownloads
+from lazyreg.storage.filesystem import FileReader, FilesystemStaged, FilesystemStore
+from lazyreg.storage.layout import ALGORITHMS, blob_key, new_hash, split_digest
+from lazyreg.storage.s3client import (
+    S3Location,
+    S3Options,
+    calling,
+    check_bucket,
+    is_missing,
+    new_client,
+)
+from lazyreg.worker import WorkerId
+
+log = logging.getLogger(__name__)
+
+PART_SIZE = 8 * 1024 * 1024  # bytes of an upload part (S3 wants >= 5 MiB but the last)
+MAX_PARTS = 10_000  # S3's limit of parts in one upload: bigger blobs get bigger parts
+PARTS_IN_FLIGHT = 2  # parts uploading while the next fills: 3 parts of memory a download
+READ_STREAMS = 4  # open GETs of one stored blob's reader (one per reading position)
+PRESIGN_TTL = 600  # seconds a presigned URL is valid
+MAX_LISTED = 1_000_000  # keys (or uploads) one listing goes through, at most
+PAGE = 1000
+
+
+class S3Reader:
+    """A stored blob: ranged GETs from the position asked, kept open for the next read."""
+
+    def __init__(self, store: S3Store, key: str, size: int) -> None:
+        self._store, self._key, self._size = store, key, size
+        self._streams: OrderedDict[int, Any] = OrderedDict()  # next position -> body
+        self._closed = False
+
+    @property
+    def file(self) -> None:
+        return None
+
+    def landed(self) -> int:
+        return self._size
+
+    async def read(self, offset: int, count: int) -> Chunk:
+        count = min(count, self._size - offset)
+        if count <= 0:
+            return b""
+        body = self._streams.pop(offset, None)
+        if body is None:
+            while len(self._streams) >= READ_STREAMS:
+                self._streams.popitem(last=False)[1].close()
+            body = await self._store._get(self._key, offset, self._size - 1)
+        out = bytearray()
+        try:
+            with calling(f"GET {self._key}"):
+                while len(out) < count:
+                    chunk = await body.read(count - len(out))
+                    if not chunk:
+                        raise StorageUnavailable(f"object store: {self._key} ended at"
+                                                 f" {offset + len(out)} of {self._size} bytes")
+                    out += chunk
+        except BaseException:
+            body.close()
+            raise
+        if self._closed:
+            body.close()
+        else:
+            self._streams[offset + count] = body
+        return bytes(out)
+
+    def close(self) -> None:
+        self._closed = True
+        while self._streams:
+            self._streams.popitem()[1].close()
+
+
+class S3Staged:
+    """A blob on its way up: spooled for readers, uploaded in parts, completed once verified.
+
+    `update` and `append` are the spool's (hash, and the file readers read);
+    `append` also fills the part being built and, once it is full, starts its
+    upload on the event loop. Called from a thread other than the loop's, it
+    waits while PARTS_IN_FLIGHT parts are uploading (the download slows down
+    to what the store takes); from the loop's own thread it never waits.
+    """
+
+    def __init__(self, store: S3Store, spool: FilesystemStaged, key: str,
+                 upload_id: str | None, part_size: int) -> None:
+        self._store, self._spool, self._key = store, spool, key
+        self._upload_id = upload_id
+        self._part_size = part_size
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._part = bytearray()
+        self._next_part = 1
+        self._first_part = 1  # of the current attempt (`reset` starts a new series)
+        self._uploads: list[concurrent.futures.Future[dict[str, Any]]] = []
+        self._closed = False
+
+    @property
+    def digest(self) -> str:
+        return self._spool.digest
+
+    @property
+    def size(self) -> int:
+        return self._spool.size
+
+    @property
+    def written(self) -> int:
+        return self._spool.written
+
+    def update(self, data: Chunk) -> None:
+        self._spool.update(data)
+
+    def append(self, data: Chunk) -> None:
+        self._check_uploads()
+        self._spool.append(data)
+        view = memoryview(data)
+        while view:
+            room = self._part_size - len(self._part)
+            self._part += view[:room]
+            view = view[room:]
+            if len(self._part) == self._part_size and self._upload_id is not None:
+                self._send_part()
+        if (self._upload_id is not None and self._part
+                and self._spool.written >= self._spool.size):
+            self._send_part()  # the last, short part
+
+    def _send_part(self) -> None:
+        data, self._part = bytes(self._part), bytearray()
+        number = self._next_part
+        self._next_part += 1
+        self._uploads.append(asyncio.run_coroutine_threadsafe(
+            self._upload_part(number, data), self._loop))
+        if threading.get_ident() == self._loop_thread:
+            return
+        # Back-pressure: wait for the oldest uploads while too many are under way.
+        while sum(not f.done() for f in self._uploads) > PARTS_IN_FLIGHT:
+            oldest = next(f for f in self._uploads if not f.done())
+            with contextlib.suppress(Exception):  # reported by `_check_uploads`
+                oldest.result()
+        self._check_uploads()
+
+    def _check_uploads(self) -> None:
+        for future in self._uploads:
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                error = future.exception()
+                assert error is not None
+                raise error if isinstance(error, OSError) else StorageUnavailable(str(error))
+
+    async def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+        with calling(f"upload part {number} of {self._key}"):
+            answer = await self._store.client.upload_part(
+                Bucket=self._store.bucket, Key=self._key, UploadId=self._upload_id,
+                PartNumber=number, Body=data)
+        return {"PartNumber": number, "ETag": answer["ETag"]}
+
+    def write(self, data: Chunk) -> None:
+        self.update(data)
+        self.append(data)
+
+    def reset(self) -> None:
+        self._spool.reset()
+        self._part = bytearray()
+        # Parts of the first attempt may still land: the new ones get new numbers.
+        self._first_part = self._next_part
+
+    def verify(self) -> None:
+        self._spool.verify()
+
+    def open_reader(self) -> FileReader:
+        return self._spool.open_reader()
+
+    async def commit(self) -> str:
+        try:
+            self.verify()
+            if self.written != self.size:
+                raise DigestMismatch(f"{self.digest}: {self.written} of {self.size} bytes"
+                                     " stored")
+            store = self._store
+            if self._upload_id is None:
+                with calling(f"PUT {self._key}"):
+                    await store.client.put_object(Bucket=store.bucket, Key=self._key,
+                                                  Body=bytes(self._part))
+            else:
+                current = [f for f in self._uploads[self._first_part - 1:]]
+                parts = [await asyncio.wrap_future(f) for f in current]
+                with calling(f"complete {self._key}"):
+                    await store.client.complete_multipart_upload(
+                        Bucket=store.bucket, Key=self._key, UploadId=self._upload_id,
+                        MultipartUpload={"Parts": parts})
+                self._upload_id = None
+        except BaseException:
+            await self.abort()
+            raise
+        self._closed = True
+        await self._spool.abort()  # readers holding the spool keep reading it
+        return blob_key(self.digest)
+
+    async def abort(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._part = bytearray()
+        for future in self._uploads:
+            future.cancel()
+        if self._uploads:
+            await asyncio.wait([asyncio.wrap_future(f) for f in self._uploads])
+        if self._upload_id is not None:
+            try:
+                await self._store.abort_upload(self._key, self._upload_id)
+            except StorageUnavailable as exc:  # the sweep aborts it once our lease is over
+                log.warning("could not abort the upload of %s: %s", self.digest, exc)
+        await self._spool.abort()
+
+
+class S3Store:
+    def __init__(self, client: Any, location: S3Location, spool_root: Path,
+                 worker: WorkerId | None = None, *, part_size: int = PART_SIZE,
+                 options: S3Options | None = None) -> None:
+        self.client = client
+        self.where = location
+        self.bucket, self.prefix = location.bucket, location.prefix
+        self.options = options or S3Options()
+        self.part_size = part_size
+        # The spool: staged bytes for readers, on this host's disk (see the module doc).
+        self.spool = FilesystemStore(spool_root, worker)
+        self._exit: contextlib.AsyncExitStack | None = None
+
+    @classmethod
+    async def connect(cls, location: S3Location, options: S3Options, spool_root: Path,
+                      worker: WorkerId | None = None, *, check: bool = True,
+                      part_size: int = PART_SIZE) -> S3Store:
+        """A store with its own client; `check`: raise `Misconfigured` unless the bucket
+        answers (a bad setting, named, at start-up rather than at every pull)."""
+        exit_stack = contextlib.AsyncExitStack()
+        client = await exit_stack.enter_async_context(new_client(options))
+        try:
+            if check:
+                await check_bucket(client, location, options)
+        except BaseException:
+            await exit_stack.aclose()
+            raise
+        store = cls(client, location, spool_root, worker, part_size=part_size,
+                    options=options)
+        store._exit = exit_stack
+        return store
+
+    async def close(self) -> None:
+        if self._exit is not None:
+            await self._exit.aclose()
+            self._exit = None
+
+    def key(self, digest: str) -> str:
+        return self.prefix + blob_key(digest)
+
+    def _digest_of(self, key: str) -> str | None:
+        """The digest whose blob lives at `key`, None for any other key."""
+        if not key.startswith(self.prefix):
+            return None
+        parts = key[len(self.prefix):].split("/")
+        if len(parts) != 3 or ALGORITHMS.get(parts[0]) != len(parts[2]):
+            return None
+        digest = f"{parts[0]}:{parts[2]}"
+        try:
+            split_digest(digest)
+        except ValueError:
+            return None
+        return digest if parts[1] == parts[2][:2] else None
+
+    def __str__(self) -> str:
+        return str(self.where)
+
+    # ------------------------------------------------------------ reads
+
+    async def _head(self, digest: str) -> int | None:
+        key = self.key(digest)
+        try:
+            with calling(f"HEAD {key}"):
+                answer = await self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if is_missing(exc):
+                return None
+            raise
+        return int(answer["ContentLength"])
+
+    async def _get(self, key: str, first: int, last: int) -> Any:
+        try:
+            with calling(f"GET {key}"):
+                answer = await self.client.get_object(Bucket=self.bucket, Key=key,
+                                                      Range=f"bytes={first}-{last}")
+        except ClientError as exc:  # deleted since it was opened
+            raise OSError(f"{key} is gone from the object store") from exc
+        return answer["Body"]
+
+    async def stat(self, digest: str) -> int | None:
+        return await self._head(digest)
+
+    async def open(self, digest: str) -> S3Reader | None:
+        size = await self._head(digest)
+        return None if size is None else S3Reader(self, self.key(digest), size)
+
+    async def presign(self, digest: str, method: str) -> str | None:
+        """A URL that serves the stored blob to anyone holding it (GET or HEAD, Range too)."""
+        operation = "head_object" if method == "HEAD" else "get_object"
+        with calling("presign"):
+            url: str = await self.client.generate_presigned_url(
+                operation, Params={"Bucket": self.bucket, "Key": self.key(digest)},
+                ExpiresIn=PRESIGN_TTL)
+        return url
+
+    # ------------------------------------------------------------ writes
+
+    async def stage(self, digest: str, size: int) -> S3Staged:
+        key = self.key(digest)
+        part_size = max(self.part_size, math.ceil(size / MAX_PARTS))
+        spool = await self.spool.stage(digest, size)
+        upload_id = None
+        if size > part_size:
+            try:
+                with calling(f"create upload {key}"):
+                    answer = await self.client.create_multipart_upload(Bucket=self.bucket,
+                                                                       Key=key)
+            except BaseException:
+                await spool.abort()
+                raise
+            upload_id = answer["UploadId"]
+        return S3Staged(self, spool, key, upload_id, part_size)
+
+    async def open_staging(self, worker: WorkerId, digest: str) -> FileReader | None:
+        # Another process of this host spools where we can read it.
+        return await self.spool.open_staging(worker, digest)
+
+    async def put(self, digest: str, data: bytes) -> str:
+        algorithm, hex_ = split_digest(digest)
+        actual = new_hash(digest)
+        actual.update(data)
+        if actual.hexdigest() != hex_:
+            raise DigestMismatch(f"expected {digest}, got {algorithm}:{actual.hexdigest()}")
+        key = self.key(digest)
+        with calling(f"PUT {key}"):
+            await self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+        return blob_key(digest)
+
+    async def delete(self, digest: str) -> None:
+        key = self.key(digest)
+        try:
+            with calling(f"DELETE {key}"):
+                await self.client.delete_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if not is_missing(exc):
+                raise
+
+    async def iter_digests(self) -> AsyncIterator[str]:
+        for algorithm in ALGORITHMS:
+            token: str | None = None
+            seen = 0
+            while seen < MAX_LISTED:
+                args: dict[str, Any] = {"Bucket": self.bucket, "MaxKeys": PAGE,
+                                        "Prefix": f"{self.prefix}{algorithm}/"}
+                if token:
+                    args["ContinuationToken"] = token
+                with calling("list objects"):
+                    page = await self.client.list_objects_v2(**args)
+                for item in page.get("Contents", []):
+                    seen += 1
+                    digest = self._digest_of(item["Key"])
+                    if digest is not None:
+                        yield digest
+                token = page.get("NextContinuationToken")
+                if not page.get("IsTruncated") or not token:
+                    break
+
+    def location(self, digest: str) -> str:
+        return blob_key(digest)
+
+    # ------------------------------------------------------------ upkeep
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        try:
+            with calling(f"abort upload {key}"):
+                await self.client.abort_multipart_upload(Bucket=self.bucket, Key=key,
+                                                         UploadId=upload_id)
+        except ClientError as exc:
+            if not is_missing(exc):
+                raise
+
+    async def uploads(self) -> list[tuple[str, str]]:
+        """(key, upload id) of every multipart upload under the prefix."""
+        found: list[tuple[str, str]] = []
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix,
+                                "MaxUploads": PAGE}
+        while len(found) < MAX_LISTED:
+            with calling("list uploads"):
+                page = await self.client.list_multipart_uploads(**args)
+            found += [(u["Key"], u["UploadId"]) for u in page.get("Uploads", [])]
+            if not page.get("IsTruncated"):
+                break
+            args["KeyMarker"] = page.get("NextKeyMarker", "")
+            args["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
+        return found
+
+    async def clean_staging(self, live: LiveDownloads | None = None) -> int:
+        """Remove dead processes' spools, and abort the uploads of blobs no live worker
+        downloads (`live`; without it, only the spools); the number of both."""
+        removed = await self.spool.clean_staging()
+        if live is None:
+            return removed
+        uploads = [(key, upload, self._digest_of(key)) for key, upload in await self.uploads()]
+        ours = sorted({digest for _, _, digest in uploads if digest is not None})
+        alive = await live(ours) if ours else set()
+        for key, upload, digest in uploads:
+            if digest is None or digest in alive:
+                continue  # not a blob's, or a live download's
+            await self.abort_upload(key, upload)
+            log.info("aborted the upload of %s left by a dead worker", digest)
+            removed += 1
+        return removed
+
+    async def ready(self) -> None:
+        with calling("HEAD bucket"):
+            await self.client.head_bucket(Bucket=self.bucket)
+
+    async def capacity(self) -> tuple[int | None, int | None]:
+        return None, None  # an object store has no size to report
