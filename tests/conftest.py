@@ -53,10 +53,21 @@ def upstream_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstrea
     yield from _small_upstream(tmp_path_factory, "token")
 
 
+# For a test that runs on both storage backends:
+#   @ON_BOTH_BACKENDS
+#   def test_x(lazyreg: Lazyreg) -> None: ...
+ON_BOTH_BACKENDS = pytest.mark.parametrize("lazyreg", ["filesystem", "s3"], indirect=True)
+
+
 @pytest.fixture
-def lazyreg(tmp_path: Path) -> Iterator[Lazyreg]:
-    """A fresh lazyreg server (SQLite, local storage) on a free port."""
-    server = start_lazyreg(tmp_path / "data")
+def lazyreg(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lazyreg]:
+    """A fresh lazyreg server (SQLite, local storage) on a free port; with the parameter
+    "s3" (`ON_BOTH_BACKENDS`), storing in a bucket of its own on the session's S3 server."""
+    env = None
+    if getattr(request, "param", "filesystem") == "s3":
+        s3: S3Server = request.getfixturevalue("s3_server")
+        env = s3.env(s3.new_bucket())
+    server = start_lazyreg(tmp_path / "data", env=env)
     yield server
     server.stop()
 
