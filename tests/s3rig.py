@@ -11,8 +11,10 @@ quick loop while developing) instead of starting one.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Any
 from botocore.config import Config
 from botocore.session import get_session
 
-from tests.rig import SHARED, run
+from tests.rig import SHARED, free_port, run
 
 S3_SERVER = SHARED / "s3" / "s3-server"
 ACCESS_KEY, SECRET_KEY, REGION = "test:tester", "testing", "us-east-1"
@@ -75,8 +77,11 @@ class S3Server:
         run([str(S3_SERVER), "stop", str(self.dir)], timeout=60)
 
     def resume(self) -> None:
+        """Start the halted server again (on new ports: `endpoint` changes)."""
         assert self.dir is not None
-        run([str(S3_SERVER), "start", str(self.dir)], timeout=120)
+        proc = run([str(S3_SERVER), "start", str(self.dir)], timeout=180)
+        self.endpoint = proc.stdout.strip().splitlines()[-1]
+        self._client = None
 
     def stop(self) -> None:
         if self.dir is not None:
@@ -91,3 +96,70 @@ def start_s3(workdir: Path) -> S3Server:
     proc = run([str(S3_SERVER), "start", str(workdir)], timeout=180)
     endpoint = proc.stdout.strip().splitlines()[-1]
     return S3Server(endpoint, workdir)
+
+
+class TcpRelay:
+    """A loopback TCP relay to the S3 server, that a test can take down and bring back
+    on the same port (the rig itself comes back on new ports after a restart)."""
+
+    def __init__(self, target: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._target = target
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.up()
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(30)
+
+    def up(self, target: str | None = None) -> None:
+        if target:
+            self._target = target
+        self._call(self._start())
+
+    def down(self) -> None:
+        """Refuse new connections and cut the open ones, as a stopped server would."""
+        self._call(self._stop())
+
+    def close(self) -> None:
+        self.down()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port,
+                                                  reuse_address=True)
+
+    async def _stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host, port = self._target.split("://", 1)[1].rsplit(":", 1)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(1 << 16):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}

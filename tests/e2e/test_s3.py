@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import subprocess
 import threading
@@ -33,7 +34,7 @@ from tests.rig import (
     skopeo_copy,
     start_lazyreg,
 )
-from tests.s3rig import S3Server
+from tests.s3rig import S3Server, TcpRelay
 
 pytestmark = pytest.mark.e2e
 
@@ -220,3 +221,75 @@ def test_bad_settings_stop_the_start_with_one_line(
     named = {"secret": "s3_secret_access_key", "bucket": "storage_url",
              "endpoint": "s3_endpoint_url"}[wrong]
     assert len(errors) == 1 and named in errors[0], proc.stderr
+
+
+def _get(url: str, timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+
+def test_an_outage_of_the_store_under_a_running_pull(
+        s3_server: S3Server, bucket: str, upstream: Upstream, faults: FaultProxy,
+        tmp_path: Path) -> None:
+    """The store goes away mid-download: the pull under way is relayed whole and nothing is
+    stored; a stored blob gets 503 + Retry-After, fast; /readyz fails; when the store is
+    back, everything works again without a restart of lazyreg."""
+    relay = TcpRelay(s3_server.endpoint)
+    env = s3_server.env(bucket, LAZYREG_S3_ENDPOINT_URL=relay.url,
+                        LAZYREG_STAGING_SWEEP_INTERVAL="1")
+    server = start_lazyreg(tmp_path / "data", env=env)
+    try:
+        server.setup_mirror(via(faults.url, upstream), "mirror", "fixtures/big")
+        digest, _ = big_layer(upstream)
+        stored = sorted(server.artifact_digests())[0]  # the image's config, stored at sync
+        assert _get(f"{server.url}/v2/mirror/blobs/{stored}")[0] == 200
+        faults.configure(rate_kib=6 * 1024, reset=True)  # about 11 s for 64 MiB
+
+        pulled: list[bytes] = []
+        pull = threading.Thread(target=lambda: pulled.append(
+            _get(f"{server.url}/v2/mirror/blobs/{digest}", timeout=120)[2]))
+        pull.start()
+        deadline = time.monotonic() + 30
+        while not s3_server.uploads(bucket):
+            assert time.monotonic() < deadline, "no multipart upload started"
+            time.sleep(0.05)
+        outage = time.monotonic()
+        relay.down()
+        if s3_server.dir is not None:
+            s3_server.halt()  # the real server stops too
+
+        status, headers, body = _get(f"{server.url}/v2/mirror/blobs/{stored}")
+        assert status == 503 and headers.get("Retry-After") == "10"
+        assert json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
+        status, _, body = _get(f"{server.url}/readyz")
+        assert status == 503 and json.loads(body)["checks"]["storage"] != "ok"
+        pull.join(120)
+        assert pulled and "sha256:" + hashlib.sha256(pulled[0]).hexdigest() == digest
+        while time.monotonic() - outage < 15:
+            time.sleep(0.5)
+
+        if s3_server.dir is not None:
+            s3_server.resume()
+        relay.up(s3_server.endpoint)
+        deadline = time.monotonic() + 60
+        while _get(f"{server.url}/readyz")[0] != 200:
+            assert time.monotonic() < deadline, "not ready again"
+            time.sleep(0.2)
+        assert digest not in server.artifact_digests()  # relayed, not stored
+        assert digest not in blob_keys(s3_server, bucket)
+        faults.configure(rate_kib=0, reset=True)
+        status, _, body = _get(f"{server.url}/v2/mirror/blobs/{digest}")
+        assert status == 200 and "sha256:" + hashlib.sha256(body).hexdigest() == digest
+        _wait_stored(server, digest)
+        deadline = time.monotonic() + 30
+        while s3_server.uploads(bucket):  # the outage's upload, swept once its lease ended
+            assert time.monotonic() < deadline, s3_server.uploads(bucket)
+            time.sleep(0.2)
+        assert _check(server)["ok"]
+    finally:
+        server.stop()
+        relay.close()
