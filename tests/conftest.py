@@ -57,6 +57,18 @@ def upstream_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstrea
 #   @ON_BOTH_BACKENDS
 #   def test_x(lazyreg: Lazyreg) -> None: ...
 ON_BOTH_BACKENDS = pytest.mark.parametrize("lazyreg", ["filesystem", "s3"], indirect=True)
+# For a test that starts its servers itself: `start_lazyreg(..., env={**storage_env, ...})`.
+ON_BOTH_STORES = pytest.mark.parametrize("storage_env", ["filesystem", "s3"], indirect=True)
+
+
+@pytest.fixture
+def storage_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """LAZYREG_* variables for the parameter's storage backend: none for the filesystem,
+    a bucket of its own on the session's S3 server for "s3"."""
+    if getattr(request, "param", "filesystem") != "s3":
+        return {}
+    s3: S3Server = request.getfixturevalue("s3_server")
+    return s3.env(s3.new_bucket())
 
 
 @pytest.fixture
