@@ -7,10 +7,10 @@ ListObjectsV2 and presigned URLs; no batch delete, no conditional PUT, no copy.
 
 - A blob appears under its digest only once verified: a staged blob goes up
   as a multipart upload to its final key, part by part while it downloads
-  (PART_SIZE, at most PARTS_IN_FLIGHT parts uploading while the next fills),
-  and the upload is completed only after its digest and size matched; until
-  then S3 shows nothing under the key. A blob of one part (and `put`) is one
-  PUT after the check. Any failure aborts the upload.
+  (PART_SIZE, PARTS_IN_FLIGHT parts uploading at a time, each read back from
+  the spool), and the upload is completed only after its digest and size
+  matched; until then S3 shows nothing under the key. A blob of one part (and
+  `put`) is one PUT after the check. Any failure aborts the upload.
 - Readers of a staged blob read a spool: the same bytes written to a file
   in this server's data directory (the filesystem backend's staging, O_DIRECT
   and all), because the parts of an upload in progress cannot be read back
@@ -37,7 +37,7 @@ import concurrent.futures
 import contextlib
 import logging
 import math
-import threading
+import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 
 PART_SIZE = 8 * 1024 * 1024  # bytes of an upload part (S3 wants >= 5 MiB but the last)
 MAX_PARTS = 10_000  # S3's limit of parts in one upload: bigger blobs get bigger parts
-PARTS_IN_FLIGHT = 2  # parts uploading while the next fills: 3 parts of memory a download
+PARTS_IN_FLIGHT = 3  # parts of one blob uploading at a time (each in memory meanwhile)
 READ_STREAMS = 4  # open GETs of one stored blob's reader (one per reading position)
 PRESIGN_TTL = 600  # seconds a presigned URL is valid
 MAX_LISTED = 1_000_000  # keys (or uploads) one listing goes through, at most
@@ -121,11 +121,12 @@ class S3Reader:
 class S3Staged:
     """A blob on its way up: spooled for readers, uploaded in parts, completed once verified.
 
-    `update` and `append` are the spool's (hash, and the file readers read);
-    `append` also fills the part being built and, once it is full, starts its
-    upload on the event loop. Called from a thread other than the loop's, it
-    waits while PARTS_IN_FLIGHT parts are uploading (the download slows down
-    to what the store takes); from the loop's own thread it never waits.
+    `update` and `append` are the spool's (the hash, and the file readers read).
+    Each time the spool holds a whole part more, `append` schedules that part's
+    upload on the event loop; the upload reads the part back from the spool
+    when its turn comes (PARTS_IN_FLIGHT at a time), so `append` never waits for
+    the store: clients get the bytes at the disk's pace, whatever the store's,
+    memory holds at most PARTS_IN_FLIGHT parts, and `commit` waits for the rest.
     """
 
     def __init__(self, store: S3Store, spool: FilesystemStaged, key: str,
@@ -134,8 +135,9 @@ class S3Staged:
         self._upload_id = upload_id
         self._part_size = part_size
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
-        self._part = bytearray()
+        self._slots = asyncio.Semaphore(PARTS_IN_FLIGHT)
+        self._reader = spool.open_reader()  # what the uploads read the parts from
+        self._sent = 0  # bytes of the spool handed to part uploads
         self._next_part = 1
         self._first_part = 1  # of the current attempt (`reset` starts a new series)
         self._uploads: list[concurrent.futures.Future[dict[str, Any]]] = []
@@ -159,44 +161,43 @@ class S3Staged:
     def append(self, data: Chunk) -> None:
         self._check_uploads()
         self._spool.append(data)
-        view = memoryview(data)
-        while view:
-            room = self._part_size - len(self._part)
-            self._part += view[:room]
-            view = view[room:]
-            if len(self._part) == self._part_size and self._upload_id is not None:
-                self._send_part()
-        if (self._upload_id is not None and self._part
-                and self._spool.written >= self._spool.size):
-            self._send_part()  # the last, short part
-
-    def _send_part(self) -> None:
-        data, self._part = bytes(self._part), bytearray()
-        number = self._next_part
-        self._next_part += 1
-        self._uploads.append(asyncio.run_coroutine_threadsafe(
-            self._upload_part(number, data), self._loop))
-        if threading.get_ident() == self._loop_thread:
+        if self._upload_id is None:
             return
-        # Back-pressure: wait for the oldest uploads while too many are under way.
-        while sum(not f.done() for f in self._uploads) > PARTS_IN_FLIGHT:
-            oldest = next(f for f in self._uploads if not f.done())
-            with contextlib.suppress(Exception):  # reported by `_check_uploads`
-                oldest.result()
-        self._check_uploads()
+        written = self._spool.written
+        while written - self._sent >= self._part_size or (
+                written >= self._spool.size and self._sent < written):
+            end = min(self._sent + self._part_size, written)
+            number = self._next_part
+            self._next_part += 1
+            self._uploads.append(asyncio.run_coroutine_threadsafe(
+                self._upload_part(number, self._sent, end), self._loop))
+            self._sent = end
+
+    def _current(self) -> list[concurrent.futures.Future[dict[str, Any]]]:
+        return self._uploads[self._first_part - 1:]
 
     def _check_uploads(self) -> None:
-        for future in self._uploads:
+        """Raise the failure of a part upload: the download relays from then on."""
+        for future in self._current():
             if future.done() and not future.cancelled() and future.exception() is not None:
                 error = future.exception()
                 assert error is not None
                 raise error if isinstance(error, OSError) else StorageUnavailable(str(error))
 
-    async def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
-        with calling(f"upload part {number} of {self._key}"):
-            answer = await self._store.client.upload_part(
-                Bucket=self._store.bucket, Key=self._key, UploadId=self._upload_id,
-                PartNumber=number, Body=data)
+    def _pread(self, offset: int, count: int) -> bytes:
+        file = self._reader.file
+        data = os.pread(file.fileno(), count, offset)
+        if len(data) != count:
+            raise OSError(f"spool of {self.digest}: {len(data)} of {count} bytes at {offset}")
+        return data
+
+    async def _upload_part(self, number: int, start: int, end: int) -> dict[str, Any]:
+        async with self._slots:
+            data = await asyncio.to_thread(self._pread, start, end - start)
+            with calling(f"upload part {number} of {self._key}"):
+                answer = await self._store.client.upload_part(
+                    Bucket=self._store.bucket, Key=self._key, UploadId=self._upload_id,
+                    PartNumber=number, Body=data)
         return {"PartNumber": number, "ETag": answer["ETag"]}
 
     def write(self, data: Chunk) -> None:
@@ -205,8 +206,8 @@ class S3Staged:
 
     def reset(self) -> None:
         self._spool.reset()
-        self._part = bytearray()
-        # Parts of the first attempt may still land: the new ones get new numbers.
+        self._sent = 0
+        # Parts of the first attempt may still be under way: the new ones get new numbers.
         self._first_part = self._next_part
 
     def verify(self) -> None:
@@ -223,12 +224,12 @@ class S3Staged:
                                      " stored")
             store = self._store
             if self._upload_id is None:
+                data = await asyncio.to_thread(self._pread, 0, self.size)
                 with calling(f"PUT {self._key}"):
                     await store.client.put_object(Bucket=store.bucket, Key=self._key,
-                                                  Body=bytes(self._part))
+                                                  Body=data)
             else:
-                current = [f for f in self._uploads[self._first_part - 1:]]
-                parts = [await asyncio.wrap_future(f) for f in current]
+                parts = [await asyncio.wrap_future(f) for f in self._current()]
                 with calling(f"complete {self._key}"):
                     await store.client.complete_multipart_upload(
                         Bucket=store.bucket, Key=self._key, UploadId=self._upload_id,
@@ -238,6 +239,7 @@ class S3Staged:
             await self.abort()
             raise
         self._closed = True
+        self._reader.close()
         await self._spool.abort()  # readers holding the spool keep reading it
         return blob_key(self.digest)
 
@@ -245,7 +247,6 @@ class S3Staged:
         if self._closed:
             return
         self._closed = True
-        self._part = bytearray()
         for future in self._uploads:
             future.cancel()
         if self._uploads:
@@ -255,6 +256,7 @@ class S3Staged:
                 await self._store.abort_upload(self._key, self._upload_id)
             except StorageUnavailable as exc:  # the sweep aborts it once our lease is over
                 log.warning("could not abort the upload of %s: %s", self.digest, exc)
+        self._reader.close()
         await self._spool.abort()
 
 

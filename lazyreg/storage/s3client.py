@@ -31,8 +31,8 @@ from lazyreg.errors import StorageUnavailable
 from lazyreg.storage.base import Misconfigured
 
 CONNECT_TIMEOUT = 5.0  # seconds to connect to the object store
-READ_TIMEOUT = 30.0  # seconds a read from the object store may stall
-MAX_ATTEMPTS = 3  # botocore's attempts of one call (standard retry mode)
+READ_TIMEOUT = 10.0  # seconds a read from the object store may stall (under the stall rule)
+MAX_ATTEMPTS = 2  # botocore's attempts of one call (standard retry mode)
 POOL = 64  # connections to the object store, at most
 
 

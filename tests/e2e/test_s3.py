@@ -86,6 +86,12 @@ def test_20_clients_one_upstream_get_one_object_no_upload_left(
             assert resp.status == 206 and len(resp.read()) == 1000
         assert blob_gets(upstream, digest, mark) == []
         assert _check(server)["ok"]
+        # The status: where blobs go, and the stored figures (from the database).
+        status = server.ok("GET", "status/")
+        assert status["storage"]["path"] == f"s3://{bucket}/{PREFIX}"
+        assert status["cache"]["evictable_bytes"] >= 64 * 1024 * 1024
+        with urllib.request.urlopen(f"{server.url}/") as resp:
+            assert 'id="stored-count"' in resp.read().decode()
     finally:
         server.stop()
 
