@@ -95,7 +95,6 @@ def test_reclaim_removes_the_layers_a_new_pull_fetches_again(
     assert lazyreg.ok("GET", "check/?verify=true")["ok"]
 
 
-@ON_BOTH_BACKENDS
 def test_five_syncs_with_retain_versions_2_leave_2_and_pins_are_checked(
         lazyreg: Lazyreg, upstream: Upstream) -> None:
     lazyreg.ok("POST", "remotes/", {"name": "many", "url": upstream.url,

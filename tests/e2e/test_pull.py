@@ -96,8 +96,9 @@ def test_immediate_pull_makes_no_upstream_request(lazyreg: Lazyreg, upstream: Up
     assert upstream.requests(mark) == []
 
 
-@pytest.mark.parametrize("tag", ["latest", "oci-index"])
-@ON_BOTH_BACKENDS
+@pytest.mark.parametrize(("tag", "lazyreg"), [("latest", "filesystem"),
+                                              ("oci-index", "filesystem"),
+                                              ("oci-index", "s3")], indirect=["lazyreg"])
 def test_multiarch_pulls_store_only_the_platform_asked_for(
         lazyreg: Lazyreg, upstream: Upstream, tmp_path: Path, tag: str) -> None:
     lazyreg.setup_mirror(upstream, "mirror", "fixtures/multiarch")
@@ -128,7 +129,6 @@ def test_lazy_fetch_through_token_auth_upstream(lazyreg: Lazyreg, upstream_token
     assert layers(v2) <= lazyreg.artifact_digests()
 
 
-@ON_BOTH_BACKENDS
 def test_big_blob_lazily_with_flat_memory(lazyreg: Lazyreg, upstream: Upstream,
                                           tmp_path: Path) -> None:
     lazyreg.setup_mirror(upstream, "mirror", "fixtures/big")
