@@ -26,7 +26,8 @@ run: venv
 
 # Debian packages for the end-to-end tests: the CNCF registry, skopeo, podman
 # (via the rig's install-deps), the S3 server (Swift with its S3 API, via s3-server
-# install), a PostgreSQL server, and Chromium (the status page test).
+# install), a PostgreSQL server, Chromium (the status page test) and umoci (it reads
+# the OCI layouts that exports write).
 deps:
 	@test -x $(SHARED)/upstream/install-deps || { echo "no test rig in $(SHARED): set SHARED=/path/to/shared"; exit 1; }
 	@set -e; if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -37,6 +38,9 @@ deps:
 	fi; \
 	if ! command -v chromium >/dev/null 2>&1; then \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi; \
+	if ! command -v umoci >/dev/null 2>&1; then \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq umoci >/dev/null; \
 	fi
 
 test: deps venv

@@ -1,4 +1,4 @@
-"""9. Object storage: lazyreg storing in S3 beside lazyreg on the filesystem, in one run.
+"""10. Object storage: lazyreg storing in S3 beside lazyreg on the filesystem, in one run.
 
 The same 64 MiB layer: cached (stored, served to one client: from the local
 disk with sendfile, or streamed through from the bucket with one ranged GET),
@@ -36,7 +36,7 @@ def _stored(lz: object, digest: str) -> None:
 
 
 def run(ctx: Context) -> Section:
-    section = Section("objectstore", "9. Object storage: S3 beside the filesystem",
+    section = Section("objectstore", "10. Object storage: S3 beside the filesystem",
                       [FS, S3, DIST], [(S3, FS), (S3, DIST)])
     up = ctx.servers.upstream(big_mib=64, many_tags=200)
     blob = big_layer(up)
