@@ -169,11 +169,11 @@ def release_all(session: Session, me: WorkerId) -> None:
                                         Lease.state == LeaseState.RUNNING.value))
 
 
-def live(session: Session, keys: Sequence[str]) -> set[str]:
-    """Those of `keys` whose lease a live process (this one included) holds, running."""
-    now, held = time.time(), set()
+def liveness(session: Session, keys: Sequence[str]) -> dict[str, bool]:
+    """For each of `keys` that has a lease: whether a live process (this one included)
+    holds it, running (False: finished, expired, or its owner is dead)."""
+    now, found = time.time(), {}
     for batch in chunked(sorted(set(keys))):
         for row in session.scalars(select(Lease).where(Lease.key.in_(batch))):
-            if not _view(row).takeable(now):
-                held.add(row.key)
-    return held
+            found[row.key] = not _view(row).takeable(now)
+    return found

@@ -2,8 +2,9 @@
 
 The store removes it (`BlobStore.clean_staging`); this module tells it which
 downloads are alive, from the download leases in the database (any process's,
-this one's included): an object store's multipart upload is kept exactly while
-a live worker holds its blob's lease, whatever its age.
+this one's included): an object store's multipart upload is kept while a live
+worker holds its blob's lease, whatever its age, and aborted once that lease is
+over or its owner dead.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ log = logging.getLogger(__name__)
 
 
 def live_downloads(services: Services) -> LiveDownloads:
-    async def live(digests: list[str]) -> set[str]:
+    async def live(digests: list[str]) -> dict[str, bool]:
         keys = {leases.blob_lease(d): d for d in digests}
-        held = await services.db.read(lambda s: leases.live(s, list(keys)))
-        return {keys[k] for k in held}
+        found = await services.db.read(lambda s: leases.liveness(s, list(keys)))
+        return {keys[k]: alive for k, alive in found.items()}
     return live
 
 

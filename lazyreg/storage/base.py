@@ -54,8 +54,9 @@ from lazyreg.worker import WorkerId
 # `lazyreg.fetch.growing`) that stays valid until its body is asked for the next span.
 Chunk: TypeAlias = bytes | memoryview
 
-# Of the digests given, those a live worker (any process) is downloading now.
-LiveDownloads: TypeAlias = Callable[[list[str]], Awaitable[set[str]]]
+# Of the digests given, those with a download lease: whether a live worker (any
+# process) runs that download now (False: the lease is over, or its owner is dead).
+LiveDownloads: TypeAlias = Callable[[list[str]], Awaitable[dict[str, bool]]]
 
 
 class Misconfigured(Exception):

@@ -20,10 +20,11 @@ ListObjectsV2 and presigned URLs; no batch delete, no conditional PUT, no copy.
   reading). Processes on other hosts follow through the database and the
   committed object.
 - Dead workers: `clean_staging` removes the spools of dead processes of this
-  host, and aborts the multipart uploads under the prefix whose blob no live
-  worker is downloading: the download lease in the database decides (`live`),
-  not the upload's age. A live lead holds the lease from before it creates the
-  upload until after it completes or aborts it.
+  host, and aborts the multipart uploads under the prefix whose blob's download
+  lease in the database (`live`) is over or held by a dead worker, whatever the
+  upload's age; a live lead holds the lease from before it creates the upload
+  until after it completes or aborts it. An upload with no lease at all (an
+  import stages without one) is left UNLEASED_GRACE seconds.
 - Stored blobs are read with ranged GETs, one open GET per reading position
   (a client reading from offset N and on costs one GET); with
   `storage_redirect`, clients get a presigned URL instead (`presign`).
@@ -38,6 +39,7 @@ import contextlib
 import logging
 import math
 import os
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -66,6 +68,9 @@ MAX_PARTS = 10_000  # S3's limit of parts in one upload: bigger blobs get bigger
 PARTS_IN_FLIGHT = 3  # parts of one blob uploading at a time (each in memory meanwhile)
 READ_STREAMS = 4  # open GETs of one stored blob's reader (one per reading position)
 PRESIGN_TTL = 600  # seconds a presigned URL is valid
+# An upload of a blob with no download lease at all (an import stages without one)
+# is aborted only this many seconds after it began: longer than any import of a blob.
+UNLEASED_GRACE = 6 * 3600.0
 MAX_LISTED = 1_000_000  # keys (or uploads) one listing goes through, at most
 PAGE = 1000
 
@@ -431,15 +436,17 @@ class S3Store:
             if not is_missing(exc):
                 raise
 
-    async def uploads(self) -> list[tuple[str, str]]:
-        """(key, upload id) of every multipart upload under the prefix."""
-        found: list[tuple[str, str]] = []
+    async def uploads(self) -> list[tuple[str, str, float]]:
+        """(key, upload id, age in seconds) of every multipart upload under the prefix."""
+        found: list[tuple[str, str, float]] = []
+        now = time.time()
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix,
                                 "MaxUploads": PAGE}
         while len(found) < MAX_LISTED:
             with calling("list uploads"):
                 page = await self.client.list_multipart_uploads(**args)
-            found += [(u["Key"], u["UploadId"]) for u in page.get("Uploads", [])]
+            found += [(u["Key"], u["UploadId"], now - u["Initiated"].timestamp())
+                      for u in page.get("Uploads", [])]
             if not page.get("IsTruncated"):
                 break
             args["KeyMarker"] = page.get("NextKeyMarker", "")
@@ -452,12 +459,15 @@ class S3Store:
         removed = await self.spool.clean_staging()
         if live is None:
             return removed
-        uploads = [(key, upload, self._digest_of(key)) for key, upload in await self.uploads()]
-        ours = sorted({digest for _, _, digest in uploads if digest is not None})
-        alive = await live(ours) if ours else set()
-        for key, upload, digest in uploads:
-            if digest is None or digest in alive:
-                continue  # not a blob's, or a live download's
+        uploads = [(key, upload, age, self._digest_of(key))
+                   for key, upload, age in await self.uploads()]
+        ours = sorted({digest for *_, digest in uploads if digest is not None})
+        leased = await live(ours) if ours else {}
+        for key, upload, age, digest in uploads:
+            if digest is None:
+                continue  # not a blob's
+            if leased.get(digest, age < UNLEASED_GRACE):
+                continue  # a live download's, or one that takes no lease (an import), young
             await self.abort_upload(key, upload)
             log.info("aborted the upload of %s left by a dead worker", digest)
             removed += 1

@@ -112,7 +112,7 @@ def test_a_batch_finishes_or_releases_only_its_own_leases(db: Database) -> None:
     assert views[3] is not None and views[3].owner == B and views[3].state is LeaseState.RUNNING
 
 
-def test_live_names_running_leases_of_live_owners_only(db: Database) -> None:
+def test_liveness_says_which_leases_live_owners_run(db: Database) -> None:
     """What the staging sweep keeps: a download a live process runs (this one's too)."""
     proc = subprocess.Popen(["true"])
     proc.wait()
@@ -127,4 +127,6 @@ def test_live_names_running_leases_of_live_owners_only(db: Database) -> None:
         leases.claim(s, keys["e"], B, 30)
         s.execute(update(Lease).where(Lease.key == keys["e"]).values(expires=time.time() - 1))
     with db.read_session() as s:
-        assert leases.live(s, list(keys.values())) == {keys["a"], keys["b"]}
+        answer = leases.liveness(s, [*keys.values(), "blob:sha256:" + "f" * 64])
+    assert answer == {keys["a"]: True, keys["b"]: True, keys["c"]: False,
+                      keys["d"]: False, keys["e"]: False}  # no row: not in the answer

@@ -85,12 +85,16 @@ async def test_the_sweep_aborts_uploads_no_live_worker_downloads(
         assert len(s3_server.uploads(store.bucket)) == 2
         asked: list[list[str]] = []
 
-        async def live(digests: list[str]) -> set[str]:
+        async def live(digests: list[str]) -> dict[str, bool]:
             asked.append(digests)
-            return {BIG_DIGEST}
+            return {BIG_DIGEST: True, digest_of(other): False}
         assert await store.clean_staging(live) == 1  # the dead worker's upload, whatever its age
         assert s3_server.uploads(store.bucket) == [store.key(BIG_DIGEST)]
         assert sorted(asked[0]) == sorted([BIG_DIGEST, digest_of(other)])
+
+        async def no_lease(digests: list[str]) -> dict[str, bool]:
+            return {}
+        assert await store.clean_staging(no_lease) == 0  # unleased (an import), and young
         await write_in_thread(alive, BIG)
         await alive.commit()  # the live one was left alone
         await dead.abort()  # its upload is gone already: abort still works
