@@ -65,7 +65,8 @@ def serve(settings: Settings) -> None:
     scheme = "https" if ssl_context else "http"
     print(f"lazyreg serving {scheme}://{settings.host}:{settings.port}"
           f" (data: {settings.data_dir.resolve()}, database:"
-          f" {settings.resolved_database_url.split('@')[-1]}, auth: {settings.auth})",
+          f" {settings.resolved_database_url.split('@')[-1]}, storage:"
+          f" {settings.storage_url or 'the data directory'}, auth: {settings.auth})",
           flush=True)
     try:
         web.run_app(create_app(settings), host=settings.host, port=settings.port,

@@ -24,10 +24,10 @@ What every backend promises (`tests/storage/` runs one suite against each):
 - `commit` and `abort` each release everything the staged blob holds, whichever
   way it ends; an abort or a failed verification leaves nothing behind.
 - Staging belongs to one worker (`WorkerId`). `clean_staging` removes what dead
-  workers left, never a live one's; it is given `live`, which says which of some
-  digests a live worker is downloading (the download leases in the database), for
-  what a backend cannot tie to a process it can see (an object store's multipart
-  uploads). `open_staging` lets a worker follow another worker's staging when the
+  workers left, never a live one's; it is given `live`, which says of some digests
+  whether their download lease is held by a live worker (the leases in the
+  database), for what a backend cannot tie to a process it can see (an object
+  store's multipart uploads). `open_staging` lets a worker follow another worker's staging when the
   backend can share it (a filesystem on this host can; an object store spools on
   its host's disk, so it can too, on that host only; elsewhere followers go through
   the database and the committed blob).
@@ -36,6 +36,13 @@ What every backend promises (`tests/storage/` runs one suite against each):
   when the backend cannot serve now (for /readyz).
 - `presign` gives a URL that serves the stored blob without us (GET or HEAD,
   Range included), for a backend that has them (an object store); else None.
+
+What the S3 backend changed here (issue 21): `clean_staging` takes `live`;
+`ready`, `capacity`, `presign` and `close` are new (they were the filesystem's
+path, used by /readyz and the status page, outside this interface); the errors
+`StorageUnavailable` and `Misconfigured` are named. Reads, staging and commit
+kept their shape: `file` was already optional, and `open_staging` stays
+useful (the spool). `lazyreg/fetch/` changed by one line (a 503 passed on).
 
 Methods that may touch the network in some backend are coroutines. `update`,
 `append`, `write`, `reset` and `verify` are plain calls, made from a download's own
