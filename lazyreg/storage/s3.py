@@ -40,7 +40,7 @@ import logging
 import math
 import os
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,8 @@ PART_SIZE = 8 * 1024 * 1024  # bytes of an upload part (S3 wants >= 5 MiB but th
 MAX_PARTS = 10_000  # S3's limit of parts in one upload: bigger blobs get bigger parts
 PARTS_IN_FLIGHT = 3  # parts of one blob uploading at a time (each in memory meanwhile)
 READ_STREAMS = 4  # open GETs of one stored blob's reader (one per reading position)
+READ_AHEAD = 2 * 1024 * 1024  # bytes an open GET reads ahead of its reader, at most
+READ_CHUNK = 256 * 1024  # bytes asked of the GET's body at a time
 PRESIGN_TTL = 600  # seconds a presigned URL is valid
 # An upload of a blob with no download lease at all (an import stages without one)
 # is aborted only this many seconds after it began: longer than any import of a blob.
@@ -75,12 +77,74 @@ MAX_LISTED = 1_000_000  # keys (or uploads) one listing goes through, at most
 PAGE = 1000
 
 
+class _Stream:
+    """One open GET of a stored blob, read ahead of its reader by up to READ_AHEAD bytes,
+    so that the store's bytes keep coming while the last ones go out to the client."""
+
+    def __init__(self, body: Any, key: str) -> None:
+        self._body, self._key = body, key
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._ended = False
+        self._error: BaseException | None = None
+        self._more = asyncio.Event()
+        self._room = asyncio.Event()
+        self._task = asyncio.create_task(self._fill())
+
+    async def _fill(self) -> None:
+        try:
+            with calling(f"GET {self._key}"):
+                while True:
+                    while self._buffered >= READ_AHEAD:
+                        self._room.clear()
+                        await self._room.wait()
+                    chunk = await self._body.read(READ_CHUNK)
+                    if not chunk:
+                        self._ended = True
+                        return
+                    self._chunks.append(chunk)
+                    self._buffered += len(chunk)
+                    self._more.set()
+        except Exception as exc:  # the reader raises it
+            self._error = exc
+        finally:
+            self._more.set()
+
+    async def take(self, count: int) -> bytes:
+        parts: list[bytes] = []
+        need = count
+        while need:
+            if not self._chunks:
+                if self._error is not None:
+                    raise self._error
+                if self._ended:
+                    raise StorageUnavailable(f"object store: {self._key} ended early")
+                self._more.clear()
+                await self._more.wait()
+                continue
+            chunk = self._chunks[0]
+            if len(chunk) <= need:
+                parts.append(self._chunks.popleft())
+            else:
+                parts.append(chunk[:need])
+                self._chunks[0] = chunk[need:]
+            taken = len(parts[-1])
+            need -= taken
+            self._buffered -= taken
+            self._room.set()
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def close(self) -> None:
+        self._task.cancel()
+        self._body.close()
+
+
 class S3Reader:
     """A stored blob: ranged GETs from the position asked, kept open for the next read."""
 
     def __init__(self, store: S3Store, key: str, size: int) -> None:
         self._store, self._key, self._size = store, key, size
-        self._streams: OrderedDict[int, Any] = OrderedDict()  # next position -> body
+        self._streams: OrderedDict[int, _Stream] = OrderedDict()  # next position -> GET
         self._closed = False
 
     @property
@@ -94,28 +158,22 @@ class S3Reader:
         count = min(count, self._size - offset)
         if count <= 0:
             return b""
-        body = self._streams.pop(offset, None)
-        if body is None:
+        stream = self._streams.pop(offset, None)
+        if stream is None:
             while len(self._streams) >= READ_STREAMS:
                 self._streams.popitem(last=False)[1].close()
             body = await self._store._get(self._key, offset, self._size - 1)
-        out = bytearray()
+            stream = _Stream(body, self._key)
         try:
-            with calling(f"GET {self._key}"):
-                while len(out) < count:
-                    chunk = await body.read(count - len(out))
-                    if not chunk:
-                        raise StorageUnavailable(f"object store: {self._key} ended at"
-                                                 f" {offset + len(out)} of {self._size} bytes")
-                    out += chunk
+            data = await stream.take(count)
         except BaseException:
-            body.close()
+            stream.close()
             raise
         if self._closed:
-            body.close()
+            stream.close()
         else:
-            self._streams[offset + count] = body
-        return bytes(out)
+            self._streams[offset + count] = stream
+        return data
 
     def close(self) -> None:
         self._closed = True
