@@ -25,6 +25,19 @@ class Settings(BaseSettings):
     workers: str = Field("1", pattern=r"^(auto|[1-9][0-9]{0,2})$")
     data_dir: Path = Path("./lazyreg-data")
     database_url: str | None = None
+    # Blob storage: unset, the filesystem under data_dir; `s3://bucket/prefix`, an
+    # S3-compatible object store (README, "Object storage"). Keys left unset come from
+    # the AWS environment variables and credential files.
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # Stored blobs answered with a 307 to a presigned URL of the object store (GET, HEAD).
+    storage_redirect: bool = False
+    # Seconds between two sweeps of what dead workers left staged (uploads, spools).
+    staging_sweep_interval: float = Field(300.0, gt=0)
     # Bytes of memory for the registry's cached lookups (manifests, what a version holds).
     lookup_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
     tls_cert: Path | None = None
@@ -35,6 +48,10 @@ class Settings(BaseSettings):
     detached_fetch_timeout: float = 3600.0
     # Seconds a client reading a blob may stall before it is disconnected (see registry/send.py).
     send_timeout: float = Field(60.0, gt=0)
+    # Seconds this process keeps answering from its in-memory caches after it last heard
+    # from the database (the change feed, `lazyreg.db.changes`): the outage it rides out;
+    # also the longest a DELETE waits for a process that stopped answering the feed.
+    cache_grace: float = Field(40.0, ge=0, le=600)
     # Seconds a download lease is valid before another process may take it over.
     lease_ttl: float = 30.0
     # Retries of a failed upstream request, and the first backoff (doubling, with jitter).

@@ -36,6 +36,7 @@ from lazyreg.config import Settings, bind_refusal
 from lazyreg.db.engine import Database, is_current, make_engine
 from lazyreg.observe import logs
 from lazyreg.redact import RedactingFilter
+from lazyreg.storage.base import Misconfigured
 
 IDLE_TIMEOUT = 15.0
 MAX_REQUEST_LINE = 8190  # bytes; also bounds a URL, so every name and query in it
@@ -137,7 +138,8 @@ def _banner(settings: Settings, scheme: str, port: int | str, workers: int) -> s
     procs = f", {workers} workers" if workers > 1 else ""
     return (f"lazyreg serving {scheme}://{settings.host}:{port}"
             f" (data: {settings.data_dir.resolve()}, database:"
-            f" {settings.resolved_database_url.split('@')[-1]}, auth: {settings.auth}{procs})")
+            f" {settings.resolved_database_url.split('@')[-1]}, storage:"
+            f" {settings.storage_url or 'the data directory'}, auth: {settings.auth}{procs})")
 
 
 def serve(settings: Settings) -> None:
@@ -170,9 +172,12 @@ def serve(settings: Settings) -> None:
         _migrate_in_child(settings)  # (a worker's supervisor did it)
     app = create_app(settings)
     app.on_startup.append(_ready)
-    web.run_app(app, host=settings.host, port=port, reuse_port=supervisor.is_worker(),
-                ssl_context=ssl_context, print=None, access_log=None,
-                handler_cancellation=False, keepalive_timeout=IDLE_TIMEOUT,
-                shutdown_timeout=settings.shutdown_timeout, lingering_time=LINGER_TIME,
-                max_line_size=MAX_REQUEST_LINE, max_field_size=MAX_HEADER_FIELD,
-                max_headers=MAX_HEADERS)
+    try:
+        web.run_app(app, host=settings.host, port=port, reuse_port=supervisor.is_worker(),
+                    ssl_context=ssl_context, print=None, access_log=None,
+                    handler_cancellation=False, keepalive_timeout=IDLE_TIMEOUT,
+                    shutdown_timeout=settings.shutdown_timeout, lingering_time=LINGER_TIME,
+                    max_line_size=MAX_REQUEST_LINE, max_field_size=MAX_HEADER_FIELD,
+                    max_headers=MAX_HEADERS)
+    except Misconfigured as exc:  # found at start-up: one line, naming the setting
+        raise StartRefused(str(exc)) from None
