@@ -22,20 +22,26 @@ from lazyreg.state import STATE
 log = logging.getLogger(__name__)
 
 FLUSHER = web.AppKey("lazyreg_traffic_flusher", asyncio.Task[None])
+# One flush at a time: a reader that flushes before it reads (the status page) waits for
+# one in progress, whose counts would otherwise be in neither memory nor the database.
+FLUSHING = web.AppKey("lazyreg_traffic_flushing", asyncio.Lock)
 
 
 async def flush(app: web.Application) -> None:
     """Add what this process counted to the database's figures."""
     metrics = app[METRICS]
     state = app.get(STATE)
-    if state is None or not metrics.pending:
+    if state is None:
         return
-    taken = metrics.take_pending()
-    try:
-        await state.services.db.write(lambda s: traffic.add(s, taken))
-    except Exception as exc:
-        metrics.give_back(taken)
-        log.warning("could not add this process's blob traffic to the database: %s", exc)
+    async with app[FLUSHING]:
+        if not metrics.pending:
+            return
+        taken = metrics.take_pending()
+        try:
+            await state.services.db.write(lambda s: traffic.add(s, taken))
+        except Exception as exc:
+            metrics.give_back(taken)
+            log.warning("could not add this process's blob traffic to the database: %s", exc)
 
 
 async def _every(app: web.Application, seconds: float) -> None:
@@ -56,5 +62,6 @@ def setup(app: web.Application, interval: float) -> None:
                 await task
         await flush(app)
 
+    app[FLUSHING] = asyncio.Lock()
     app.on_startup.append(start)
     app.on_shutdown.append(stop)
