@@ -17,6 +17,8 @@ import typer
 import lazyreg
 from lazyreg.cli import (
     artifacts,
+    config,
+    db,
     distributions,
     logins,
     orphans,
@@ -42,6 +44,8 @@ app.add_typer(artifacts.app, name="artifact")
 app.add_typer(orphans.app, name="orphans")
 app.add_typer(tasks.app, name="task")
 app.add_typer(users.app, name="user")
+app.add_typer(config.app, name="config")
+app.add_typer(db.app, name="db")
 app.command()(users.login)
 app.command()(users.logout)
 app.command()(status.status)
