@@ -48,7 +48,7 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Loaded:
     settings: Settings
-    # Where each key not left at its default came from: "file", "env LAZYREG_X" or "flag".
+    # Where each key not left at its default came from: "file", "env LAZYREG_X", "flag --x".
     origins: dict[str, str]
     file: Path | None
 
@@ -130,7 +130,7 @@ def load(flags: Mapping[str, Any], config_file: Path | None = None,
     env_values = _env_values(environ)
     origins: dict[str, str] = {k: "file" for k in file_values}
     origins.update({k: f"env {env_name(k)}" for k in env_values})
-    origins.update({k: "flag" for k in flags})
+    origins.update({k: f"flag --{k.replace('_', '-')}" for k in flags})
     settings = _validate({**file_values, **env_values, **flags}, origins)
     return Loaded(settings, origins, path)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import ssl
 
@@ -139,7 +140,14 @@ async def _stopping(_app: web.Application) -> None:
     sd_notify("STOPPING=1")
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def serve(settings: Settings) -> None:
+    # Until aiohttp installs its own handler, SIGTERM must still stop the process: as
+    # PID 1 of a container, a process without a handler never receives it.
+    signal.signal(signal.SIGTERM, _terminated)
     refusal = bind_refusal(settings)
     if refusal:
         raise StartRefused(refusal)

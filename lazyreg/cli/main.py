@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = command.main(args=list(argv) if argv is not None else None, prog_name="lazyreg",
                             standalone_mode=False)
     except CliError as exc:
-        return _fail(str(exc))
+        return _fail(str(exc), exc.code)
     except typer.TyperException as exc:  # click's usage errors, in typer's vendored click
         if type(exc).__name__ == "NoArgsIsHelpError":
             exc.show()  # type: ignore[attr-defined]

@@ -20,6 +20,10 @@ from lazyreg.cli.client import CliError
 if TYPE_CHECKING:
     from lazyreg.config import Settings
 
+# sysexits' EX_CONFIG: settings or a database this lazyreg must not start with. A
+# supervisor does not restart on it (systemd: RestartPreventExitStatus=78).
+EX_CONFIG = 78
+
 ConfigFile = Annotated[Path | None, typer.Option(
     "--config", help="TOML file of settings; LAZYREG_* variables and flags override it"
                      " [$LAZYREG_CONFIG]")]
@@ -55,7 +59,7 @@ def serve(
     try:
         run(settings)
     except StartRefused as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), EX_CONFIG) from None
 
 
 def load_settings(flags: dict[str, Any], config: Path | None, *, warn: bool = False
@@ -74,4 +78,4 @@ def load_settings(flags: dict[str, Any], config: Path | None, *, warn: bool = Fa
     try:
         return load(given, config).settings
     except ConfigError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), EX_CONFIG) from None

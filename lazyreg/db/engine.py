@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x6C617A79  # "lazy": the advisory lock key of schema migrations
 
 
 def _normalise_url(url: str) -> str:
@@ -65,6 +66,10 @@ def migrate(engine: Engine, secrets: Any = None) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Servers (or `db upgrade` init containers) starting together take turns; the
+            # later ones find the schema at head. SQLite's BEGIN IMMEDIATE does the same.
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = conn
         cfg.attributes["secrets"] = secrets
         command.upgrade(cfg, "head")
