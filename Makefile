@@ -11,7 +11,7 @@ PORT ?= 5000
 DATA_DIR ?= ./lazyreg-data
 PYTEST_ARGS ?=
 
-.PHONY: run test unit deps venv lint bench bench-quick demo clean
+.PHONY: run test unit deps venv lint dist bench bench-quick demo clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -21,11 +21,17 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# --migrate: a developer's database follows the schema of the code checked out.
 run: venv
-	$(VENV)/bin/lazyreg serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+	$(VENV)/bin/lazyreg serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --migrate
+
+# The wheel (dist/lazyreg-VERSION-py3-none-any.whl) that `pipx install` takes.
+dist: venv
+	$(VENV)/bin/pip wheel --quiet --no-deps --wheel-dir dist .
 
 # Debian packages for the end-to-end tests: the CNCF registry, skopeo, podman
-# (via the rig's install-deps), a PostgreSQL server, and Chromium (the status page test).
+# (via the rig's install-deps), a PostgreSQL server, Chromium (the status page test),
+# promtool and systemd-analyze (the files in deploy/).
 deps:
 	@test -x $(SHARED)/upstream/install-deps || { echo "no test rig in $(SHARED): set SHARED=/path/to/shared"; exit 1; }
 	@set -e; if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -35,6 +41,9 @@ deps:
 	fi; \
 	if ! command -v chromium >/dev/null 2>&1; then \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi; \
+	if ! command -v promtool >/dev/null 2>&1 || ! command -v systemd-analyze >/dev/null 2>&1; then \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq prometheus systemd >/dev/null; \
 	fi
 
 test: deps venv
@@ -64,4 +73,4 @@ demo: deps venv
 	SHARED=$(SHARED) ./demo.sh
 
 clean:
-	rm -rf $(VENV) lazyreg-data .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) lazyreg-data .pytest_cache .ruff_cache *.egg-info build dist
