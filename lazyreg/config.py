@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     detached_fetch_timeout: float = 3600.0
     # Seconds a client reading a blob may stall before it is disconnected (see registry/send.py).
     send_timeout: float = Field(60.0, gt=0)
+    # Seconds a stop (SIGTERM, SIGINT) waits for the requests in flight to finish before it
+    # cuts them; a supervisor's own stop timeout must be longer (systemd, Kubernetes).
+    stop_timeout: float = Field(60.0, ge=0, le=3600)
     # Seconds a download lease is valid before another process may take it over.
     lease_ttl: float = 30.0
     # Retries of a failed upstream request, and the first backoff (doubling, with jitter).

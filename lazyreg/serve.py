@@ -173,7 +173,7 @@ def serve(settings: Settings) -> None:
     app = create_app(settings)
     app.on_startup.append(_ready)  # after the lifespan's start: the app is ready
     app.on_shutdown.append(_stopping)
-    web.run_app(app, sock=sock,
+    web.run_app(app, sock=sock, shutdown_timeout=settings.stop_timeout,
                 ssl_context=ssl_context, print=None, access_log=None,
                 handler_cancellation=False, keepalive_timeout=IDLE_TIMEOUT,
                 max_line_size=MAX_REQUEST_LINE, max_field_size=MAX_HEADER_FIELD,
