@@ -30,8 +30,8 @@ PACKAGE = "lazyreg"
 LAYERS: tuple[tuple[str, ...], ...] = (
     # Leaf modules: they import nothing of lazyreg.
     ("lazyreg", "types", "errors", "worker", "redact", "config", "cache", "taskcontext"),
-    ("configfile",),  # the settings in force: file, environment, flags
-    ("oci",),  # pure data, no I/O
+    # oci: pure data, no I/O; configfile: the settings in force (file, environment, flags)
+    ("oci", "configfile"),
     ("storage", "upstream", "db"),
     ("auth", "check"),  # users, tokens, secrets; start-up repair of storage vs. database
     ("services",),  # the long-lived parts a request or task works with
