@@ -31,7 +31,8 @@ dist: venv
 
 # Debian packages for the end-to-end tests: the CNCF registry, skopeo, podman
 # (via the rig's install-deps), a PostgreSQL server, Chromium (the status page test),
-# promtool and systemd-analyze (the files in deploy/).
+# umoci (it reads the OCI layouts that exports write), and promtool and systemd-analyze
+# (the files in deploy/).
 deps:
 	@test -x $(SHARED)/upstream/install-deps || { echo "no test rig in $(SHARED): set SHARED=/path/to/shared"; exit 1; }
 	@set -e; if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -41,6 +42,9 @@ deps:
 	fi; \
 	if ! command -v chromium >/dev/null 2>&1; then \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi; \
+	if ! command -v umoci >/dev/null 2>&1; then \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq umoci >/dev/null; \
 	fi; \
 	if ! command -v promtool >/dev/null 2>&1 || ! command -v systemd-analyze >/dev/null 2>&1; then \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq prometheus systemd >/dev/null; \
