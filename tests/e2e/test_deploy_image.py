@@ -120,7 +120,10 @@ def test_image_builds_runs_as_non_root_and_serves_a_pull(
     health = subprocess.run([*podman, "healthcheck", "run", "lazyreg"], capture_output=True,
                             text=True, timeout=60, check=False)
     assert health.returncode == 0, health.stdout + health.stderr
-    server = Lazyreg(url, tmp_path, subprocess.Popen(["true"]), tmp_path / "unused.log")
+    # The API helpers of tests/rig.py; the process is the container, not one of ours.
+    placeholder = subprocess.Popen(["true"])
+    placeholder.wait()
+    server = Lazyreg(url, tmp_path, placeholder, tmp_path / "unused.log")
     server.setup_mirror(upstream, "mirror", "fixtures/small")
     v1 = upstream.tag("fixtures/small", "v1")
     skopeo_copy(f"127.0.0.1:{port}/mirror:v1", tmp_path / "v1")
