@@ -33,7 +33,7 @@ PREFIX = "LAZYREG_"
 CLIENT_VARIABLES = frozenset({
     "LAZYREG_CONFIG",  # the config file, when --config is not given
     "LAZYREG_SERVER", "LAZYREG_TOKEN",  # the CLI's server and credential
-    "LAZYREG_SHARED",  # the test rig's directory (tests, benchmarks)
+    "LAZYREG_SHARED", "LAZYREG_TEST_IMAGE",  # the test rig (tests, benchmarks)
 })
 MAX_FILE_BYTES = 1024 * 1024  # a config file is a few KiB; anything bigger is a mistake
 # Text values of keys named like this are never shown (nor is a SecretStr field, whatever

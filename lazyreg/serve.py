@@ -32,6 +32,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from lazyreg.app import create_app
 from lazyreg.auth.startup import open_secrets
 from lazyreg.config import Settings, bind_refusal
+from lazyreg.configfile import unknown_variables
 from lazyreg.db.engine import Database
 from lazyreg.db.schema import SchemaState, schema_state
 from lazyreg.observe import logs
@@ -41,6 +42,8 @@ IDLE_TIMEOUT = 15.0
 MAX_REQUEST_LINE = 8190  # bytes; also bounds a URL, so every name and query in it
 MAX_HEADER_FIELD = 8190  # bytes of one header (a bearer token is a few KiB)
 MAX_HEADERS = 128
+
+log = logging.getLogger(__name__)
 
 
 class StartRefused(Exception):
@@ -129,7 +132,7 @@ def sd_notify(message: str) -> None:
             sock.connect(path)
             sock.sendall(message.encode())
     except OSError as exc:
-        logging.getLogger(__name__).warning("cannot notify systemd (%s): %s", path, exc)
+        log.warning("cannot notify systemd (%s): %s", path, exc)
 
 
 async def _ready(_app: web.Application) -> None:
@@ -158,6 +161,9 @@ def serve(settings: Settings) -> None:
     # No URL credentials in any log line.
     logs.configure(settings.log_format, settings.log_level, filters=(RedactingFilter(),))
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestsInOneLine())
+    for name in unknown_variables(os.environ):  # a typo would otherwise go unnoticed
+        log.warning("%s is not a lazyreg setting: it is ignored (`lazyreg config show`"
+                    " lists the settings)", name)
     ssl_context = None
     if settings.tls_cert and settings.tls_key:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -8,8 +8,6 @@ load them.
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -55,25 +53,17 @@ def serve(
     flags = {"host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
              "tls_cert": tls_cert, "tls_key": tls_key, "auth": auth, "log_format": log_format,
              "migrate": migrate}
-    settings = load_settings(flags, config, warn=True)
+    settings = load_settings(flags, config)
     try:
         run(settings)
     except StartRefused as exc:
         raise CliError(str(exc), EX_CONFIG) from None
 
 
-def load_settings(flags: dict[str, Any], config: Path | None, *, warn: bool = False
-                  ) -> Settings:
-    """The settings in force; a fault is one CliError line naming the key.
+def load_settings(flags: dict[str, Any], config: Path | None) -> Settings:
+    """The settings in force; a fault is one CliError line naming the key."""
+    from lazyreg.configfile import ConfigError, load
 
-    `warn`: name on stderr every LAZYREG_* variable that is no setting (a typo).
-    """
-    from lazyreg.configfile import ConfigError, load, unknown_variables
-
-    if warn:
-        for name in unknown_variables(os.environ):
-            print(f"warning: {name} is not a lazyreg setting: it is ignored"
-                  " (`lazyreg config show` lists the settings)", file=sys.stderr, flush=True)
     given = {k: v for k, v in flags.items() if v is not None}
     try:
         return load(given, config).settings
