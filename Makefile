@@ -27,7 +27,7 @@ run: venv
 
 # The wheel (dist/lazyreg-VERSION-py3-none-any.whl) that `pipx install` takes.
 dist: venv
-	$(VENV)/bin/pip wheel --quiet --no-deps --wheel-dir dist .
+	$(VENV)/bin/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
 
 # Debian packages for the end-to-end tests: the CNCF registry, skopeo, podman
 # (via the rig's install-deps), a PostgreSQL server, Chromium (the status page test),
