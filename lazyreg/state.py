@@ -15,6 +15,7 @@ from aiohttp import web
 
 from lazyreg.auth.service import Authenticator
 from lazyreg.cache import LookupCache
+from lazyreg.db.changes import ChangeFeed
 from lazyreg.db.models import Task
 from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.pullthrough import PullThrough
@@ -27,6 +28,10 @@ class Tasks(Protocol):
 
     async def submit(self, kind: str, params: dict[str, Any]) -> Task:
         """Record a task of a registered kind and start it; its row."""
+        ...
+
+    async def submit_once(self, kind: str, params: dict[str, Any]) -> tuple[Task, bool]:
+        """`submit`, unless a task of the same lock key is active: then that one (and False)."""
         ...
 
     async def wait(self, task_id: str) -> None:
@@ -44,6 +49,8 @@ class AppState:
     blobs: LazyStore
     pullthrough: PullThrough
     space: SpaceKeeper
+    # What other processes changed; whether cached answers may still be used.
+    changes: ChangeFeed
 
 
 STATE = web.AppKey("state", AppState)

@@ -26,6 +26,7 @@ from lazyreg.cli import (
     repositories,
     status,
     tasks,
+    tokens,
     users,
 )
 from lazyreg.cli.client import Client, CliError
@@ -44,6 +45,7 @@ app.add_typer(artifacts.app, name="artifact")
 app.add_typer(orphans.app, name="orphans")
 app.add_typer(tasks.app, name="task")
 app.add_typer(users.app, name="user")
+app.add_typer(tokens.app, name="token")
 app.add_typer(config.app, name="config")
 app.add_typer(db.app, name="db")
 app.command()(users.login)

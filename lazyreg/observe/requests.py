@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from lazyreg.config import Settings
-from lazyreg.observe import health, status_page
+from lazyreg.observe import health, login, status_page
 from lazyreg.observe.keys import BLOB_SOURCE, METRICS
 from lazyreg.observe.logs import REQUEST_ID, request_id_for
 from lazyreg.observe.metrics import CONTENT_TYPE, Metrics
@@ -68,11 +68,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
     rid = request_id_for(request.headers.get("X-Request-Id"))
     request[STARTED] = Started(rid, time.perf_counter())
-    token = REQUEST_ID.set(rid)
-    try:
-        return await handler(request)
-    finally:
-        REQUEST_ID.reset(token)
+    # Set and never reset: aiohttp handles each request in a task of its own (with a copy
+    # of the context), and what it logs after the handler, such as the traceback of an
+    # unhandled exception ("Error handling request"), must carry the id too.
+    REQUEST_ID.set(rid)
+    return await handler(request)
 
 
 def route_of(request: web.Request) -> str:
@@ -173,6 +173,7 @@ def setup(app: web.Application, settings: Settings) -> Metrics:
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/", status_page.status_page)
+    login.setup(app)
 
     async def drain(_: web.Application) -> None:  # before the lifespan closes the database
         task = app[STORAGE_REFRESH].task

@@ -79,10 +79,12 @@ def test_every_command_answers_json(cli: Runner, servers: Servers, tmp_path: Pat
     assert run("user list")["count"] == 1
     assert run("user delete", "vera") == {"deleted": "users/vera/"}
 
-    # login and logout need a server with auth on: tests/cli/test_login.py. config and db
-    # are not REST clients but the server's settings and database (test_config.py,
-    # tests/db/test_upgrade.py).
+    assert run("token list") == {"count": 0, "next": None, "previous": None, "results": []}
+
+    # login, logout and a token to revoke need a server with auth on:
+    # tests/cli/test_login.py. config and db are not REST clients but the server's
+    # settings and database (test_config.py, tests/db/test_upgrade.py).
     every = commands(typer.main.get_command(app)) - {
-        ("serve",), ("login",), ("logout",), ("config", "show"), ("config", "check"),
-        ("db", "upgrade")}
+        ("serve",), ("login",), ("logout",), ("token", "revoke"), ("config", "show"),
+        ("config", "check"), ("db", "upgrade")}
     assert ran == every, every - ran

@@ -4,7 +4,7 @@
   runs `lazyreg serve --port 0`, tells systemd it is ready, and serves a pull;
 - the metric names the Grafana dashboard and the alert rules use exist on a live /metrics;
 - SIGTERM during a lazy pull: the client gets the whole blob, or a clean error once the
-  stop timeout cuts it; no staging file stays, the lease is released.
+  shutdown timeout cuts it; no staging file stays, the lease is released.
 """
 
 from __future__ import annotations
@@ -212,15 +212,16 @@ def _pull_until_signalled(url: str, proc: subprocess.Popen[bytes], digest: str) 
     return "whole"
 
 
-@pytest.mark.parametrize(("rate_kib", "stop_timeout", "outcome"), [
-    (16 * 1024, "60", "whole"),  # 64 MiB in ~4 s: drained within the stop timeout
+@pytest.mark.parametrize(("rate_kib", "shutdown_timeout", "outcome"), [
+    (16 * 1024, "30", "whole"),  # 64 MiB in ~4 s: drained within the shutdown timeout
     (2 * 1024, "1", "cut"),  # ~32 s: cut after 1 s, the client sees the connection end
 ])
 def test_sigterm_during_a_lazy_pull(upstream: Upstream, tmp_path: Path, rate_kib: int,
-                                    stop_timeout: str, outcome: str) -> None:
+                                    shutdown_timeout: str, outcome: str) -> None:
     faults = FaultProxy(upstream.url, tmp_path / "faults.log")
     try:
-        server = start_lazyreg(tmp_path / "data", env={"LAZYREG_STOP_TIMEOUT": stop_timeout})
+        server = start_lazyreg(tmp_path / "data",
+                               env={"LAZYREG_SHUTDOWN_TIMEOUT": shutdown_timeout})
         try:
             proxied = Upstream(upstream.dir, faults.url, upstream.info, upstream.index)
             server.setup_mirror(proxied, "mirror", "fixtures/big")
