@@ -42,6 +42,7 @@ from lazyreg.db.engine import Database
 from lazyreg.db.schema import SchemaState, schema_state
 from lazyreg.observe import logs
 from lazyreg.redact import RedactingFilter
+from lazyreg.storage.base import Misconfigured
 
 IDLE_TIMEOUT = 15.0
 MAX_REQUEST_LINE = 8190  # bytes; also bounds a URL, so every name and query in it
@@ -183,14 +184,18 @@ def serve(settings: Settings) -> None:
     shown = f"[{host}]" if ":" in host else host
     print(f"lazyreg serving {scheme}://{shown}:{port}"
           f" (data: {settings.data_dir.resolve()}, database:"
-          f" {settings.resolved_database_url.split('@')[-1]}, auth: {settings.auth})",
+          f" {settings.resolved_database_url.split('@')[-1]}, storage:"
+          f" {settings.storage_url or 'the data directory'}, auth: {settings.auth})",
           flush=True)
     app = create_app(settings)
     app.on_startup.append(_ready)  # after the lifespan's start: the app is ready
     app.on_shutdown.append(_stopping)
-    web.run_app(app, sock=sock,
-                ssl_context=ssl_context, print=None, access_log=None,
-                handler_cancellation=False, keepalive_timeout=IDLE_TIMEOUT,
-                shutdown_timeout=settings.shutdown_timeout, lingering_time=LINGER_TIME,
-                max_line_size=MAX_REQUEST_LINE, max_field_size=MAX_HEADER_FIELD,
-                max_headers=MAX_HEADERS)
+    try:
+        web.run_app(app, sock=sock,
+                    ssl_context=ssl_context, print=None, access_log=None,
+                    handler_cancellation=False, keepalive_timeout=IDLE_TIMEOUT,
+                    shutdown_timeout=settings.shutdown_timeout, lingering_time=LINGER_TIME,
+                    max_line_size=MAX_REQUEST_LINE, max_field_size=MAX_HEADER_FIELD,
+                    max_headers=MAX_HEADERS)
+    except Misconfigured as exc:  # found at start-up: one line, naming the setting
+        raise StartRefused(str(exc)) from None
