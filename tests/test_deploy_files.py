@@ -30,12 +30,9 @@ KUBERNETES = DEPLOY / "kubernetes"
 KUBERNETES_VERSION = "1.37.0"  # bundled by kubernetes-validate (pinned in pyproject.toml)
 LAZYREG_BIN = Path(sys.executable).parent / "lazyreg"
 
-# Settings the Kubernetes example uses that other branches add (S3 storage, clusters).
-# Once they exist in Settings, they are checked like every other key; the lead
-# empties this set after the merge.
-PENDING = frozenset({"storage_url", "s3_endpoint_url", "s3_region", "s3_addressing_style",
-                     "s3_access_key_id", "s3_secret_access_key", "cluster_url",
-                     "cluster_secret"})
+# Settings the Kubernetes example uses that another branch adds (clusters). Once they
+# exist in Settings, they are checked like every other key; empty this set then.
+PENDING = frozenset({"cluster_url", "cluster_secret"})
 
 
 def _tool(name: str) -> str:

@@ -151,7 +151,7 @@ async def metrics_page(request: web.Request) -> web.Response:
         metrics.set_downloads_in_flight(len(app.fetcher.progress()))
         # Bounded by health.READY_TIMEOUT per part; a probe in flight is shared.
         metrics.set_ready(await request.app[health.READINESS].check(
-            app.services.db, app.services.settings.storage_dir))
+            app.services.db, app.services.store))
     await _refresh_storage(request)
     await _refresh_volume(request)
     return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE,
