@@ -1,9 +1,12 @@
-"""Server settings: defaults < TOML file (LAZYREG_CONFIG) < environment (LAZYREG_*) < flags."""
+"""Server settings: defaults < TOML file (--config) < environment (LAZYREG_*) < flags.
+
+Every field is a key of the config file and a LAZYREG_<NAME> variable;
+`lazyreg.configfile` does the layering, the file and the checks.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -12,7 +15,6 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 
@@ -25,6 +27,9 @@ class Settings(BaseSettings):
     workers: str = Field("1", pattern=r"^(auto|[1-9][0-9]{0,2})$")
     data_dir: Path = Path("./lazyreg-data")
     database_url: str | None = None
+    # Bring an older database schema up to date at start; unset, such a server refuses to
+    # start and says so (`lazyreg db upgrade` migrates explicitly). A new database is created.
+    migrate: bool = False
     # Blob storage: unset, the filesystem under data_dir; `s3://bucket/prefix`, an
     # S3-compatible object store (README, "Object storage"). Keys left unset come from
     # the AWS environment variables and credential files.
@@ -119,11 +124,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = os.environ.get("LAZYREG_CONFIG")
-        if config_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
-        return tuple(sources)
+        # The config file is read by `lazyreg.configfile.load`, which knows its path.
+        return init_settings, env_settings
 
     @property
     def resolved_database_url(self) -> str:

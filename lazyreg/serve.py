@@ -14,6 +14,15 @@ the listening socket, waits up to `shutdown_timeout` seconds for requests in
 progress, then cancels those left (aiohttp gives them as long again to end),
 then closes the database: a stop takes at most about twice `shutdown_timeout`
 plus the cleanup, whatever clients do.
+
+Start-up, for supervisors and scripts: the listening socket is bound first, so
+that the line "lazyreg serving URL" names the port actually bound (`--port 0`
+picks a free one); under systemd (`Type=notify`), READY=1 is sent once the
+application has started, and STOPPING=1 when a stop begins. A database whose
+schema is older than this lazyreg's is refused unless `migrate` is set (see
+`lazyreg.db.schema`). Both the check and the migration run in a forked child when
+the schema is not current (Alembic stays out of the server's memory), once for
+every worker with `--workers N` (`lazyreg.supervisor`).
 """
 
 from __future__ import annotations
@@ -21,6 +30,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import socket
 import ssl
 import sys
 import traceback
@@ -33,7 +44,9 @@ from lazyreg import memory, supervisor
 from lazyreg.app import create_app
 from lazyreg.auth.startup import open_secrets
 from lazyreg.config import Settings, bind_refusal
+from lazyreg.configfile import unknown_variables
 from lazyreg.db.engine import Database, is_current, make_engine
+from lazyreg.db.schema import SchemaState, schema_state
 from lazyreg.observe import logs
 from lazyreg.redact import RedactingFilter
 from lazyreg.storage.base import Misconfigured
@@ -46,6 +59,8 @@ MAX_HEADERS = 128
 # as one cut off at the body deadline, before it closes the connection (its default is
 # 10): the answer is not lost to a reset, and a dripping client is not kept much longer.
 LINGER_TIME = 2.0
+
+log = logging.getLogger(__name__)
 
 
 class StartRefused(Exception):
@@ -68,18 +83,95 @@ class MalformedRequestsInOneLine(logging.Filter):
         return True
 
 
+def schema_refusal(state: SchemaState) -> str | None:
+    """Why a server must not start on this database without being told to migrate."""
+    if state.up_to_date or state.empty:
+        return None
+    if state.current is None:
+        return ("the database has tables but no lazyreg schema version: it is not a lazyreg"
+                " database, or one older than migrations; point --database-url elsewhere")
+    if not state.known:
+        return (f"the database schema is at revision {state.current}, which this lazyreg"
+                f" (schema {state.head}) does not know: it was written by a newer lazyreg;"
+                " run that version or newer")
+    return (f"the database schema is at revision {state.current}, this lazyreg needs"
+            f" {state.head}: back the database up, then run `lazyreg db upgrade`"
+            " (or start with --migrate)")
+
+
+def database_state(settings: Settings) -> SchemaState:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    try:
+        return schema_state(db.read_engine)
+    finally:
+        db.dispose()
+
+
+def upgrade_database(settings: Settings) -> tuple[SchemaState, SchemaState]:
+    """`lazyreg db upgrade`: the schema before and after bringing it to this lazyreg's."""
+    before = database_state(settings)
+    if before.current is not None and not before.known:
+        raise StartRefused(schema_refusal(before) or "unknown schema")
+    db = Database(settings.resolved_database_url)
+    try:
+        db.migrate(open_secrets(settings))
+        return before, schema_state(db.read_engine)
+    finally:
+        db.dispose()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound and listening: connections queue while the app starts."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        raise StartRefused(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) how the service is doing; nothing outside systemd."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):  # an abstract socket
+        path = "\0" + path[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(path)
+            sock.sendall(message.encode())
+    except OSError as exc:
+        log.warning("cannot notify systemd (%s): %s", path, exc)
+
+
 async def _ready(_app: web.Application) -> None:
     memory.trim()  # start-up's garbage: an idle worker holds what it uses, no more
-    supervisor.say_ready()  # after the lifespan started: a worker's supervisor starts the next
+    if supervisor.is_worker():
+        supervisor.say_ready()  # its supervisor starts the next, and tells systemd at the end
+    else:
+        sd_notify("READY=1")
 
 
-def _migrate_in_child(settings: Settings) -> None:
-    """Bring the schema to the newest migration in a forked child, if it is behind.
+async def _stopping(_app: web.Application) -> None:
+    sd_notify("STOPPING=1")
 
-    Alembic costs a process 10 MiB for the rest of its life once loaded: the
-    child loads it, migrates and exits, and the server (each worker, with
-    `--workers`) finds the schema current and never loads it.
+
+def _schema_in_child(settings: Settings) -> None:
+    """Refuse an older schema (unless `migrate`), else bring it up to date, in a child.
+
+    Alembic costs a process 10 MiB for the rest of its life once loaded: when
+    the schema is current (`is_current` reads one row without it) nothing is
+    loaded; else a forked child loads it, checks, migrates and exits.
     """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     try:
         if is_current(engine):
@@ -88,21 +180,33 @@ def _migrate_in_child(settings: Settings) -> None:
         engine.dispose()
     sys.stdout.flush()
     sys.stderr.flush()
+    read_end, write_end = os.pipe()
     pid = os.fork()  # no thread runs yet
     if pid == 0:
+        os.close(read_end)
         code = 1
         try:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-            db = Database(settings.resolved_database_url)
-            db.migrate(open_secrets(settings))
-            db.dispose()
-            code = 0
+            refusal = None if settings.migrate else schema_refusal(database_state(settings))
+            if refusal:
+                os.write(write_end, refusal.encode())
+                code = 2
+            else:
+                db = Database(settings.resolved_database_url)
+                db.migrate(open_secrets(settings))
+                db.dispose()
+                code = 0
         except BaseException:
             traceback.print_exc()
         finally:
             os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        said = pipe.read(4096).decode(errors="replace")
     _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
+    code = os.waitstatus_to_exitcode(status)
+    if code == 2:
+        raise StartRefused(said)
+    if code != 0:
         raise StartRefused("the database could not be migrated (the error is above)")
 
 
@@ -134,46 +238,62 @@ def worker_main() -> None:
         raise SystemExit(1) from None
 
 
-def _banner(settings: Settings, scheme: str, port: int | str, workers: int) -> str:
+def _banner(settings: Settings, scheme: str, host: str, port: int | str, workers: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
     procs = f", {workers} workers" if workers > 1 else ""
-    return (f"lazyreg serving {scheme}://{settings.host}:{port}"
+    return (f"lazyreg serving {scheme}://{shown}:{port}"
             f" (data: {settings.data_dir.resolve()}, database:"
             f" {settings.resolved_database_url.split('@')[-1]}, storage:"
             f" {settings.storage_url or 'the data directory'}, auth: {settings.auth}{procs})")
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def serve(settings: Settings) -> None:
+    # Until aiohttp installs its own handler, SIGTERM must still stop the process: as
+    # PID 1 of a container, a process without a handler never receives it.
+    signal.signal(signal.SIGTERM, _terminated)
     refusal = bind_refusal(settings)
     if refusal:
         raise StartRefused(refusal)
+    worker = supervisor.is_worker()
     memory.few_arenas()
+    if not worker:  # a worker's supervisor did it, once for all
+        _schema_in_child(settings)
     # No URL credentials in any log line.
     logs.configure(settings.log_format, settings.log_level, filters=(RedactingFilter(),))
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestsInOneLine())
+    for name in unknown_variables(os.environ):  # a typo would otherwise go unnoticed
+        if not name.startswith(supervisor.OWN_VARIABLES):
+            log.warning("%s is not a lazyreg setting: it is ignored (`lazyreg config show`"
+                        " lists the settings)", name)
+    scheme = "https" if settings.tls_cert else "http"
     count = supervisor.worker_count(settings.workers)
-    if count > 1 and not supervisor.is_worker():  # see lazyreg/supervisor.py
-        _migrate_in_child(settings)  # once, for every worker
-        scheme = "https" if settings.tls_cert else "http"
-        banner = _banner(settings, scheme, "{port}", count)
+    if count > 1 and not worker:  # see lazyreg/supervisor.py
+        banner = _banner(settings, scheme, settings.host, "{port}", count)
         # A stop lasts at most about twice `shutdown_timeout` (see above): then it kills.
         grace = 2 * settings.shutdown_timeout + 15
         supervisor.supervise(count, settings.host, settings.port, _as_environment(settings),
-                             banner, grace)
+                             banner, grace, on_ready=lambda: sd_notify("READY=1"))
         return
     ssl_context = None
     if settings.tls_cert and settings.tls_key:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    scheme = "https" if ssl_context else "http"
     port = supervisor.worker_port()  # a worker: its supervisor's port, with SO_REUSEPORT
+    sock = None
     if port is None:
-        port = settings.port
-        print(_banner(settings, scheme, port, 1), flush=True)
-        _migrate_in_child(settings)  # (a worker's supervisor did it)
+        sock = bind(settings.host, settings.port)
+        host, port = sock.getsockname()[:2]
+        print(_banner(settings, scheme, host, port, 1), flush=True)
     app = create_app(settings)
-    app.on_startup.append(_ready)
+    app.on_startup.append(_ready)  # after the lifespan's start: the app is ready
+    app.on_shutdown.append(_stopping)
     try:
-        web.run_app(app, host=settings.host, port=port, reuse_port=supervisor.is_worker(),
+        web.run_app(app, sock=sock, host=settings.host if worker else None,
+                    port=port if worker else None, reuse_port=worker or None,
                     ssl_context=ssl_context, print=None, access_log=None,
                     handler_cancellation=False, keepalive_timeout=IDLE_TIMEOUT,
                     shutdown_timeout=settings.shutdown_timeout, lingering_time=LINGER_TIME,

@@ -39,12 +39,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 WORKER_PORT = "LAZYREG_WORKER_PORT"
 READY_FD = "LAZYREG_READY_FD"
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+OWN_VARIABLES = (WORKER_PORT, READY_FD)  # what the supervisor tells its workers
 READY_TIMEOUT = 120.0  # seconds a worker may take to start (migrations included)
 YOUNG = 10.0  # seconds: a worker that dies younger than this is crash-looping
 RESTART_DELAY = 0.5
@@ -124,6 +126,7 @@ class Supervisor:
         ready_r, ready_w = os.pipe()
         env = {**os.environ, **self.settings_env, WORKER_PORT: str(self.sock.getsockname()[1]),
                READY_FD: str(ready_w), METRICS_DIR: str(self.metrics_dir)}
+        env.pop("NOTIFY_SOCKET", None)  # systemd hears from the supervisor, its main process
         cmd = [sys.executable, "-c", "from lazyreg.serve import worker_main; worker_main()"]
         try:
             proc = subprocess.Popen(cmd, env=env, pass_fds=(ready_w,))
@@ -194,7 +197,7 @@ class Supervisor:
 
     # ------------------------------------------------------------ the loop
 
-    def run(self) -> int:
+    def run(self, on_ready: Callable[[], None] = lambda: None) -> int:
         os.set_blocking(self._wake_r, False)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
@@ -204,6 +207,8 @@ class Supervisor:
                 if self.stopping:
                     break
                 self._spawn(slot)
+            if not self.stopping:
+                on_ready()  # every worker serves
             while self.workers or (self.pending and not self.stopping):
                 self._reap()
                 now = time.monotonic()
@@ -244,7 +249,7 @@ class Supervisor:
 
 
 def supervise(count: int, host: str, port: int, settings_env: dict[str, str],
-              banner: str, grace: float) -> int:
+              banner: str, grace: float, on_ready: Callable[[], None] = lambda: None) -> int:
     """Run `count` workers on `host:port` until stopped; the exit code.
 
     `settings_env`: the workers' settings, as LAZYREG_* variables.
@@ -256,4 +261,4 @@ def supervise(count: int, host: str, port: int, settings_env: dict[str, str],
     shown = f"[{host}]" if ":" in host else host
     supervisor = Supervisor(count, sock, settings_env, grace)
     print(banner.format(port=bound, host=shown), flush=True)
-    return supervisor.run()
+    return supervisor.run(on_ready)
