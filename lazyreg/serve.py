@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from lazyreg.app import create_app
-from lazyreg.config import Settings, bind_refusal
+from lazyreg.config import Settings, bind_refusal, cluster_refusal
 from lazyreg.observe import logs
 from lazyreg.redact import RedactingFilter
 
@@ -51,7 +51,7 @@ class MalformedRequestsInOneLine(logging.Filter):
 
 
 def serve(settings: Settings) -> None:
-    refusal = bind_refusal(settings)
+    refusal = bind_refusal(settings) or cluster_refusal(settings)
     if refusal:
         raise StartRefused(refusal)
     # No URL credentials in any log line.

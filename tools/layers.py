@@ -29,7 +29,8 @@ PACKAGE = "lazyreg"
 # From the bottom up. A unit may import the units of the layers below its own.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # Leaf modules: they import nothing of lazyreg.
-    ("lazyreg", "types", "errors", "worker", "redact", "config", "cache", "taskcontext"),
+    ("lazyreg", "types", "errors", "worker", "redact", "config", "cache", "taskcontext",
+     "clusterauth"),
     ("oci",),  # pure data, no I/O
     ("storage", "upstream", "db"),
     ("auth", "check"),  # users, tokens, secrets; start-up repair of storage vs. database
@@ -40,6 +41,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("state",),  # what the application holds, as handlers see it
     ("observe",),  # metrics, request logs, health checks, the status page
     ("registry",),  # the /v2 handlers
+    ("cluster",),  # the internal endpoint that peers read downloads from
     ("tasks",),  # runs registered task kinds
     ("api",),
     ("app",),

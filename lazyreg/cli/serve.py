@@ -28,6 +28,11 @@ def serve(
         help="on: users and tokens; off [default]: everyone is admin, loopback only")] = None,
     log_format: Annotated[str | None, typer.Option(
         help="Log lines as text or json (one object a line) [text]")] = None,
+    cluster_listen: Annotated[str | None, typer.Option(
+        help="HOST:PORT of the internal endpoint peers read downloads from (a cluster node;"
+             " needs LAZYREG_CLUSTER_SECRET)")] = None,
+    cluster_url: Annotated[str | None, typer.Option(
+        help="How peers reach --cluster-listen [http://HOST:PORT of it]")] = None,
 ) -> None:
     """Run the server: the OCI registry (/v2) and the management API (/api/v1)."""
     from pydantic import ValidationError
@@ -37,7 +42,8 @@ def serve(
     from lazyreg.serve import serve as run
 
     flags = {"host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
-             "tls_cert": tls_cert, "tls_key": tls_key, "auth": auth, "log_format": log_format}
+             "tls_cert": tls_cert, "tls_key": tls_key, "auth": auth, "log_format": log_format,
+             "cluster_listen": cluster_listen, "cluster_url": cluster_url}
     given: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     try:
         settings = Settings(**given)

@@ -302,7 +302,8 @@ class PullThrough:
         async with asyncio.timeout(MAX_FLIGHT):
             while True:
                 try:
-                    holder = await db.write(lambda s: leases.claim(s, key, me, ttl))
+                    holder = await db.write(
+                        lambda s: leases.claim(s, key, me, ttl, services.cluster_url))
                 except IntegrityError:
                     continue  # PostgreSQL: another process inserted the lease first
                 if holder is None:
