@@ -40,6 +40,7 @@ class LeaseState(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    NOT_FOUND = "not_found"  # failed because what it was for does not exist (an upstream 404)
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,15 @@ def renew(session: Session, key: str, me: WorkerId, ttl: float) -> bool:
 
 def finish(session: Session, key: str, me: WorkerId, ttl: float, verified: bool) -> None:
     """End this process's lease: `done` or `failed`, kept `ttl` seconds for followers."""
+    end(session, key, me, ttl, LeaseState.DONE if verified else LeaseState.FAILED)
+
+
+def end(session: Session, key: str, me: WorkerId, ttl: float, state: LeaseState) -> None:
+    """End this process's lease in `state`, kept `ttl` seconds for followers."""
     now = time.time()
     row = session.get(Lease, key, with_for_update=True)
     if row is not None and row.owner == str(me):
-        row.state = (LeaseState.DONE if verified else LeaseState.FAILED).value
+        row.state = state.value
         row.expires = now + ttl
     _purge(session, now)
 

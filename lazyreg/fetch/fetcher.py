@@ -237,6 +237,9 @@ class Fetcher:
         another server of the cluster, else its staging (a process sharing our storage)."""
         url, peers = holder.url, self.peers
         if url is not None and peers is not None and url != self.services.cluster_url:
+            log.info("following the download of %s by %s at %s", growing.digest,
+                     holder.owner, url)
+
             async def from_peer() -> BlobReader:
                 return peers.open(url, growing.digest, growing.size)
             return from_peer

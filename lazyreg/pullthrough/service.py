@@ -15,8 +15,10 @@ version) that holds the reference, fetching it from the upstream when needed:
    FAILURE_MEMORY seconds;
 4. anything else is one flight per (distribution, upstream name, reference):
    one task in this process that every request joins, and one lease in the
-   database across processes (a process that finds another's lease waits for it
-   and then reads what it wrote). The flight HEADs a tag the repository holds
+   database across processes and servers (a process that finds another's lease
+   waits for it and then reads what it wrote; when that one failed, its followers
+   fail alike, a 404 as a 404, rather than ask the upstream again: one upstream
+   request per burst, cluster-wide). The flight HEADs a tag the repository holds
    and GETs only when its digest changed; a reference never seen is fetched
    with its closure and configs (`lazyreg.sync.one_tag`).
 
@@ -308,28 +310,47 @@ class PullThrough:
                     continue  # PostgreSQL: another process inserted the lease first
                 if holder is None:
                     break
-                await self._follow(key)
+                ended = await self._follow(key)
                 local = await db.read(lambda s: _local(s, mirror, reference, private))
                 if local.target is not None and local.fresh(mirror, time.time()):
                     return local.target
-                # The other process failed (or the upstream said 404): try ourselves.
+                if ended is not None and ended.state is leases.LeaseState.NOT_FOUND:
+                    raise NotFound(f"{mirror.upstream_name}:{reference}: not found upstream"
+                                   " (asked by another server)")
+                if ended is not None and ended.state is leases.LeaseState.FAILED:
+                    raise Unavailable(f"the upstream fetch of {mirror.upstream_name}:"
+                                      f"{reference} by another server failed")
+                # The other process is gone, gave up, or its content is stale: try ourselves.
             renewer = asyncio.create_task(self._renew(key))
-            ok = False
+            outcome: leases.LeaseState | None = leases.LeaseState.FAILED  # None: given up
             try:
                 found = await self._fetch(mirror, reference, private)
-                ok = True
+                outcome = leases.LeaseState.DONE
                 return found
+            except NotFound:
+                outcome = leases.LeaseState.NOT_FOUND
+                raise
+            except asyncio.CancelledError:
+                outcome = None  # shutting down: another process may take it at once
+                raise
             finally:
                 renewer.cancel()
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(db.write(lambda s: leases.finish(s, key, me, ttl, ok)))
 
-    async def _follow(self, key: str) -> None:
-        """Until another process's lease on `key` ends (done, given up or expired)."""
+                def end(session: Session) -> None:
+                    if outcome is None:
+                        leases.release(session, key, me)
+                    else:
+                        leases.end(session, key, me, ttl, outcome)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(db.write(end))
+
+    async def _follow(self, key: str) -> leases.LeaseView | None:
+        """Until another process's lease on `key` ends (done, failed, given up or expired):
+        how it ended (None: given up)."""
         while True:
             held = await self.services.db.read(lambda s: leases.get(s, key))
             if held is None or held.takeable(time.time()):
-                return
+                return held
             await asyncio.sleep(FOLLOW_POLL)
 
     async def _renew(self, key: str) -> None:

@@ -1,0 +1,189 @@
+"""A cluster: three `lazyreg serve` processes on one PostgreSQL, one download per blob.
+
+Each server is a cluster node (its own internal listener, one shared secret).
+They share the data directory, as servers of one machine can: a follower would
+read its leader's staging there, but a follower of another server reads the
+leader's internal endpoint (the path it takes when storage cannot share
+staging), which is what these tests prove. Upstream requests are counted in
+the rig registry's access log; bodies are throttled by the rig's fault proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from lazyreg.clusterauth import HEADER, sign
+from tests.e2e.test_faults import big_layer, blob_gets, via
+from tests.e2e.test_pullthrough import MANIFESTS, _concurrently, manifest, pull_through
+from tests.postgres import PostgresServer
+from tests.rig import FaultProxy, Lazyreg, Upstream, free_port, http_json, start_lazyreg
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+SECRET = "a-cluster-secret-for-tests"
+LEASE_TTL = 5.0
+
+
+@dataclass
+class Node:
+    server: Lazyreg
+    internal: str  # its cluster_url
+
+
+def start_node(data: Path, database_url: str) -> Node:
+    port = free_port()
+    server = start_lazyreg(data, database_url=database_url, env={
+        "LAZYREG_CLUSTER_SECRET": SECRET, "LAZYREG_CLUSTER_LISTEN": f"127.0.0.1:{port}",
+        "LAZYREG_LEASE_TTL": str(LEASE_TTL)})
+    return Node(server, f"http://127.0.0.1:{port}")
+
+
+@dataclass
+class Cluster:
+    nodes: list[Node]
+    faults: FaultProxy
+    upstream: Upstream
+
+
+@pytest.fixture(scope="module")
+def cluster(postgres: PostgresServer, upstream: Upstream,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    tmp = tmp_path_factory.mktemp("cluster")
+    faults = FaultProxy(upstream.url, tmp / "faults.log")
+    database_url = postgres.create_database()
+    nodes: list[Node] = []
+    try:
+        for _ in range(3):
+            nodes.append(start_node(tmp / "data", database_url))
+        nodes[0].server.setup_mirror(via(faults.url, upstream), "mirror", "fixtures/big")
+        yield Cluster(nodes, faults, upstream)
+    finally:
+        for node in nodes:
+            node.server.stop()
+        faults.stop()
+
+
+@dataclass
+class Pulled:
+    node: int
+    digest: str
+    first: float  # monotonic time of the first byte
+    last: float
+
+
+async def _pull(session: aiohttp.ClientSession, url: str, node: int,
+                first_byte: asyncio.Event | None = None) -> Pulled:
+    h = hashlib.sha256()
+    first = 0.0
+    async with session.get(url) as resp:
+        assert resp.status == 200, resp.status
+        async for chunk in resp.content.iter_chunked(1 << 20):
+            if not first:
+                first = time.monotonic()
+                if first_byte is not None:
+                    first_byte.set()
+            h.update(chunk)
+    return Pulled(node, "sha256:" + h.hexdigest(), first, time.monotonic())
+
+
+async def _thirty_clients(urls: list[str]) -> list[Pulled]:
+    """One client on node 0 first (so that node 0 leads), then 29 spread over the three."""
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                     timeout=timeout) as session:
+        leading = asyncio.Event()
+        first = asyncio.create_task(_pull(session, urls[0], 0, leading))
+        await asyncio.wait_for(leading.wait(), 60)
+        rest = asyncio.gather(*(_pull(session, urls[i % 3], i % 3) for i in range(1, 30)))
+        return [await first, *await rest]
+
+
+def test_three_servers_thirty_clients_one_upstream_download(cluster: Cluster) -> None:
+    nodes, upstream = cluster.nodes, cluster.upstream
+    cluster.faults.configure(rate_kib=16 * 1024, reset=True)  # 64 MiB in about 4 s
+    digest, size = big_layer(upstream)
+    mark = upstream.mark()
+    urls = [f"{n.server.url}/v2/mirror/blobs/{digest}" for n in nodes]
+    started = time.monotonic()
+    pulled = asyncio.run(_thirty_clients(urls))
+    assert [p.digest for p in pulled] == [digest] * 30
+    assert blob_gets(upstream, digest, mark) == [200]
+    # No client's last byte comes before the download's end: the first of them bounds it.
+    ended = min(p.last for p in pulled)
+    others = [p for p in pulled if p.node != 0]
+    assert len(others) == 20
+    assert max(p.first for p in others) < ended, (
+        f"a client of a following node waited for the whole blob:"
+        f" first bytes by {max(p.first for p in others) - started:.2f}s,"
+        f" download ended by {ended - started:.2f}s")
+    # The followers read the leader's internal endpoint, not its staging.
+    for node in nodes[1:]:
+        assert f"at {nodes[0].internal}" in node.server.logfile.read_text()
+    rows = [a for a in nodes[1].server.artifacts()["results"] if a["digest"] == digest]
+    assert [r["size"] for r in rows] == [size]
+    print(f"\n30 clients on 3 servers x 64 MiB: {time.monotonic() - started:.2f}s;"
+          f" upstream GETs 1; last first byte on a follower at"
+          f" {max(p.first for p in others) - started:.2f}s, download ended by"
+          f" {ended - started:.2f}s")
+
+
+def _internal_get(node: Node, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    async def get() -> tuple[int, bytes]:
+        async with aiohttp.ClientSession() as session, \
+                session.get(node.internal + path, headers=headers) as resp:
+            return resp.status, await resp.read()
+    return asyncio.run(get())
+
+
+def test_internal_endpoint_answers_only_peers_and_only_what_it_has(cluster: Cluster) -> None:
+    node, upstream = cluster.nodes[2], cluster.upstream
+    stored, _ = big_layer(upstream)
+    path = f"/_cluster/blobs/{stored}"
+    unknown = "sha256:" + "0" * 64
+    mark = upstream.mark()
+    # No secret, a wrong one, another path's signature: 401, whether stored or not.
+    assert _internal_get(node, path, {})[0] == 401
+    assert _internal_get(node, path, {HEADER: sign("not-the-secret-at-all", "GET", path)}
+                         )[0] == 401
+    other = f"/_cluster/blobs/{unknown}"
+    assert _internal_get(node, path, {HEADER: sign(SECRET, "GET", other)})[0] == 401
+    assert _internal_get(node, path, {HEADER: "1:" + "0" * 64})[0] == 401
+    # With the secret: a digest neither stored nor downloading is 404, and nothing upstream.
+    assert _internal_get(node, other, {HEADER: sign(SECRET, "GET", other)})[0] == 404
+    progress = other + "/progress"
+    assert _internal_get(node, progress, {HEADER: sign(SECRET, "GET", progress)})[0] == 404
+    # A stored blob, by range.
+    status, body = _internal_get(node, path, {HEADER: sign(SECRET, "GET", path),
+                                              "Range": "bytes=0-9"})
+    assert status == 206 and len(body) == 10
+    assert upstream.requests(mark) == []
+    # The public port has no such route.
+    status, _ = http_json("GET", node.server.url + path)
+    assert status == 404
+
+
+def test_pull_through_burst_over_three_servers_one_manifest_get(cluster: Cluster) -> None:
+    nodes, upstream = cluster.nodes, cluster.upstream
+    pull_through(nodes[0].server, cluster.faults.url, base_path="hub3", name="hub3")
+    cluster.faults.configure(match=MANIFESTS, delay_ms=500, reset=True)
+    entry = upstream.tag("fixtures/oci", "1.0")
+    mark = upstream.mark()
+    answers = _concurrently(lambda n: manifest(n.server, "hub3/fixtures/oci/manifests/1.0"),
+                            nodes * 10)
+    assert [a.status for a in answers] == [200] * 30
+    assert {a.headers["Docker-Content-Digest"] for a in answers} == {entry["digest"]}
+    assert upstream.count("GET", r"^/v2/fixtures/oci/manifests/1\.0$", mark) == 1
+    # A burst of requests for a tag the upstream does not have: one GET too.
+    mark = upstream.mark()
+    answers = _concurrently(lambda n: manifest(n.server, "hub3/fixtures/oci/manifests/nope"),
+                            nodes * 10)
+    assert [a.status for a in answers] == [404] * 30
+    assert upstream.count("GET", r"^/v2/fixtures/oci/manifests/nope$", mark) == 1
