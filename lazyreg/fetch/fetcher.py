@@ -241,7 +241,7 @@ class Fetcher:
                      holder.owner, url)
 
             async def from_peer() -> BlobReader:
-                return peers.open(url, growing.digest, growing.size)
+                return peers.open(url, growing)
             return from_peer
         owner = holder.owner
         assert owner is not None

@@ -17,9 +17,13 @@ shares.
   readers want it at once;
 - every request is signed with the cluster's secret (`lazyreg.clusterauth`),
   has a timeout, and reads at most what it asked for;
-- a peer that cannot be read is an `OSError` for the reader that asked (its
-  client is cut, and may retry); whether the download goes on or was lost is
-  the lease's to say, not the peer's.
+- a peer that cannot be read (it died, say) is the lease's business: the
+  follower sees the download lost and takes it over, or follows whoever did.
+  Meanwhile a read of that peer waits (HANDOVER_WAIT at most) for the bytes to
+  land from the `Growing`'s next source, and reads them there: the clients of
+  this server stay connected through the takeover. Only past that wait, or when
+  the download failed, is it an `OSError` for the reader that asked (its client
+  is cut, and may retry).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import aiohttp
 
 from lazyreg.clusterauth import HEADER, sign
 from lazyreg.fetch.blocks import BLOCK
+from lazyreg.fetch.growing import Growing, Phase
 from lazyreg.storage.base import Chunk
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,7 @@ BLOCK_TIMEOUT = 60.0  # seconds for one block from a peer (it may wait for the u
 PROGRESS_TIMEOUT = 15.0  # seconds for one progress answer (the peer waits about 1 s)
 MAX_PROGRESS_BYTES = 4096  # a progress answer is a small JSON object
 RETRY = 0.2  # seconds before asking a peer that failed again
+HANDOVER_WAIT = 120.0  # seconds a read of a lost peer waits for the takeover's bytes
 
 
 def blob_path(digest: str) -> str:
@@ -66,9 +72,9 @@ class PeerClient:
     def _headers(self, method: str, path: str) -> dict[str, str]:
         return {HEADER: sign(self._secret, method, path)}
 
-    def open(self, url: str, digest: str, size: int) -> PeerReader:
-        """A reader of the download of `digest` that the server at `url` leads."""
-        return PeerReader(self, url.rstrip("/"), digest, size)
+    def open(self, url: str, growing: Growing) -> PeerReader:
+        """A reader of the download that the server at `url` leads, as `growing`'s source."""
+        return PeerReader(self, url.rstrip("/"), growing)
 
     async def progress(self, url: str, digest: str, after: int) -> tuple[str, int] | None:
         """(state, bytes landed) once more than `after` landed or the state changed; None
@@ -108,8 +114,9 @@ class PeerClient:
 class PeerReader:
     """The landed bytes of a peer's download (`lazyreg.storage.base.BlobReader`)."""
 
-    def __init__(self, client: PeerClient, url: str, digest: str, size: int) -> None:
-        self.client, self.url, self.digest, self.size = client, url, digest, size
+    def __init__(self, client: PeerClient, url: str, growing: Growing) -> None:
+        self.client, self.url, self.growing = client, url, growing
+        self.digest, self.size = growing.digest, growing.size
         self.peer_landed = 0  # what the peer said it has
         self.state = "running"
         self._cache: OrderedDict[int, bytes] = OrderedDict()
@@ -125,14 +132,19 @@ class PeerReader:
         return n if n >= self.size else n - n % BLOCK
 
     async def _watch(self) -> None:
-        """Learn what landed at the peer, until the blob is whole there or the peer has none."""
-        while self.peer_landed < self.size:
+        """Learn what landed at the peer, until the blob is whole there, the peer has none,
+        or the download has another source (a takeover)."""
+        failures = 0
+        while self.peer_landed < self.size and self.growing.source_reader() in (None, self):
             try:
                 answer = await self.client.progress(self.url, self.digest, self.peer_landed)
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as exc:
-                log.info("peer %s: progress of %s: %s", self.url, self.digest, exc)
+                failures += 1
+                if failures == 1:  # the lease says whether it is gone: once is enough
+                    log.info("peer %s: progress of %s: %s", self.url, self.digest, exc)
                 await asyncio.sleep(RETRY)
                 continue
+            failures = 0
             if answer is None:
                 self.state = "gone"
                 return
@@ -142,6 +154,29 @@ class PeerReader:
                 return
 
     async def read(self, offset: int, count: int) -> Chunk:
+        try:
+            return await self._read(offset, count)
+        except PeerError as exc:
+            log.info("%s; waiting for the download's next source", exc)
+            return await self._read_after_handover(offset, count, exc)
+
+    async def _read_after_handover(self, offset: int, count: int, error: PeerError) -> Chunk:
+        """The bytes, from the source that replaced this one once they landed there."""
+        g = self.growing
+        try:
+            async with asyncio.timeout(HANDOVER_WAIT):
+                while True:
+                    if g.phase is Phase.FAILED:
+                        raise error
+                    reader = g.source_reader()
+                    if reader is not None and reader is not self \
+                            and g.landed >= min(offset + count, g.size):
+                        return await reader.read(offset, count)
+                    await g.changed()
+        except TimeoutError:
+            raise error from None
+
+    async def _read(self, offset: int, count: int) -> Chunk:
         end = min(offset + count, self.landed())
         pieces: list[Chunk] = []
         pos = offset

@@ -16,9 +16,12 @@ version) that holds the reference, fetching it from the upstream when needed:
 4. anything else is one flight per (distribution, upstream name, reference):
    one task in this process that every request joins, and one lease in the
    database across processes and servers (a process that finds another's lease
-   waits for it and then reads what it wrote; when that one failed, its followers
-   fail alike, a 404 as a 404, rather than ask the upstream again: one upstream
-   request per burst, cluster-wide). The flight HEADs a tag the repository holds
+   waits for it and then reads what it wrote). A flight that failed leaves its
+   lease saying so (`not_found` for a 404) for as long as a failure is
+   remembered in memory (below, at least MIN_REMEMBERED): the processes that
+   followed it, or that come while it is remembered, fail alike, a 404 as a
+   404, rather than ask the upstream again: one upstream request per burst,
+   cluster-wide. The flight HEADs a tag the repository holds
    and GETs only when its digest changed; a reference never seen is fetched
    with its closure and configs (`lazyreg.sync.one_tag`).
 
@@ -79,6 +82,7 @@ MAX_FRESH = 65_536  # confirmed tags remembered
 FAILURE_MEMORY = 5.0  # seconds an upstream failure (not a 404) is remembered, at most
 STALE_WAIT = 2.0  # seconds a request for a stored tag waits for its re-check
 FOLLOW_POLL = 0.05  # seconds between looks at another process's lease
+MIN_REMEMBERED = 1.0  # seconds a failed lease is kept at least, for its followers to read
 
 FlightKey = tuple[int, str, str]  # (distribution id, upstream name, reference)
 # What a flight may end with that is the upstream's doing (TimeoutError: MAX_FLIGHT).
@@ -302,15 +306,23 @@ class PullThrough:
         db, me, ttl = services.db, services.worker, services.settings.lease_ttl
         key = _lease_key(mirror, reference)
         async with asyncio.timeout(MAX_FLIGHT):
+            def claim(session: Session) -> leases.LeaseView | None:
+                """A failure still remembered (by any process), or the claim's answer."""
+                current = leases.get(session, key)
+                if current is not None and current.expires > time.time() and \
+                        current.state in (leases.LeaseState.NOT_FOUND, leases.LeaseState.FAILED):
+                    return current
+                return leases.claim(session, key, me, ttl, services.cluster_url)
+
             while True:
                 try:
-                    holder = await db.write(
-                        lambda s: leases.claim(s, key, me, ttl, services.cluster_url))
+                    holder = await db.write(claim)
                 except IntegrityError:
                     continue  # PostgreSQL: another process inserted the lease first
                 if holder is None:
                     break
-                ended = await self._follow(key)
+                ended = await self._follow(key) \
+                    if holder.state is leases.LeaseState.RUNNING else holder
                 local = await db.read(lambda s: _local(s, mirror, reference, private))
                 if local.target is not None and local.fresh(mirror, time.time()):
                     return local.target
@@ -339,8 +351,14 @@ class PullThrough:
                 def end(session: Session) -> None:
                     if outcome is None:
                         leases.release(session, key, me)
-                    else:
+                    elif outcome is leases.LeaseState.DONE:
                         leases.end(session, key, me, ttl, outcome)
+                    else:  # kept as long as this process remembers it (see `_flight`)
+                        remembered = mirror.negative_ttl if outcome is \
+                            leases.LeaseState.NOT_FOUND else min(mirror.negative_ttl,
+                                                                 FAILURE_MEMORY)
+                        leases.end(session, key, me, max(remembered, MIN_REMEMBERED),
+                                   outcome)
                 with contextlib.suppress(Exception):
                     await asyncio.shield(db.write(end))
 

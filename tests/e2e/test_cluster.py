@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,19 @@ def start_node(data: Path, database_url: str) -> Node:
     return Node(server, f"http://127.0.0.1:{port}")
 
 
+def start_nodes(data: Path, database_url: str) -> list[Node]:
+    """Three nodes: the first migrates the database, the other two start together."""
+    first = start_node(data, database_url)
+    with ThreadPoolExecutor(2) as pool:
+        rest = [pool.submit(start_node, data, database_url) for _ in range(2)]
+    started = [first] + [f.result() for f in rest if f.exception() is None]
+    if len(started) < 3:
+        for node in started:
+            node.server.stop()
+        raise next(f.exception() for f in rest if f.exception() is not None)  # type: ignore[misc]
+    return started
+
+
 @dataclass
 class Cluster:
     nodes: list[Node]
@@ -61,8 +75,7 @@ def cluster(postgres: PostgresServer, upstream: Upstream,
     database_url = postgres.create_database()
     nodes: list[Node] = []
     try:
-        for _ in range(3):
-            nodes.append(start_node(tmp / "data", database_url))
+        nodes = start_nodes(tmp / "data", database_url)
         nodes[0].server.setup_mirror(via(faults.url, upstream), "mirror", "fixtures/big")
         yield Cluster(nodes, faults, upstream)
     finally:
@@ -187,3 +200,87 @@ def test_pull_through_burst_over_three_servers_one_manifest_get(cluster: Cluster
                             nodes * 10)
     assert [a.status for a in answers] == [404] * 30
     assert upstream.count("GET", r"^/v2/fixtures/oci/manifests/nope$", mark) == 1
+
+
+async def _pull_retrying(session: aiohttp.ClientSession, urls: list[str]) -> tuple[str, int]:
+    """(sha256, attempts): the blob from the first url, else the next, retried on failure."""
+    for attempt in range(1, 7):
+        url = urls[min(attempt - 1, len(urls) - 1)]
+        try:
+            h = hashlib.sha256()
+            async with session.get(url) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"HTTP {resp.status}")
+                async for chunk in resp.content.iter_chunked(1 << 20):
+                    h.update(chunk)
+            return "sha256:" + h.hexdigest(), attempt
+        except (aiohttp.ClientError, RuntimeError, TimeoutError):
+            await asyncio.sleep(0.5)
+    raise AssertionError(f"no blob from {urls} in 6 attempts")
+
+
+def _staging_of(data: Path, server: Lazyreg) -> list[Path]:
+    return [p for p in (data / "storage" / "tmp").glob("*/*.part")
+            if p.parent.name.endswith(f"-{server.proc.pid}")]
+
+
+def test_kill_9_of_the_leading_server_another_takes_over(
+        postgres: PostgresServer, upstream: Upstream, tmp_path: Path) -> None:
+    faults = FaultProxy(upstream.url, tmp_path / "faults.log")
+    data = tmp_path / "data"
+    database_url = postgres.create_database()
+    nodes: list[Node] = []
+    try:
+        nodes = start_nodes(data, database_url)
+        leader, *others = [n.server for n in nodes]
+        leader.setup_mirror(via(faults.url, upstream), "mirror", "fixtures/big")
+        faults.configure(rate_kib=8 * 1024, reset=True)  # 64 MiB in about 8 s
+        digest, size = big_layer(upstream)
+        mark = upstream.mark()
+        path = f"/v2/mirror/blobs/{digest}"
+
+        async def scenario() -> tuple[list[tuple[str, int]], float]:
+            timeout = aiohttp.ClientTimeout(total=120, sock_read=30)
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                             timeout=timeout) as session:
+                # The leader's clients retry on the next node; the others on their own.
+                first = asyncio.create_task(_pull_retrying(
+                    session, [leader.url + path] + [others[0].url + path] * 5))
+                deadline = time.monotonic() + 60
+                while not _staging_of(data, leader):
+                    assert time.monotonic() < deadline, "the download did not start"
+                    await asyncio.sleep(0.02)
+                clients = [first] + [asyncio.create_task(_pull_retrying(
+                    session, [server.url + path] * 6)) for server in others * 4]
+                clients += [asyncio.create_task(_pull_retrying(
+                    session, [leader.url + path] + [others[1].url + path] * 5))
+                    for _ in range(3)]
+                while sum(p.stat().st_size for p in _staging_of(data, leader)) < 16 << 20:
+                    assert time.monotonic() < deadline, "the download did not go on"
+                    await asyncio.sleep(0.02)
+                leader.kill()
+                killed = time.monotonic()
+                taken = None
+                while taken is None and time.monotonic() < killed + LEASE_TTL + 10:
+                    if any(_staging_of(data, s) for s in others):
+                        taken = time.monotonic() - killed
+                    await asyncio.sleep(0.02)
+                assert taken is not None, "no server took the download over"
+                return await asyncio.gather(*clients), taken
+
+        results, taken = asyncio.run(scenario())
+        assert [r[0] for r in results] == [digest] * len(results)
+        assert taken < LEASE_TTL, taken
+        # The clients of the servers that lived read on through the takeover.
+        assert [r[1] for r in results[1:9]] == [1] * 8
+        # One more GET at most, and it asked for the rest only.
+        assert blob_gets(upstream, digest, mark) == [200, 206]
+        rows = [a for a in others[0].artifacts()["results"] if a["digest"] == digest]
+        assert [r["size"] for r in rows] == [size]
+        assert others[0].ok("GET", "check/")["ok"]
+        print(f"\nkill -9 of the leader: taken over in {taken:.2f}s; clients' attempts:"
+              f" {sorted(r[1] for r in results)}")
+    finally:
+        for node in nodes:
+            node.server.stop()
+        faults.stop()
