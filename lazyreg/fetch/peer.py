@@ -20,7 +20,8 @@ shares.
 - a peer that cannot be read (it died, say) is the lease's business: the
   follower sees the download lost and takes it over, or follows whoever did.
   Meanwhile a read of that peer waits (HANDOVER_WAIT at most) for the bytes to
-  land from the `Growing`'s next source, and reads them there: the clients of
+  land from the `Growing`'s next source, and reads them there (or from the peer
+  again, tried every PEER_RETRY while it is still the source): the clients of
   this server stay connected through the takeover. Only past that wait, or when
   the download failed, is it an `OSError` for the reader that asked (its client
   is cut, and may retry).
@@ -29,6 +30,7 @@ shares.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import OrderedDict
@@ -48,6 +50,7 @@ PROGRESS_TIMEOUT = 15.0  # seconds for one progress answer (the peer waits about
 MAX_PROGRESS_BYTES = 4096  # a progress answer is a small JSON object
 RETRY = 0.2  # seconds before asking a peer that failed again
 HANDOVER_WAIT = 120.0  # seconds a read of a lost peer waits for the takeover's bytes
+PEER_RETRY = 1.0  # seconds between two tries of a peer that failed, while it is the source
 
 
 def blob_path(digest: str) -> str:
@@ -169,10 +172,17 @@ class PeerReader:
                     if g.phase is Phase.FAILED:
                         raise error
                     reader = g.source_reader()
-                    if reader is not None and reader is not self \
-                            and g.landed >= min(offset + count, g.size):
-                        return await reader.read(offset, count)
-                    await g.changed()
+                    if reader is not None and reader is not self:
+                        if g.landed >= min(offset + count, g.size):
+                            return await reader.read(offset, count)
+                        await g.changed()
+                        continue
+                    try:  # still ours: the peer may be back (a passing network fault)
+                        async with asyncio.timeout(PEER_RETRY):
+                            await g.changed()
+                    except TimeoutError:
+                        with contextlib.suppress(PeerError):
+                            return await self._read(offset, count)
         except TimeoutError:
             raise error from None
 
