@@ -40,6 +40,7 @@ from lazyreg.state import STATE, AppState
 from lazyreg.storage.filesystem import FilesystemStore
 from lazyreg.sync import task as sync_task
 from lazyreg.tasks.runner import TaskRunner
+from lazyreg.transfer import tasks as transfer_tasks
 from lazyreg.upstream.pool import UpstreamPool
 from lazyreg.worker import WorkerId
 
@@ -230,9 +231,10 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         # After a sync, the base paths following the repository serve its new version.
         sync_task.register(tasks, services, fetcher, synced=lookups.invalidate_targets)
         space_tasks.register(tasks, services, space)
+        lazy = LazyStore(services, fetcher)
+        transfer_tasks.register(tasks, services, lazy, imported=lookups.invalidate_targets)
         app[STATE] = AppState(services, fetcher, tasks, lookups,
-                              Authenticator(settings, db, secrets), LazyStore(services, fetcher),
-                              pullthrough, space)
+                              Authenticator(settings, db, secrets), lazy, pullthrough, space)
         space.start()
         try:
             yield

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     cluster_secret: SecretStr | None = Field(None, min_length=16)
     cluster_listen: str | None = None
     cluster_url: str | None = Field(None, max_length=200)
+    # Directories that exports may write into and imports read from (and below).
+    # Unset: anywhere with auth off (a loopback-only server), nowhere with auth on.
+    transfer_paths: list[Path] | None = None
 
     @classmethod
     def settings_customise_sources(
