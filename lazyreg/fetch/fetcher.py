@@ -274,16 +274,19 @@ class Fetcher:
         key = lease_key(digest)
 
         def status(session: Session) -> LeaseStatus:
-            if artifacts.is_stored(session, digest):
-                return LeaseStatus.VERIFIED
+            # The owner's lease first: while it runs, an artifact row is one whose object
+            # went missing (the owner is fetching it again), not the owner's result.
             lease = leases.get(session, key)
-            if lease is None or lease.owner != owner:
-                return LeaseStatus.LOST
-            if lease.state is leases.LeaseState.DONE:
-                return LeaseStatus.VERIFIED
-            if lease.state is leases.LeaseState.FAILED:
-                return LeaseStatus.FAILED
-            return LeaseStatus.LOST if lease.takeable(time.time()) else LeaseStatus.RUNNING
+            if lease is not None and lease.owner == owner:
+                if lease.state is leases.LeaseState.DONE:
+                    return LeaseStatus.VERIFIED
+                if lease.state is leases.LeaseState.FAILED:
+                    return LeaseStatus.FAILED
+                if not lease.takeable(time.time()):
+                    return LeaseStatus.RUNNING
+            if artifacts.is_stored(session, digest):
+                return LeaseStatus.VERIFIED  # finished, and the lease moved on or was purged
+            return LeaseStatus.LOST
         return await self.services.db.read(status)
 
     async def _lead(self, flight: Flight, sources: list[Source],

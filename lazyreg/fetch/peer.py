@@ -122,6 +122,7 @@ class PeerReader:
         self.digest, self.size = growing.digest, growing.size
         self.peer_landed = 0  # what the peer said it has
         self.state = "running"
+        self._failed = False  # a read of the peer failed (logged once)
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._reading: dict[int, asyncio.Future[bytes]] = {}
         self._watcher: asyncio.Task[None] | None = asyncio.ensure_future(self._watch())
@@ -160,7 +161,9 @@ class PeerReader:
         try:
             return await self._read(offset, count)
         except PeerError as exc:
-            log.info("%s; waiting for the download's next source", exc)
+            if not self._failed:  # once: the lease, not this log, says what became of it
+                self._failed = True
+                log.info("%s; waiting for the download's next source", exc)
             return await self._read_after_handover(offset, count, exc)
 
     async def _read_after_handover(self, offset: int, count: int, error: PeerError) -> Chunk:
