@@ -135,7 +135,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def refused_body(request: web.Request) -> web.Response:
-    """Only the management API reads request bodies; everything else is read-only.
+    """Only the management API and `POST /token` read request bodies; everything else
+    is read-only.
 
     Refused before a handler runs, and the connection closed rather than the
     unread body drained.
@@ -172,14 +173,15 @@ async def by_area(request: web.Request, handler: Handler) -> web.StreamResponse:
     reverse); a middleware level costs every request, and /v2 answers are small.
 
     /api/: who may call it and the audit line (`api_access`), then `forget_targets`.
-    Anything else: no request body (`refused_body`); /v2 with auth on: who may pull
+    Anything else: no request body (`refused_body`) but `POST /token`'s bounded form
+    (`lazyreg.registry.token`); /v2 with auth on: who may pull
     what (`registry_access`).
     """
     path = request.path
     if path.startswith("/api/"):
         return await api_access(request, lambda r: forget_targets(r, handler))
-    if request.body_exists:
-        return refused_body(request)
+    if request.body_exists and not (path == "/token" and request.method == "POST"):
+        return refused_body(request)  # the token server's OAuth2 form reads its own
     if path.startswith("/v2") and request.app[STATE].auth.enabled:
         return await registry_access(request, handler)
     return await handler(request)

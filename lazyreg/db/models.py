@@ -311,6 +311,27 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(Text)
     role: Mapped[str] = mapped_column(String(16))  # admin | viewer
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Carried by every token issued to the account: a password or role change bumps
+    # it, which ends every earlier token (lazyreg.auth.accounts).
+    token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class ApiToken(Base):
+    """A live API or refresh token (its JWT is not kept: only its id and bounds).
+
+    A token whose row is gone is revoked. `parent` is the token it was minted
+    with, if any: revoking a token revokes what was minted from it.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the JWT's jti
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # api | refresh
+    parent: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class DistributionReader(Base):

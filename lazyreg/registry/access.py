@@ -58,7 +58,7 @@ async def registry_access(request: web.Request, handler: Handler) -> web.StreamR
     name = request.match_info.get("name")
     scope = f"repository:{name}:pull" if name else None
     try:
-        claims = app.auth.registry_claims(request.headers.get("Authorization"))
+        claims = await app.auth.registry_claims(request.headers.get("Authorization"))
     except AuthFailed as exc:
         raise unauthorized(request, f"{exc}: get a token from {realm(request)}", scope
                            ) from None
@@ -90,7 +90,7 @@ def catalog_filter(request: web.Request, session: Session) -> list[ColumnElement
         return []
     claims = request.get(CLAIMS)
     identity: Identity | None = None
-    if claims is not None and claims.subject:
-        identity = find_identity(session, claims.subject)
+    if claims is not None and claims.account is not None:
+        identity = find_identity(session, claims.account)
     condition = pullable(identity)
     return [] if condition is None else [condition]

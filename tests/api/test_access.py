@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from lazyreg.app import create_app
-from lazyreg.auth.tokens import issue_api_token, issue_registry_token
+from lazyreg.auth.tokens import Holder, issue_account_token, issue_registry_token
 from lazyreg.config import Settings
 from lazyreg.state import STATE
 from tests.api.conftest import API, Client, seed
@@ -62,7 +62,7 @@ async def make_user(client: Client, name: str, role: str = "viewer") -> dict[str
 
 async def api_token(client: Client, headers: dict[str, str]) -> str:
     answer = await call(client, "POST", f"{API}/tokens/", 201, headers)
-    assert set(answer) == {"token", "expires"}
+    assert set(answer) == {"token", "id", "expires"}
     return str(answer["token"])
 
 
@@ -98,9 +98,10 @@ async def test_admin_token_works_and_expired_forged_or_stale_ones_do_not(secure:
     token = await api_token(secure, ADMIN)
     await call(secure, "POST", f"{API}/repositories/", 201, bearer(token), {"name": "made"})
     key = secure.app[STATE].services.secrets.signing_key
-    expired, _ = issue_api_token(key, "admin", -60)
-    forged, _ = issue_api_token(b"not the server's key" * 2, "admin", 600)
-    registry, _ = issue_registry_token(key, "admin", [], 300)
+    admin = Holder(1, 0, "admin")
+    expired = issue_account_token(key, admin, -60).token
+    forged = issue_account_token(b"not the server's key" * 2, admin, 600).token
+    registry = issue_registry_token(key, admin, [], 300).token
     claims = jwt.decode(token, options={"verify_signature": False})
     unsigned = jwt.encode({**claims, "exp": int(time.time()) + 600}, None, algorithm="none")
     for bad in (expired, forged, registry, unsigned, token[:-4] + "AAAA", "x" * 7_000):
@@ -276,9 +277,10 @@ def _fuzz_headers(key: bytes) -> dict[str, str]:
         "bearer-wrong-key": "Bearer " + jwt.encode(claims, b"w" * 32, algorithm="HS256"),
         "bearer-expired": "Bearer " + jwt.encode({**claims, "exp": now - 60}, key,
                                                  algorithm="HS256"),
-        "bearer-api-token": "Bearer " + issue_api_token(key, "vera", 600)[0],
+        "bearer-api-token": "Bearer " + issue_account_token(key, Holder(2, 0, "vera"),
+                                                            600).token,
         "bearer-other-scope": "Bearer " + issue_registry_token(
-            key, "bob", [issue_scope("team/other")], 300)[0],
+            key, Holder(3, 0, "bob"), [issue_scope("team/other")], 300).token,
         "digest": 'Digest username="vera"',
         "bearer-10KB": "Bearer " + "x" * 10_240,
     }
