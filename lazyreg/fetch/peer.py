@@ -123,6 +123,7 @@ class PeerReader:
         self.peer_landed = 0  # what the peer said it has
         self.state = "running"
         self._failed = False  # a read of the peer failed (logged once)
+        self._closed = False
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._reading: dict[int, asyncio.Future[bytes]] = {}
         self._watcher: asyncio.Task[None] | None = asyncio.ensure_future(self._watch())
@@ -222,13 +223,14 @@ class PeerReader:
     def _read_done(self, index: int, future: asyncio.Future[bytes]) -> None:
         if self._reading.get(index) is future:
             del self._reading[index]
-        if future.cancelled() or future.exception() is not None:
-            return
+        if future.cancelled() or future.exception() is not None or self._closed:
+            return  # failed, or read for a reader closed since
         self._cache[index] = future.result()
         while len(self._cache) > CACHE_BLOCKS:
             self._cache.popitem(last=False)
 
     def close(self) -> None:
+        self._closed = True
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None

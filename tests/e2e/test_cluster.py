@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,7 @@ from lazyreg.clusterauth import HEADER, sign
 from tests.e2e.test_faults import big_layer, blob_gets, via
 from tests.e2e.test_pullthrough import MANIFESTS, _concurrently, manifest, pull_through
 from tests.postgres import PostgresServer
-from tests.rig import FaultProxy, Lazyreg, Upstream, free_port, http_json, start_lazyreg
+from tests.rig import FaultProxy, Lazyreg, Upstream, http_json, start_lazyreg
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -50,12 +51,21 @@ def on_another_host(hostname: str) -> list[str]:
             f'hostname {hostname} && exec "$0" "$@"']
 
 
-def start_node(data: Path, database_url: str, prefix: list[str] | None = None) -> Node:
-    port = free_port()
+def cluster_url_of(server: Lazyreg) -> str:
+    """The internal endpoint's URL, as the server says at start-up (its port was 0)."""
+    found = re.search(r"peers read this server's downloads at (\S+)",
+                      server.logfile.read_text())
+    assert found, "the server did not say where its internal endpoint is"
+    return found.group(1)
+
+
+def start_node(data: Path, database_url: str, prefix: list[str] | None = None,
+               env: dict[str, str] | None = None) -> Node:
+    # Port 0: a port picked here could be taken by another server starting meanwhile.
     server = start_lazyreg(data, database_url=database_url, prefix=prefix, env={
-        "LAZYREG_CLUSTER_SECRET": SECRET, "LAZYREG_CLUSTER_LISTEN": f"127.0.0.1:{port}",
-        "LAZYREG_LEASE_TTL": str(LEASE_TTL)})
-    return Node(server, f"http://127.0.0.1:{port}")
+        "LAZYREG_CLUSTER_SECRET": SECRET, "LAZYREG_CLUSTER_LISTEN": "127.0.0.1:0",
+        "LAZYREG_LEASE_TTL": str(LEASE_TTL), **(env or {})})
+    return Node(server, cluster_url_of(server))
 
 
 def start_nodes(data: Path, database_url: str, prefix: list[str] | None = None
@@ -317,15 +327,10 @@ def test_three_servers_on_s3_one_download_one_object_and_a_takeover(
     faults = FaultProxy(upstream.url, tmp_path / "faults.log")
     bucket = s3_server.new_bucket()
     database_url = postgres.create_database()
-    env = s3_server.env(bucket, LAZYREG_CLUSTER_SECRET=SECRET,
-                        LAZYREG_LEASE_TTL=str(LEASE_TTL))
-    ports = [free_port() for _ in range(3)]
+    env = s3_server.env(bucket)
 
     def node(i: int, prefix: list[str] | None = None) -> Node:
-        server = start_lazyreg(tmp_path / f"node{i}", database_url=database_url,
-                               prefix=prefix, env={
-                                   **env, "LAZYREG_CLUSTER_LISTEN": f"127.0.0.1:{ports[i]}"})
-        return Node(server, f"http://127.0.0.1:{ports[i]}")
+        return start_node(tmp_path / f"node{i}", database_url, prefix, env)
 
     nodes: list[Node] = []
     try:
