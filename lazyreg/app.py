@@ -18,18 +18,28 @@ from pydantic import ValidationError
 from lazyreg import api, registry
 from lazyreg.api.access import api_access
 from lazyreg.api.limits import MAX_BODY_BYTES
+from lazyreg.auth.browsers import allowed_host
 from lazyreg.auth.service import Authenticator
 from lazyreg.auth.startup import bootstrap_users, open_secrets, report_undecryptable
+from lazyreg.auth.throttle import CLIENT
 from lazyreg.cache import LookupCache
-from lazyreg.check import adopt_orphan_files
+from lazyreg.check import adopt_orphan_files, register_verify
 from lazyreg.cluster import InternalListener, start_internal
 from lazyreg.config import Settings
 from lazyreg.db.engine import Database
-from lazyreg.errors import ApiError, RegistryError, SecretUnavailable, StorageFull
+from lazyreg.errors import (
+    ApiError,
+    RegistryError,
+    SecretUnavailable,
+    StorageFull,
+    TooLarge,
+    TooSlow,
+)
 from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.fetch.peer import PeerClient
 from lazyreg.observe import requests as observe
 from lazyreg.observe.keys import METRICS
+from lazyreg.observe.login import FORM_PATHS
 from lazyreg.pullthrough import PullThrough
 from lazyreg.redact import redact
 from lazyreg.registry.access import registry_access
@@ -58,10 +68,14 @@ def render_registry_error(exc: RegistryError, allow: str | None = None) -> web.R
     return web.json_response(body, status=exc.status, headers=headers)
 
 
+# Sent with every management API answer: a browser must never read one as anything but JSON.
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+
+
 def render_api_error(status: int, message: str, field: str | None,
                      headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"detail": redact(message), "field": field}, status=status,
-                             headers=headers)
+                             headers={**NOSNIFF, **(headers or {})})
 
 
 def render_validation_error(exc: ValidationError) -> web.Response:
@@ -70,7 +84,8 @@ def render_validation_error(exc: ValidationError) -> web.Response:
     message = f"{field}: {first['msg']}" if field else first["msg"]
     errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
               for e in exc.errors()]
-    return web.json_response({"detail": message, "field": field, "errors": errors}, status=400)
+    return web.json_response({"detail": message, "field": field, "errors": errors}, status=400,
+                             headers=NOSNIFF)
 
 
 # PostgreSQL's SQLSTATE for "disk full".
@@ -105,7 +120,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except RegistryError as exc:
         return render_registry_error(exc)
     except ApiError as exc:
-        return render_api_error(exc.status, exc.message, exc.field, exc.headers)
+        response = render_api_error(exc.status, exc.message, exc.field, exc.headers)
+        if isinstance(exc, TooSlow | TooLarge):
+            response.force_close()  # rather than wait for the rest of the body
+        return response
     except SecretUnavailable as exc:
         if request.path.startswith("/v2"):
             return render_registry_error(RegistryError("UNAVAILABLE", exc.message))
@@ -132,6 +150,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return render_registry_error(RegistryError("UNAVAILABLE", full.message,
                                                        status=full.status))
         return render_api_error(full.status, full.message, None)
+
+
+# Outside /api/, the POSTs that read a body: the status page's login forms, and the
+# token server's OAuth2 form (`POST /token`).
+BODY_PATHS = FORM_PATHS | {"/token"}
 
 
 def refused_body(request: web.Request) -> web.Response:
@@ -166,25 +189,54 @@ async def forget_targets(request: web.Request, handler: Handler) -> web.StreamRe
             request.app[STATE].lookups.invalidate_targets()
 
 
+def refused_host(request: web.Request) -> web.Response:
+    """With auth off, a request for a host name that is not this server's (DNS rebinding)."""
+    host = (request.headers.get("Host") or "")[:100]
+    message = (f"host {host!r} is not this server's: with auth off only a loopback name or"
+               " the external_url setting's host is answered")
+    if request.path.startswith("/v2"):
+        return render_registry_error(RegistryError("DENIED", message))
+    return render_api_error(403, message, "Host")
+
+
+async def as_client(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Handle a request where passwords may be checked: the login throttle counts its
+    client's address (`lazyreg.auth.throttle.CLIENT`)."""
+    token = CLIENT.set(request.remote)
+    try:
+        return await handler(request)
+    finally:
+        CLIENT.reset(token)
+
+
 @web.middleware
 async def by_area(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The rules of the request's area, and only those: one middleware rather than one
     per rule, so that a registry request does not pass through the API's (and the
     reverse); a middleware level costs every request, and /v2 answers are small.
 
-    /api/: who may call it and the audit line (`api_access`), then `forget_targets`.
-    Anything else: no request body (`refused_body`) but `POST /token`'s bounded form
-    (`lazyreg.registry.token`); /v2 with auth on: who may pull
-    what (`registry_access`).
+    With auth off, first: the `Host` must be this server's (`refused_host`).
+    /api/: who may call it and the audit line (`api_access`), then `forget_targets`;
+    answers say `nosniff`. Anything else: no request body (`refused_body`) but the
+    login forms (`lazyreg.observe.login`) and `POST /token`'s bounded form
+    (`lazyreg.registry.token`); /v2 with auth on: who may pull what (`registry_access`).
     """
     path = request.path
+    app = request.app[STATE]
+    if not app.auth.enabled and not allowed_host(request.headers.get("Host"),
+                                                 app.services.settings.external_url):
+        return refused_host(request)
     if path.startswith("/api/"):
-        return await api_access(request, lambda r: forget_targets(r, handler))
-    if request.body_exists and not (path == "/token" and request.method == "POST"):
-        return refused_body(request)  # the token server's OAuth2 form reads its own
-    if path.startswith("/v2") and request.app[STATE].auth.enabled:
-        return await registry_access(request, handler)
-    return await handler(request)
+        response = await as_client(
+            request, lambda r: api_access(r, lambda r2: forget_targets(r2, handler)))
+        response.headers.update(NOSNIFF)
+        return response
+    if request.body_exists and not (request.method == "POST" and path in BODY_PATHS):
+        return refused_body(request)  # the forms read their own, within the deadline
+    if path.startswith("/v2"):
+        return await (registry_access(request, handler) if app.auth.enabled
+                      else handler(request))
+    return await as_client(request, handler)  # /token, the status page and its login
 
 
 def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -233,6 +285,7 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         # After a sync, the base paths following the repository serve its new version.
         sync_task.register(tasks, services, fetcher, synced=lookups.invalidate_targets)
         space_tasks.register(tasks, services, space)
+        register_verify(tasks, db, store)
         lazy = LazyStore(services, fetcher)
         transfer_tasks.register(tasks, services, lazy, imported=lookups.invalidate_targets)
         app[STATE] = AppState(services, fetcher, tasks, lookups,

@@ -10,6 +10,7 @@
     │   ├── Forbidden      403, the user's role does not allow it
     │   ├── TooLarge       413, a request body over the limit
     │   ├── TooSlow        408, a request body that did not arrive in time
+    │   ├── UnsupportedMediaType  415, a write's body is not JSON
     │   └── StorageFull    507, the disk (or the database) is full
     └── SecretUnavailable  a stored secret cannot be decrypted with the secret key
 
@@ -91,6 +92,10 @@ class TooLarge(ApiError):
 
 class TooSlow(ApiError):
     status = 408
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
 
 
 class StorageFull(ApiError):

@@ -29,6 +29,10 @@ class Tasks(Protocol):
         """Record a task of a registered kind and start it; its row."""
         ...
 
+    async def submit_once(self, kind: str, params: dict[str, Any]) -> tuple[Task, bool]:
+        """`submit`, unless a task of the same lock key is active: then that one (and False)."""
+        ...
+
     async def wait(self, task_id: str) -> None:
         """Until the task, if it runs in this process, has ended."""
         ...

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -13,8 +12,9 @@ from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lazyreg.api.limits import BODY_TIMEOUT, MAX_BODY_BYTES, MAX_INT, MAX_INT_DIGITS
-from lazyreg.errors import ApiError, Conflict, InvalidField, TooLarge, TooSlow
+from lazyreg.api.limits import MAX_INT, MAX_INT_DIGITS
+from lazyreg.bodies import read_body
+from lazyreg.errors import ApiError, Conflict, InvalidField
 from lazyreg.state import state
 
 M = TypeVar("M", bound=BaseModel)
@@ -39,16 +39,7 @@ async def write(request: web.Request, fn: Callable[[Session], T]) -> T:
 
 async def json_object(request: web.Request) -> dict[str, Any]:
     """The request body, which must be a JSON object of at most `MAX_BODY_BYTES`."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise TooLarge(f"the request body is {request.content_length} bytes;"
-                       f" at most {MAX_BODY_BYTES} are accepted")
-    try:
-        async with asyncio.timeout(BODY_TIMEOUT):
-            raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise TooLarge(f"the request body is over {MAX_BODY_BYTES} bytes") from None
-    except TimeoutError:
-        raise TooSlow(f"the request body did not arrive within {BODY_TIMEOUT:g} s") from None
+    raw = await read_body(request, state(request).services.settings.body_timeout)
     try:
         body = json.loads(raw) if raw.strip() else None
     except (ValueError, RecursionError):

@@ -162,7 +162,12 @@ ROUTES: list[Route] = [
     Route("GET", f"{P}/check/", status.check,
           "Compare database and storage: artifacts without files, files without artifacts,"
           " unfinished versions", "status", response=CheckOut,
-          query=(Query("verify", "boolean", "Also hash every stored file"),)),
+          query=(Query("verify", "boolean",
+                       "Refused (400): hashing every file is POST check/verify/"),)),
+    Route("POST", f"{P}/check/verify/", status.verify,
+          "Hash every stored file, as a task, one at a time (admins); while one runs, 200"
+          " with that task rather than a second one", "status", response=TaskOut,
+          status=202, also=(200,)),
 ]
 ROUTES.append(Route("GET", f"{P}/openapi.json", openapi.handler(ROUTES),
                     "This OpenAPI document", "status"))

@@ -2,7 +2,8 @@
 
 Password checks (argon2: memory-hard, tens of milliseconds) run in worker
 threads, at most `MAX_CONCURRENT_VERIFICATIONS` at a time, so that a burst of
-logins cannot exhaust memory or the thread pool. A token is checked in
+logins cannot exhaust memory or the thread pool, after the login throttle
+admitted them (`lazyreg.auth.throttle`). A token is checked in
 process (signature, expiry), then against its account's cached state
 (`lazyreg.auth.accounts`): a password change, a role change, a delete or a
 revoke ends it at once on this process.
@@ -21,6 +22,7 @@ from lazyreg.auth.credentials import BadCredentials, Basic, Bearer, parse_author
 from lazyreg.auth.policy import Identity, PullRule, parse_scopes
 from lazyreg.auth.policy import grant as grant_scopes
 from lazyreg.auth.secrets import SecretBox
+from lazyreg.auth.throttle import LoginThrottle
 from lazyreg.auth.users import check_password, pull_rule
 from lazyreg.config import Settings
 from lazyreg.db.engine import Database
@@ -64,9 +66,11 @@ class Authenticator:
     _slots: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_VERIFICATIONS))
     accounts: AccountCache = field(init=False)
+    throttle: LoginThrottle = field(init=False)
 
     def __post_init__(self) -> None:
         self.accounts = AccountCache(self.db)
+        self.throttle = LoginThrottle(self.settings.login_max_backoff)
 
     @property
     def enabled(self) -> bool:
@@ -78,11 +82,21 @@ class Authenticator:
         self.accounts.invalidate(account)
 
     async def check_basic(self, basic: Basic) -> Identity:
+        """The user, if the password is theirs. Throttled (`lazyreg.auth.throttle`): too
+        many failures from the client's address or for the account raise `Throttled`."""
+        self.throttle.admit(basic.username, charge=False)  # refused without waiting
         async with self._slots:
-            identity = await self.db.read(
-                lambda s: check_password(s, basic.username, basic.password))
+            self.throttle.admit(basic.username)
+            try:
+                identity = await self.db.read(
+                    lambda s: check_password(s, basic.username, basic.password))
+            except BaseException:
+                self.throttle.refund(basic.username)  # not checked: the database failed
+                raise
         if identity is None:
+            self.throttle.failed(basic.username)
             raise AuthFailed("wrong username or password")
+        self.throttle.succeeded(basic.username)
         return identity
 
     async def _account_token(self, token: str, refresh: bool = False) -> Identity:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from lazyreg.config import Settings
-from lazyreg.observe import health, status_page
+from lazyreg.observe import health, login, status_page
 from lazyreg.observe.keys import BLOB_SOURCE, METRICS
 from lazyreg.observe.logs import REQUEST_ID, request_id_for
 from lazyreg.observe.metrics import CONTENT_TYPE, Metrics
@@ -153,6 +153,7 @@ def setup(app: web.Application, settings: Settings) -> Metrics:
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/", status_page.status_page)
+    login.setup(app)
 
     async def drain(_: web.Application) -> None:  # before the lifespan closes the database
         task = app[STORAGE_REFRESH].task
