@@ -10,6 +10,7 @@ import errno
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from html import escape
 
 import aiohttp
 from aiohttp import web
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from lazyreg import api, registry
 from lazyreg.api.access import api_access
+from lazyreg.api.http import PUBLISHED
 from lazyreg.api.limits import MAX_BODY_BYTES
 from lazyreg.auth.browsers import allowed_host
 from lazyreg.auth.service import Authenticator
@@ -26,9 +28,18 @@ from lazyreg.cache import LookupCache
 from lazyreg.check import adopt_orphan_files, register_verify
 from lazyreg.cluster import InternalListener, start_internal
 from lazyreg.config import Settings
-from lazyreg.db.engine import Database
+from lazyreg.db.changes import (
+    ACCOUNT_PREFIX,
+    ACCOUNTS,
+    EVERYTHING,
+    MANAGEMENT,
+    TARGETS,
+    ChangeFeed,
+)
+from lazyreg.db.engine import Database, as_unavailable
 from lazyreg.errors import (
     ApiError,
+    BackendUnavailable,
     RegistryError,
     SecretUnavailable,
     StorageFull,
@@ -88,6 +99,33 @@ def render_validation_error(exc: ValidationError) -> web.Response:
                              headers=NOSNIFF)
 
 
+UNAVAILABLE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>lazyreg: {part} unreachable</title>
+<meta http-equiv="refresh" content="{retry}"></head>
+<body><h1>lazyreg: the {part} is unreachable</h1>
+<p id="unavailable" data-part="{part}">The server runs, but its {part} cannot be reached
+right now. Content this server holds in memory is still served; the rest answers 503
+until the {part} is back. This page retries every {retry} s; <a href="/readyz">/readyz</a>
+says when the server is ready again.</p></body></html>
+"""
+
+
+def render_unavailable(request: web.Request, exc: BackendUnavailable) -> web.Response:
+    """503 + Retry-After in the request's area: an OCI body on /v2, a page for people on the
+    status page and its login form, JSON elsewhere (the API, /token)."""
+    log.warning("%s %s: 503, the %s is unreachable: %s", request.method, request.path,
+                exc.part, exc.message)
+    if request.path.startswith("/v2"):
+        return render_registry_error(RegistryError("UNAVAILABLE", exc.message, status=503)
+                                     .with_headers(exc.headers))
+    if request.path != "/" and request.path not in FORM_PATHS:  # the API, /token: JSON
+        return render_api_error(503, exc.message, None, exc.headers)
+    page = UNAVAILABLE_PAGE.format(part=escape(exc.part), retry=exc.retry_after)
+    return web.Response(text=page, status=503, content_type="text/html",
+                        headers={**exc.headers, "Cache-Control": "no-store",
+                                 "X-Content-Type-Options": "nosniff"})
+
+
 # PostgreSQL's SQLSTATE for "disk full".
 PG_DISK_FULL = "53100"
 
@@ -124,6 +162,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if isinstance(exc, TooSlow | TooLarge):
             response.force_close()  # rather than wait for the rest of the body
         return response
+    except BackendUnavailable as exc:
+        return render_unavailable(request, exc)
     except SecretUnavailable as exc:
         if request.path.startswith("/v2"):
             return render_registry_error(RegistryError("UNAVAILABLE", exc.message))
@@ -142,7 +182,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except Exception as exc:
         if not is_disk_full(exc):
-            raise
+            unavailable = as_unavailable(exc)  # a session used without Database.read/write
+            if unavailable is None:
+                raise
+            return render_unavailable(request, unavailable)
         log.error("%s %s: the disk is full: %s", request.method, request.path, exc)
         full = StorageFull("insufficient storage: the server's disk (or database) is full;"
                            " nothing was changed; free some space and retry")
@@ -174,19 +217,33 @@ def refused_body(request: web.Request) -> web.Response:
 
 
 async def forget_targets(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A management change may move what a base path serves: drop the cached targets.
+    """A management change may move what a base path serves: drop the cached targets, here
+    at once and, through the change feed, on every process.
 
-    After the handler, whether it succeeded or not (a write may commit and then
-    fail): a lookup that read the database before the change cannot put its
-    answer back (see `LookupCache.generation`). Answers cached under a target
-    need no dropping: a repository's new version or a new repository is a new
-    target.
+    The write published the change in its own transaction (`api.http.write`, keys
+    `changes.MANAGEMENT`); other processes apply it within SEEN_BOUND. Here it is
+    applied after the handler, whether it succeeded or not (a write may commit and
+    then fail): a lookup that read the database before the change cannot put its
+    answer back (see `LookupCache.generation`). Answers cached under a target need
+    no dropping: a repository's new version or a new repository is a new target.
+    A DELETE that succeeded answers only once every process has applied it
+    (`ChangeFeed.wait_applied`): what it deleted is then served nowhere.
     """
-    try:
+    if request.method in ("GET", "HEAD", "OPTIONS"):
         return await handler(request)
+    feed = request.app[STATE].changes
+    try:
+        response = await handler(request)
     finally:
-        if request.method not in ("GET", "HEAD"):
-            request.app[STATE].lookups.invalidate_targets()
+        feed.apply(*MANAGEMENT, generation=request.get(PUBLISHED))
+    generation = request.get(PUBLISHED)
+    if generation is not None and request.method == "DELETE" and response.status < 300:
+        lagging = await feed.wait_applied(generation)
+        if lagging:
+            log.warning("%s %s: processes %s did not confirm the deletion within %g s;"
+                        " they stopped serving from memory by then", request.method,
+                        request.path, ", ".join(lagging), feed.grace)
+    return response
 
 
 def refused_host(request: web.Request) -> web.Response:
@@ -239,6 +296,20 @@ async def by_area(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await as_client(request, handler)  # /token, the status page and its login
 
 
+def follow_change(key: str, lookups: LookupCache, pullthrough: PullThrough,
+                  auth: Authenticator) -> None:
+    """What a change published on the feed (here or by another process) drops here:
+    route answers and pull-through memories (`targets`), the accounts whose tokens are
+    checked in memory (`accounts`, or `account:<id>` for one)."""
+    if key in (TARGETS, EVERYTHING):
+        lookups.invalidate_targets()
+        pullthrough.forget()
+    if key in (ACCOUNTS, EVERYTHING):
+        auth.invalidate_account(None)
+    elif key.startswith(ACCOUNT_PREFIX) and key[len(ACCOUNT_PREFIX):].isdigit():
+        auth.invalidate_account(int(key[len(ACCOUNT_PREFIX):]))
+
+
 def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -279,22 +350,29 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
             log.info("cluster node: peers read this server's downloads at %s", internal.url)
         lookups = LookupCache(max_bytes=settings.lookup_cache_bytes)
         pullthrough = PullThrough(services, fetcher, on_stale=metrics.stale_served)
+        changes = ChangeFeed(db, worker, grace=settings.cache_grace)
+        authenticator = Authenticator(settings, db, secrets)
+        changes.subscribe(lambda key: follow_change(key, lookups, pullthrough, authenticator))
+        await changes.start()
         space = SpaceKeeper(services)
         fetcher.on_stored.append(space.stored)
         space.on_evict.append(lambda _digest, size: metrics.evicted(size))
         # After a sync, the base paths following the repository serve its new version.
-        sync_task.register(tasks, services, fetcher, synced=lookups.invalidate_targets)
+        sync_task.register(tasks, services, fetcher,
+                           synced=lambda: changes.announce(TARGETS))
         space_tasks.register(tasks, services, space)
         register_verify(tasks, db, store)
         lazy = LazyStore(services, fetcher)
-        transfer_tasks.register(tasks, services, lazy, imported=lookups.invalidate_targets)
+        transfer_tasks.register(tasks, services, lazy,
+                                imported=lambda: changes.announce(TARGETS))
         app[STATE] = AppState(services, fetcher, tasks, lookups,
-                              Authenticator(settings, db, secrets), lazy, pullthrough, space)
+                              authenticator, lazy, pullthrough, space, changes)
         space.start()
         try:
             yield
         finally:
             await tasks.shutdown()
+            await changes.close()
             await pullthrough.close()
             if internal is not None:
                 await internal.close()

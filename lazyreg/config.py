@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     detached_fetch_timeout: float = 3600.0
     # Seconds a client reading a blob may stall before it is disconnected (see registry/send.py).
     send_timeout: float = Field(60.0, gt=0)
+    # Seconds this process keeps answering from its in-memory caches after it last heard
+    # from the database (the change feed, `lazyreg.db.changes`): the outage it rides out;
+    # also the longest a DELETE waits for a process that stopped answering the feed.
+    cache_grace: float = Field(40.0, ge=0, le=600)
     # Seconds a download lease is valid before another process may take it over.
     lease_ttl: float = 30.0
     # Retries of a failed upstream request, and the first backoff (doubling, with jitter).

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from lazyreg.auth.service import Authenticator
 from lazyreg.cache import LookupCache
+from lazyreg.db.changes import ChangeFeed
 from lazyreg.db.models import Task
 from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.pullthrough import PullThrough
@@ -48,6 +49,8 @@ class AppState:
     blobs: LazyStore
     pullthrough: PullThrough
     space: SpaceKeeper
+    # What other processes changed; whether cached answers may still be used.
+    changes: ChangeFeed
 
 
 STATE = web.AppKey("state", AppState)

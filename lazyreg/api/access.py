@@ -25,7 +25,13 @@ from lazyreg.auth.browsers import cross_origin, is_json
 from lazyreg.auth.policy import READ_METHODS, Identity, allowed, api_need
 from lazyreg.auth.service import AuthFailed
 from lazyreg.bodies import read_body
-from lazyreg.errors import ApiError, Forbidden, Unauthorized, UnsupportedMediaType
+from lazyreg.errors import (
+    ApiError,
+    BackendUnavailable,
+    Forbidden,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from lazyreg.state import state
 
 audit = logging.getLogger("lazyreg.audit")
@@ -40,7 +46,7 @@ def identity(request: web.Request) -> Identity | None:
 
 
 def _status_of(exc: BaseException) -> int:
-    if isinstance(exc, ApiError):
+    if isinstance(exc, (ApiError, BackendUnavailable)):
         return exc.status
     if isinstance(exc, ValidationError):
         return 400

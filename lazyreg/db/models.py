@@ -380,3 +380,36 @@ class Lease(Base):
     state: Mapped[str] = mapped_column(String(16), default="running", server_default="running")
     # The owner's `cluster_url`: where its peers read what it downloads (None: not clustered).
     url: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class CacheCounter(Base):
+    """One row: the generation of the last change published to the in-memory caches.
+
+    Publishers bump it in the transaction that records their change, so its row
+    lock orders them: changes commit in generation order (`lazyreg.db.changes`).
+    """
+
+    __tablename__ = "cache_counter"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CacheChange(Base):
+    """A change the in-memory caches of every process must hear about: a key to drop."""
+
+    __tablename__ = "cache_changes"
+
+    generation: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class CacheNode(Base):
+    """A server process that keeps in-memory caches: the last generation it has applied,
+    and when it last said so (Unix time, its own clock)."""
+
+    __tablename__ = "cache_nodes"
+
+    worker: Mapped[str] = mapped_column(String(255), primary_key=True)
+    seen: Mapped[int] = mapped_column(BigInteger, default=0)
+    heartbeat: Mapped[float] = mapped_column(Float)

@@ -28,6 +28,7 @@ import secrets
 from html import escape
 
 from aiohttp import web
+from sqlalchemy.orm import Session
 
 from lazyreg.auth import token_store
 from lazyreg.auth.browsers import cross_origin
@@ -36,6 +37,7 @@ from lazyreg.auth.policy import Identity
 from lazyreg.auth.service import AuthFailed
 from lazyreg.auth.throttle import Throttled
 from lazyreg.bodies import read_body
+from lazyreg.db import changes
 from lazyreg.state import AppState, state
 
 SESSION = "lazyreg_session"
@@ -197,7 +199,13 @@ async def logout(request: web.Request) -> web.Response:
     token_id = who.token_id if who is not None else None
     if token_id is not None:  # the session's token ends here, not when it expires
         app = state(request)
-        account = await app.services.db.write(lambda s: token_store.revoke(s, token_id, None))
+
+        def revoke(session: Session) -> int | None:
+            account = token_store.revoke(session, token_id, None)
+            if account is not None:  # every node forgets it, not only this one
+                changes.publish(session, [f"{changes.ACCOUNT_PREFIX}{account}"])
+            return account
+        account = await app.services.db.write(revoke)
         if account is not None:
             app.auth.invalidate_account(account)
     response = see_other("/login")

@@ -66,11 +66,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
     rid = request_id_for(request.headers.get("X-Request-Id"))
     request[STARTED] = Started(rid, time.perf_counter())
-    token = REQUEST_ID.set(rid)
-    try:
-        return await handler(request)
-    finally:
-        REQUEST_ID.reset(token)
+    # Set and never reset: aiohttp handles each request in a task of its own (with a copy
+    # of the context), and what it logs after the handler, such as the traceback of an
+    # unhandled exception ("Error handling request"), must carry the id too.
+    REQUEST_ID.set(rid)
+    return await handler(request)
 
 
 def route_of(request: web.Request) -> str:

@@ -1,7 +1,7 @@
 """cluster: a lease names where its owner can be reached by its peers
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0010
 
 `leases.url`: the `cluster_url` of the server process that holds the lease
 (null for a server that is not in a cluster), so that a follower on another
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0012'
-down_revision = '0009'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
