@@ -17,11 +17,12 @@ version) that holds the reference, fetching it from the upstream when needed:
    one task in this process that every request joins, and one lease in the
    database across processes and servers (a process that finds another's lease
    waits for it and then reads what it wrote). A flight that failed leaves its
-   lease saying so (`not_found` for a 404) for as long as a failure is
-   remembered in memory (below, at least MIN_REMEMBERED): the processes that
-   followed it, or that come while it is remembered, fail alike, a 404 as a
+   lease saying so (`not_found` for a 404) for BURST_MEMORY seconds: the
+   processes that followed it, or that come just after, fail alike, a 404 as a
    404, rather than ask the upstream again: one upstream request per burst,
-   cluster-wide. The flight HEADs a tag the repository holds
+   cluster-wide. Longer than that, each process remembers it in memory only
+   (below), which a change of the distribution or remote clears at once. The
+   flight HEADs a tag the repository holds
    and GETs only when its digest changed; a reference never seen is fetched
    with its closure and configs (`lazyreg.sync.one_tag`).
 
@@ -82,7 +83,7 @@ MAX_FRESH = 65_536  # confirmed tags remembered
 FAILURE_MEMORY = 5.0  # seconds an upstream failure (not a 404) is remembered, at most
 STALE_WAIT = 2.0  # seconds a request for a stored tag waits for its re-check
 FOLLOW_POLL = 0.05  # seconds between looks at another process's lease
-MIN_REMEMBERED = 1.0  # seconds a failed lease is kept at least, for its followers to read
+BURST_MEMORY = 2.0  # seconds a failed flight's lease answers for it, cluster-wide
 
 FlightKey = tuple[int, str, str]  # (distribution id, upstream name, reference)
 # What a flight may end with that is the upstream's doing (TimeoutError: MAX_FLIGHT).
@@ -361,12 +362,8 @@ class PullThrough:
                         leases.release(session, key, me)
                     elif outcome is leases.LeaseState.DONE:
                         leases.end(session, key, me, ttl, outcome)
-                    else:  # kept as long as this process remembers it (see `_flight`)
-                        remembered = mirror.negative_ttl if outcome is \
-                            leases.LeaseState.NOT_FOUND else min(mirror.negative_ttl,
-                                                                 FAILURE_MEMORY)
-                        leases.end(session, key, me, max(remembered, MIN_REMEMBERED),
-                                   outcome)
+                    else:  # for the rest of the burst (see BURST_MEMORY)
+                        leases.end(session, key, me, BURST_MEMORY, outcome)
                 with contextlib.suppress(Exception):
                     await asyncio.shield(db.write(end))
 
