@@ -25,12 +25,14 @@ run: venv
 	$(VENV)/bin/lazyreg serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 # Debian packages for the end-to-end tests: the CNCF registry, skopeo, podman
-# (via the rig's install-deps), a PostgreSQL server, Chromium (the status page test) and
-# umoci (it reads the OCI layouts that exports write).
+# (via the rig's install-deps), the S3 server (Swift with its S3 API, via s3-server
+# install), a PostgreSQL server, Chromium (the status page test) and umoci (it reads
+# the OCI layouts that exports write).
 deps:
 	@test -x $(SHARED)/upstream/install-deps || { echo "no test rig in $(SHARED): set SHARED=/path/to/shared"; exit 1; }
 	@set -e; if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO $(SHARED)/upstream/install-deps; \
+	$$SUDO $(SHARED)/s3/s3-server install >/dev/null; \
 	if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql >/dev/null; \
 	fi; \

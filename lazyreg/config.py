@@ -23,6 +23,19 @@ class Settings(BaseSettings):
     port: int = Field(5000, ge=0, le=65535)
     data_dir: Path = Path("./lazyreg-data")
     database_url: str | None = None
+    # Blob storage: unset, the filesystem under data_dir; `s3://bucket/prefix`, an
+    # S3-compatible object store (README, "Object storage"). Keys left unset come from
+    # the AWS environment variables and credential files.
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # Stored blobs answered with a 307 to a presigned URL of the object store (GET, HEAD).
+    storage_redirect: bool = False
+    # Seconds between two sweeps of what dead workers left staged (uploads, spools).
+    staging_sweep_interval: float = Field(300.0, gt=0)
     # Bytes of memory for the registry's cached lookups (manifests, what a version holds).
     lookup_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
     tls_cert: Path | None = None

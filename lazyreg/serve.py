@@ -28,6 +28,7 @@ from lazyreg.app import create_app
 from lazyreg.config import Settings, bind_refusal, cluster_refusal
 from lazyreg.observe import logs
 from lazyreg.redact import RedactingFilter
+from lazyreg.storage.base import Misconfigured
 
 IDLE_TIMEOUT = 15.0
 MAX_REQUEST_LINE = 8190  # bytes; also bounds a URL, so every name and query in it
@@ -73,11 +74,15 @@ def serve(settings: Settings) -> None:
     scheme = "https" if ssl_context else "http"
     print(f"lazyreg serving {scheme}://{settings.host}:{settings.port}"
           f" (data: {settings.data_dir.resolve()}, database:"
-          f" {settings.resolved_database_url.split('@')[-1]}, auth: {settings.auth})",
+          f" {settings.resolved_database_url.split('@')[-1]}, storage:"
+          f" {settings.storage_url or 'the data directory'}, auth: {settings.auth})",
           flush=True)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port,
-                ssl_context=ssl_context, print=None, access_log=None,
-                handler_cancellation=False, keepalive_timeout=IDLE_TIMEOUT,
-                shutdown_timeout=settings.shutdown_timeout, lingering_time=LINGER_TIME,
-                max_line_size=MAX_REQUEST_LINE, max_field_size=MAX_HEADER_FIELD,
-                max_headers=MAX_HEADERS)
+    try:
+        web.run_app(create_app(settings), host=settings.host, port=settings.port,
+                    ssl_context=ssl_context, print=None, access_log=None,
+                    handler_cancellation=False, keepalive_timeout=IDLE_TIMEOUT,
+                    shutdown_timeout=settings.shutdown_timeout, lingering_time=LINGER_TIME,
+                    max_line_size=MAX_REQUEST_LINE, max_field_size=MAX_HEADER_FIELD,
+                    max_headers=MAX_HEADERS)
+    except Misconfigured as exc:  # found at start-up: one line, naming the setting
+        raise StartRefused(str(exc)) from None

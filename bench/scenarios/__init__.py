@@ -36,6 +36,7 @@ def registry() -> dict[str, Scenario]:
         lazy,
         memory,
         metrics,
+        objectstore,
         pullthrough,
         small,
         sync,
@@ -43,4 +44,5 @@ def registry() -> dict[str, Scenario]:
 
     return {"cached": cached.run, "lazy": lazy.run, "images": images.run,
             "small": small.run, "sync": sync.run, "memory": memory.run,
-            "metrics": metrics.run, "pullthrough": pullthrough.run, "airgap": airgap.run}
+            "metrics": metrics.run, "pullthrough": pullthrough.run, "airgap": airgap.run,
+            "objectstore": objectstore.run}

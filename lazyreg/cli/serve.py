@@ -22,6 +22,8 @@ def serve(
                         ] = None,
     database_url: Annotated[str | None, typer.Option(help="postgresql://... to scale out")
                             ] = None,
+    storage_url: Annotated[str | None, typer.Option(
+        help="s3://bucket/prefix: blobs in an object store [the data dir]")] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve HTTPS")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert")] = None,
     auth: Annotated[str | None, typer.Option(
@@ -42,6 +44,7 @@ def serve(
     from lazyreg.serve import serve as run
 
     flags = {"host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
+             "storage_url": storage_url,
              "tls_cert": tls_cert, "tls_key": tls_key, "auth": auth, "log_format": log_format,
              "cluster_listen": cluster_listen, "cluster_url": cluster_url}
     given: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
