@@ -4,8 +4,10 @@ Each server is a cluster node (its own internal listener, one shared secret).
 They share the data directory, as servers of one machine can: a follower would
 read its leader's staging there, but a follower of another server reads the
 leader's internal endpoint (the path it takes when storage cannot share
-staging), which is what these tests prove. Upstream requests are counted in
-the rig registry's access log; bodies are throttled by the rig's fault proxy.
+staging), which is what these tests prove. The last test runs three servers
+on one bucket of the S3 rig instead, each with its own data directory.
+Upstream requests are counted in the rig registry's access log; bodies are
+throttled by the rig's fault proxy.
 """
 
 from __future__ import annotations
