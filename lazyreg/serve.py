@@ -36,7 +36,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from lazyreg.app import create_app
 from lazyreg.auth.startup import open_secrets
-from lazyreg.config import Settings, bind_refusal
+from lazyreg.config import Settings, bind_refusal, cluster_refusal
 from lazyreg.configfile import unknown_variables
 from lazyreg.db.engine import Database
 from lazyreg.db.schema import SchemaState, schema_state
@@ -161,7 +161,7 @@ def serve(settings: Settings) -> None:
     # Until aiohttp installs its own handler, SIGTERM must still stop the process: as
     # PID 1 of a container, a process without a handler never receives it.
     signal.signal(signal.SIGTERM, _terminated)
-    refusal = bind_refusal(settings)
+    refusal = bind_refusal(settings) or cluster_refusal(settings)
     if refusal:
         raise StartRefused(refusal)
     if not settings.migrate:

@@ -29,7 +29,8 @@ PACKAGE = "lazyreg"
 # From the bottom up. A unit may import the units of the layers below its own.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # Leaf modules: they import nothing of lazyreg.
-    ("lazyreg", "types", "errors", "worker", "redact", "config", "cache", "taskcontext"),
+    ("lazyreg", "types", "errors", "worker", "redact", "config", "cache", "taskcontext",
+     "clusterauth"),
     # oci: pure data, no I/O; configfile: the settings in force (file, environment, flags)
     ("oci", "configfile"),
     ("storage", "upstream", "db"),
@@ -45,6 +46,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("state", "bodies"),
     ("observe",),  # metrics, request logs, health checks, the status page
     ("registry",),  # the /v2 handlers
+    ("cluster",),  # the internal endpoint that peers read downloads from
     ("tasks",),  # runs registered task kinds
     ("api",),
     ("app",),

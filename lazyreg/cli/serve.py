@@ -46,6 +46,11 @@ def serve(
     migrate: Annotated[bool | None, typer.Option(
         "--migrate", help="Bring an older database schema up to date first (else refuse)",
         show_default=False)] = None,
+    cluster_listen: Annotated[str | None, typer.Option(
+        help="HOST:PORT of the internal endpoint peers read downloads from (a cluster node;"
+             " needs LAZYREG_CLUSTER_SECRET)")] = None,
+    cluster_url: Annotated[str | None, typer.Option(
+        help="How peers reach --cluster-listen [http://HOST:PORT of it]")] = None,
     config: ConfigFile = None,
 ) -> None:
     """Run the server: the OCI registry (/v2) and the management API (/api/v1)."""
@@ -55,7 +60,7 @@ def serve(
     flags = {"host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
              "storage_url": storage_url,
              "tls_cert": tls_cert, "tls_key": tls_key, "auth": auth, "log_format": log_format,
-             "migrate": migrate}
+             "migrate": migrate, "cluster_listen": cluster_listen, "cluster_url": cluster_url}
     settings = load_settings(flags, config)
     try:
         run(settings)

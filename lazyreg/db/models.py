@@ -378,6 +378,8 @@ class Lease(Base):
     owner: Mapped[str] = mapped_column(String(64))
     expires: Mapped[float] = mapped_column(Float)
     state: Mapped[str] = mapped_column(String(16), default="running", server_default="running")
+    # The owner's `cluster_url`: where its peers read what it downloads (None: not clustered).
+    url: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class CacheCounter(Base):

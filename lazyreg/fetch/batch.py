@@ -122,7 +122,8 @@ async def _claim_many(fetcher: Fetcher, digests: list[str]) -> tuple[set[str], s
     def claim(session: Session) -> tuple[set[str], set[str]]:
         recorded = artifacts.stored_digests(session, digests)
         held = leases.claim_many(session, [lease_key(d) for d in digests
-                                           if d not in recorded], me, ttl)
+                                           if d not in recorded], me, ttl,
+                                 services.cluster_url)
         return {d for d in digests if lease_key(d) in held}, recorded
 
     for _ in range(MAX_CLAIM_RACES):
