@@ -37,6 +37,7 @@ from lazyreg.space import tasks as space_tasks
 from lazyreg.state import STATE, AppState
 from lazyreg.storage.filesystem import FilesystemStore
 from lazyreg.sync import task as sync_task
+from lazyreg.sync.pending import PendingManifests
 from lazyreg.tasks.runner import TaskRunner
 from lazyreg.upstream.pool import UpstreamPool
 from lazyreg.worker import WorkerId
@@ -218,13 +219,14 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         space_tasks.register(tasks, services, space)
         app[STATE] = AppState(services, fetcher, tasks, lookups,
                               Authenticator(settings, db, secrets), LazyStore(services, fetcher),
-                              pullthrough, space)
+                              pullthrough, space, PendingManifests(services))
         space.start()
         try:
             yield
         finally:
             await tasks.shutdown()
             await pullthrough.close()
+            await app[STATE].pending.close()
             await fetcher.close()
             await space.close()
             await session.close()

@@ -20,6 +20,7 @@ from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.pullthrough import PullThrough
 from lazyreg.services import Services
 from lazyreg.space import SpaceKeeper
+from lazyreg.sync.pending import PendingManifests
 
 
 class Tasks(Protocol):
@@ -44,6 +45,7 @@ class AppState:
     blobs: LazyStore
     pullthrough: PullThrough
     space: SpaceKeeper
+    pending: PendingManifests  # manifests the platform filter left, fetched on demand
 
 
 STATE = web.AppKey("state", AppState)
