@@ -152,7 +152,8 @@ def _exclude_tags(value: list[str] | None) -> list[str] | None:
     return _tag_patterns(value, digests=False)
 
 
-_PLATFORM_RE = re.compile(r"[a-z0-9_.-]{1,64}(/[a-zA-Z0-9_.-]{1,64}){1,2}\Z")
+_PLATFORM_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}/[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}"
+                          r"(/[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63})?\Z")
 
 
 def _platforms(value: list[str] | None) -> list[str] | None:
