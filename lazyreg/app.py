@@ -38,6 +38,7 @@ from lazyreg.state import STATE, AppState
 from lazyreg.storage.filesystem import FilesystemStore
 from lazyreg.sync import task as sync_task
 from lazyreg.sync.pending import PendingManifests
+from lazyreg.sync.schedule import Scheduler
 from lazyreg.tasks.runner import TaskRunner
 from lazyreg.upstream.pool import UpstreamPool
 from lazyreg.worker import WorkerId
@@ -221,9 +222,13 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
                               Authenticator(settings, db, secrets), LazyStore(services, fetcher),
                               pullthrough, space, PendingManifests(services))
         space.start()
+        # Scheduled syncs (`sync_interval`): each tick claimed by one process.
+        scheduler = Scheduler(db, tasks.submit)
+        scheduler.start()
         try:
             yield
         finally:
+            await scheduler.close()
             await tasks.shutdown()
             await pullthrough.close()
             await app[STATE].pending.close()

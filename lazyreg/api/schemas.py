@@ -368,6 +368,22 @@ class SyncIn(Input):
                                             " of skipping it with a warning")
 
 
+class ScheduleIn(Input):
+    remote: str = Field(max_length=MAX_NAME_LENGTH, description="Name of the remote to sync from")
+    mirror: bool = Field(False, description="Make each new version equal to the upstream")
+    sync_interval: int | None = Field(
+        ge=1, le=MAX_INT, description="Seconds between the runs the server starts itself;"
+        " null: no schedule")
+
+
+class ScheduleOut(BaseModel):
+    remote: str
+    mirror: bool
+    sync_interval: int
+    next_run: Timestamp
+    last_task: str | None = Field(description="The task of the last scheduled run")
+
+
 # --- distributions ---------------------------------------------------------
 
 

@@ -99,13 +99,15 @@ class TaskRunner:
             return n
         return await self.db.write(fail_orphans)
 
-    async def submit(self, kind: str, params: dict[str, Any]) -> Task:
-        """Record a `waiting` task of `kind` and start it; its row."""
+    async def submit(self, kind: str, params: dict[str, Any], task_id: str | None = None
+                     ) -> Task:
+        """Record a `waiting` task of `kind` and start it; its row. `task_id`: an id
+        chosen beforehand (a scheduled sync claims its run under it)."""
         found = self._kinds.get(kind)
         if found is None:
             raise UnknownTaskKind(f"no task kind {kind!r} is registered")
         lock_key = found.lock(params) if found.lock else None
-        task = Task(id=str(uuid.uuid4()), kind=kind, state="waiting", params=params,
+        task = Task(id=task_id or str(uuid.uuid4()), kind=kind, state="waiting", params=params,
                     lock_key=lock_key, worker=str(self.worker), progress={},
                     created_resources=[], warnings=[], created=utcnow())
 

@@ -62,6 +62,10 @@ def test_every_command_answers_json(cli: Runner, servers: Servers,
     assert run("repository versions delete", "app", "0") == {
         "deleted": "repositories/app/versions/0/"}
     assert run("repository reclaim", "app")["state"] == "completed"
+    scheduled = run("repository schedule", "app", "--remote", "up", "--every", "1h")
+    assert scheduled["sync_interval"] == 3600 and scheduled["remote"] == "up"
+    assert run("repository schedule", "app", "--off") == {
+        "deleted": "repositories/app/schedule/"}
     assert run("orphans cleanup", "--protection-time", "0")["state"] == "completed"
     assert run("distribution delete", "app") == {"deleted": "distributions/app/"}
     assert run("repository delete", "app") == {"deleted": "repositories/app/"}
