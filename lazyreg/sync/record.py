@@ -72,7 +72,7 @@ def _insert_blobs(session: Session, manifests: list[FetchedManifest]) -> dict[st
     new = [wanted[d] for d in sorted(wanted) if d not in ids]
     new_ids = _new_content_ids(session, "blob", len(new))
     if new:
-        session.execute(insert(Blob), [
+        session.execute(insert(q.table(Blob)), [
             {"id": i, "digest": d.digest, "size": d.size, "media_type": d.media_type}
             for i, d in zip(new_ids, new, strict=True)])
     ids.update((d.digest, i) for d, i in zip(new, new_ids, strict=True))
@@ -88,7 +88,7 @@ def _insert_manifests(session: Session, manifests: list[FetchedManifest],
     blob_ids = _insert_blobs(session, new)
     for m, i in zip(new, _new_content_ids(session, "manifest", len(new)), strict=True):
         manifest_ids[m.digest] = i
-    session.execute(insert(Manifest), [
+    session.execute(insert(q.table(Manifest)), [
         {"id": manifest_ids[m.digest], "digest": m.digest, "media_type": m.parsed.media_type,
          "size": len(m.data), "data": m.data,
          "config_digest": m.parsed.config.digest if m.parsed.config else None,
@@ -111,9 +111,9 @@ def _insert_manifests(session: Session, manifests: list[FetchedManifest],
                              "architecture": plat.architecture if plat else "",
                              "variant": plat.variant if plat else ""})
     if links:
-        session.execute(insert(ManifestBlob), links)
+        session.execute(insert(q.table(ManifestBlob)), links)
     if children:
-        session.execute(insert(ManifestChild), children)
+        session.execute(insert(q.table(ManifestChild)), children)
 
 
 def _insert_pending(session: Session, pending: dict[str, Descriptor],
@@ -122,7 +122,7 @@ def _insert_pending(session: Session, pending: dict[str, Descriptor],
     new = [d for digest, d in sorted(pending.items()) if digest not in manifest_ids]
     ids = _new_content_ids(session, "manifest", len(new))
     if new:
-        session.execute(insert(Manifest), [
+        session.execute(insert(q.table(Manifest)), [
             {"id": i, "digest": d.digest, "media_type": d.media_type, "size": d.size,
              "data": PENDING} for i, d in zip(ids, new, strict=True)])
     manifest_ids.update((d.digest, i) for d, i in zip(new, ids, strict=True))
@@ -139,7 +139,7 @@ def _tag_ids(session: Session, tags: dict[str, int]) -> set[int]:
     new = [(n, m) for n, m in sorted(tags.items()) if (n, m) not in existing]
     new_ids = _new_content_ids(session, "tag", len(new))
     if new:
-        session.execute(insert(Tag), [{"id": i, "name": n, "manifest_id": m}
+        session.execute(insert(q.table(Tag)), [{"id": i, "name": n, "manifest_id": m}
                                       for i, (n, m) in zip(new_ids, new, strict=True)])
     return {existing[pair] for pair in tags.items() if pair in existing} | set(new_ids)
 
@@ -247,7 +247,7 @@ def _record_manifest_sources(session: Session, findings: SyncFindings,
             ManifestSource.upstream_name == findings.upstream_name)))
     new = sorted(manifest_ids - existing)
     if new:
-        session.execute(insert(ManifestSource), [
+        session.execute(insert(q.table(ManifestSource)), [
             {"manifest_id": m, "remote_id": findings.remote_id,
              "upstream_name": findings.upstream_name} for m in new])
 
@@ -261,7 +261,7 @@ def _record_sources(session: Session, findings: SyncFindings, blob_ids: set[int]
             BlobSource.upstream_name == findings.upstream_name)))
     new = sorted(blob_ids - existing)
     for batch in q.chunked(new, 300):  # 3 parameters a row
-        session.execute(insert(BlobSource), [
+        session.execute(insert(q.table(BlobSource)), [
             {"blob_id": b, "remote_id": findings.remote_id,
              "upstream_name": findings.upstream_name} for b in batch])
 
@@ -287,7 +287,7 @@ def fill_pending(session: Session, fetched: FetchedManifest, remote_id: int,
     links = [{"manifest_id": row.id, "position": pos, "blob_id": blob_ids[d.digest]}
              for pos, d in parsed.linked_blobs]
     if links:
-        session.execute(insert(ManifestBlob), links)
+        session.execute(insert(q.table(ManifestBlob)), links)
     ids = sorted(set(blob_ids.values()))
     findings = SyncFindings(repository_id=0, remote_id=remote_id,
                             upstream_name=upstream_name, mirror=False, tags={})
@@ -299,5 +299,5 @@ def fill_pending(session: Session, fetched: FetchedManifest, remote_id: int,
              "version_removed": removed}
             for repo, added, removed in ranges for blob in ids]
     for batch in q.chunked(rows, 200):  # 4 parameters a row
-        session.execute(insert(rc), batch)
+        session.execute(insert(q.table(rc)), batch)
     return True

@@ -3,6 +3,7 @@ never two at once, and a run still going makes the next tick skip with a log lin
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import datetime
 from pathlib import Path
@@ -54,7 +55,7 @@ def test_two_servers_run_one_scheduled_sync_per_tick(postgres_url: str, upstream
         ticks = int((stopped - started) // INTERVAL)
         assert 2 <= len(runs) <= (ticks + 1) // 2 + 1, [(t["started"], t["finished"])
                                                           for t in runs]
-        for before, after in zip(runs, runs[1:], strict=False):
+        for before, after in itertools.pairwise(runs):
             assert _when(before["finished"]) <= _when(after["started"]), (before, after)
         logs = first.logfile.read_text() + second.logfile.read_text()
         assert "is still going" in logs
