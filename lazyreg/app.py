@@ -26,6 +26,7 @@ from lazyreg.config import Settings
 from lazyreg.db.engine import Database
 from lazyreg.errors import ApiError, RegistryError, SecretUnavailable, StorageFull
 from lazyreg.fetch import Fetcher, LazyStore
+from lazyreg.fetch.prefetch import Prefetcher
 from lazyreg.observe import requests as observe
 from lazyreg.observe.keys import METRICS
 from lazyreg.pullthrough import PullThrough
@@ -220,7 +221,8 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         space_tasks.register(tasks, services, space)
         app[STATE] = AppState(services, fetcher, tasks, lookups,
                               Authenticator(settings, db, secrets), LazyStore(services, fetcher),
-                              pullthrough, space, PendingManifests(services))
+                              pullthrough, space, PendingManifests(services),
+                              Prefetcher(services, fetcher))
         space.start()
         # Scheduled syncs (`sync_interval`): each tick claimed by one process.
         scheduler = Scheduler(db, tasks.submit)
@@ -232,6 +234,7 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
             await tasks.shutdown()
             await pullthrough.close()
             await app[STATE].pending.close()
+            await app[STATE].prefetch.close()
             await fetcher.close()
             await space.close()
             await session.close()

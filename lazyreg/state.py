@@ -17,6 +17,7 @@ from lazyreg.auth.service import Authenticator
 from lazyreg.cache import LookupCache
 from lazyreg.db.models import Task
 from lazyreg.fetch import Fetcher, LazyStore
+from lazyreg.fetch.prefetch import Prefetcher
 from lazyreg.pullthrough import PullThrough
 from lazyreg.services import Services
 from lazyreg.space import SpaceKeeper
@@ -46,6 +47,7 @@ class AppState:
     pullthrough: PullThrough
     space: SpaceKeeper
     pending: PendingManifests  # manifests the platform filter left, fetched on demand
+    prefetch: Prefetcher  # a remote's `prefetch`: layers started on a manifest's first GET
 
 
 STATE = web.AppKey("state", AppState)

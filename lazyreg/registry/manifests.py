@@ -144,4 +144,6 @@ async def get_manifest(request: web.Request) -> web.Response:
         if data == PENDING:  # left by a sync's platform filter: fetched now, once
             data = await _fetch_pending(request, digest)
         app.lookups.put(("manifest-bytes", digest), data)
+    # In the background, after this answer: no wait for it (a dict look-up once seen).
+    app.prefetch.manifest_got(found.digest, found.media_type)
     return web.Response(body=data, status=200, headers=headers)

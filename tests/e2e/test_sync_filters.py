@@ -4,7 +4,9 @@ pinned digests, and the platform filter (other children fetched on first request
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.pusher import OCI_INDEX, Pusher
+from tests.pusher import OCI_INDEX, Pusher, sha256
 from tests.rig import Lazyreg, Upstream, run, start_upstream
 
 pytestmark = pytest.mark.e2e
 
 MANY = "filters/many"
 MULTI = "filters/multi"
+LAYERS = "filters/layers"
 PLATFORMS = [("linux", "amd64", ""), ("linux", "arm64", "v8"), ("linux", "s390x", ""),
              ("linux", "ppc64le", ""), ("linux", "arm", "v7"), ("linux", "386", "")]
 
@@ -38,6 +41,8 @@ class Filters:
     index: str  # the 6-platform index of MULTI, tagged "multi"
     children: dict[str, str]  # "os/arch[/variant]" -> child digest
     index_bytes: bytes
+    layered: str  # an image of LAYERS with 4 layers, tagged "four"
+    layers: list[str]
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +70,11 @@ def filters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filters]:
         index = p.manifest(MULTI, "multi", {"schemaVersion": 2, "mediaType": OCI_INDEX,
                                             "manifests": entries})
         index_bytes = p.manifests[index]
+        layer_bytes = [os.urandom(256 * 1024) for _ in range(4)]
+        layered = p.image(LAYERS, "four", b'{"layers": 4}', layer_bytes)
         p.close()
-        yield Filters(up, image, pinned, index, children, index_bytes)
+        yield Filters(up, image, pinned, index, children, index_bytes, layered,
+                      [sha256(b) for b in layer_bytes])
     finally:
         up.stop()
 
@@ -147,3 +155,28 @@ def test_platform_filter_syncs_two_children_and_fetches_another_on_demand(
     task = lazyreg.sync("multi", "multi")
     assert task["state"] == "completed" and not task["created_resources"], task
     assert up.count("GET", r"/manifests/", since=mark) == 0
+
+
+def test_prefetch_starts_the_layers_on_the_first_manifest_get(
+        lazyreg: Lazyreg, filters: Filters) -> None:
+    up = filters.upstream
+    _setup(lazyreg, up, "layers", LAYERS, prefetch="platform")
+    assert not set(filters.layers) & lazyreg.artifact_digests()
+    # A HEAD starts nothing.
+    assert _get(lazyreg, "/v2/layers/manifests/four", "HEAD")[0] == 200
+    mark = up.mark()
+    status, _ = _get(lazyreg, "/v2/layers/manifests/four")
+    assert status == 200
+    # No client asked for a blob: the layers are stored all the same.
+    deadline = time.monotonic() + 30
+    while set(filters.layers) - lazyreg.artifact_digests():
+        assert time.monotonic() < deadline, "the layers were not prefetched"
+        time.sleep(0.1)
+    # The client's blob GETs are served; the upstream saw one GET per layer.
+    for layer in filters.layers:
+        assert _get(lazyreg, f"/v2/layers/blobs/{layer}")[0] == 200
+    for layer in filters.layers:
+        assert up.count("GET", rf"/blobs/{layer}", since=mark) == 1
+    # A second GET of the manifest starts nothing more.
+    assert _get(lazyreg, "/v2/layers/manifests/four")[0] == 200
+    assert up.count("GET", r"/blobs/", since=mark) == len(filters.layers)
