@@ -29,8 +29,18 @@ Scenario = Callable[[Context], Section]
 
 
 def registry() -> dict[str, Scenario]:
-    from bench.scenarios import cached, images, lazy, memory, metrics, pullthrough, small, sync
+    from bench.scenarios import (
+        cached,
+        images,
+        lazy,
+        memory,
+        metrics,
+        prefetch,
+        pullthrough,
+        small,
+        sync,
+    )
 
     return {"cached": cached.run, "lazy": lazy.run, "images": images.run,
             "small": small.run, "sync": sync.run, "memory": memory.run,
-            "metrics": metrics.run, "pullthrough": pullthrough.run}
+            "metrics": metrics.run, "pullthrough": pullthrough.run, "prefetch": prefetch.run}
