@@ -29,7 +29,8 @@ PACKAGE = "lazyreg"
 # From the bottom up. A unit may import the units of the layers below its own.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # Leaf modules: they import nothing of lazyreg.
-    ("lazyreg", "types", "errors", "worker", "redact", "config", "cache", "taskcontext"),
+    ("lazyreg", "types", "errors", "worker", "redact", "config", "cache", "taskcontext",
+     "accounting"),
     ("oci",),  # pure data, no I/O
     ("storage", "upstream", "db"),
     ("auth", "check"),  # users, tokens, secrets; start-up repair of storage vs. database

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from lazyreg.accounting import ACCOUNT, Account
 from lazyreg.config import Settings
 from lazyreg.observe import health, status_page
 from lazyreg.observe.keys import BLOB_SOURCE, METRICS
@@ -67,9 +68,21 @@ async def request_ids(request: web.Request, handler: Handler) -> web.StreamRespo
     rid = request_id_for(request.headers.get("X-Request-Id"))
     request[STARTED] = Started(rid, time.perf_counter())
     token = REQUEST_ID.set(rid)
+    # What this request makes upstream, and what work it starts does (`lazyreg.accounting`).
+    account = Account()
+    account_token = ACCOUNT.set(account)
     try:
         return await handler(request)
     finally:
+        if account.requests:
+            # Once the handler is done (a streamed body included): the totals it caused.
+            access.info(f"{request.method} {request.rel_url.raw_path} caused upstream"
+                        f" {account.requests} requests {account.bytes}B",
+                        extra={"request_id": rid, "fields": {
+                            "upstream_requests": account.requests,
+                            "upstream_bytes": account.bytes,
+                            "distribution": account.distribution}})
+        ACCOUNT.reset(account_token)
         REQUEST_ID.reset(token)
 
 

@@ -17,6 +17,7 @@ import asyncio
 from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
+from lazyreg.accounting import label_distribution
 from lazyreg.db import content as q
 from lazyreg.db import routing
 from lazyreg.db.models import Distribution, Repository, RepositoryVersion
@@ -77,14 +78,25 @@ def resolve(session: Session, name: str) -> Target:
 async def route_of(app: AppState, name: str) -> Target:
     """What serves `name`, from the lookup cache when it is fresh; under a pull-through
     distribution, possibly a Target without a repository yet."""
-    target: Target | None = app.lookups.target(name)
-    if target is not None:
-        return target
-    # Requests that miss together (when the answer expires) share one read.
-    flight = app.lookups.target_flight(
-        name, lambda: app.services.db.read(lambda s: resolve(s, name)))
-    found: Target = await asyncio.shield(flight)
-    return found
+    cached: Target | None = app.lookups.target(name)
+    if cached is not None:
+        target = cached
+    else:
+        # Requests that miss together (when the answer expires) share one read.
+        flight = app.lookups.target_flight(
+            name, lambda: app.services.db.read(lambda s: resolve(s, name)))
+        target = await asyncio.shield(flight)
+    _label(target, name)
+    return target
+
+
+def _label(target: Target, name: str) -> None:
+    """Name the distribution in the request's upstream accounting: its base path."""
+    mirror = target.mirror
+    if mirror is None:
+        label_distribution(name)  # a resolved name is a distribution's base path
+    else:
+        label_distribution(name[:len(name) - len(mirror.upstream_name)].rstrip("/"))
 
 
 def served(target: Target, name: str) -> Target:

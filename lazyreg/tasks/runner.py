@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lazyreg.accounting import ACCOUNT, Account
 from lazyreg.db.engine import Database
 from lazyreg.db.models import Task, utcnow
 from lazyreg.redact import redact
@@ -135,6 +136,9 @@ class TaskRunner:
                    lock_key: str | None) -> None:
         ctx = TaskContext(task_id)
         progress = ctx.progress
+        # Its own account: not the request's that submitted it (`lazyreg.accounting`).
+        account = Account()
+        ACCOUNT.set(account)  # this asyncio task's own context
         lock = self._locks.setdefault(lock_key, asyncio.Lock()) if lock_key else None
         flusher: asyncio.Task[None] | None = None
         stop_flushing = asyncio.Event()
@@ -153,6 +157,9 @@ class TaskRunner:
             started = time.monotonic()
             created = await body(ctx, params)
             progress.message = progress.message or f"done in {time.monotonic() - started:.2f}s"
+            if account.requests:  # what it made upstream, its lazy downloads included
+                progress.counters["upstream"] = {"requests": account.requests,
+                                                 "bytes": account.bytes}
             await self._stop(flusher, stop_flushing)
             await self._update(task_id, state="completed", finished=utcnow(),
                                progress=progress.snapshot(), created_resources=created,
@@ -178,7 +185,8 @@ class TaskRunner:
             # The task's log line; it carries the id of the request that started it.
             warned = f", {len(ctx.warnings)} warnings" if ctx.warnings else ""
             log.log(logging.WARNING if outcome == "failed" else logging.INFO,
-                    "task %s %s %s in %.2fs%s%s", task_id, kind, outcome, seconds, warned,
+                    "task %s %s %s in %.2fs%s, upstream %d requests %dB%s", task_id, kind,
+                    outcome, seconds, warned, account.requests, account.bytes,
                     f": {error}" if error else "")
             if flusher:
                 flusher.cancel()  # only if the final update itself failed

@@ -180,3 +180,27 @@ def test_prefetch_starts_the_layers_on_the_first_manifest_get(
     # A second GET of the manifest starts nothing more.
     assert _get(lazyreg, "/v2/layers/manifests/four")[0] == 200
     assert up.count("GET", r"/blobs/", since=mark) == len(filters.layers)
+
+
+def test_each_request_and_task_says_what_it_caused_upstream(
+        lazyreg: Lazyreg, filters: Filters) -> None:
+    up = filters.upstream
+    task = _setup(lazyreg, up, "acct", LAYERS)
+    # The sync's task: the tag list, the manifest and the config (and the /v2/ ping).
+    assert task["progress"]["upstream"]["requests"] >= 3, task
+    layer = filters.layers[0]
+    status, body = _get(lazyreg, f"/v2/acct/blobs/{layer}")
+    assert status == 200 and len(body) == 256 * 1024
+    assert _get(lazyreg, f"/v2/acct/blobs/{layer}")[0] == 200  # stored: causes nothing
+    deadline = time.monotonic() + 10
+    pattern = re.compile(rf"GET /v2/acct/blobs/{layer} caused upstream (\d+) requests (\d+)B")
+    while not (found := pattern.findall(lazyreg.logfile.read_text())):
+        assert time.monotonic() < deadline, "no upstream line for the lazy blob GET"
+        time.sleep(0.1)
+    assert found == [("1", str(256 * 1024))]
+    with urllib.request.urlopen(lazyreg.url + "/metrics", timeout=30) as resp:
+        metrics = resp.read().decode()
+    assert re.search(r'lazyreg_upstream_requests_total\{distribution="acct",kind="blob",'
+                     r'method="GET",status="200"\} 1\.0', metrics), metrics
+    assert re.search(r'lazyreg_upstream_blob_bytes_total\{distribution="acct"\} 262144\.0',
+                     metrics)
