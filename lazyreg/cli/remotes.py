@@ -62,7 +62,7 @@ class RemoteFields:
     include_names: NameGlobs = None
     exclude_names: NameGlobs = None
     platforms: Annotated[list[str] | None, typer.Option(
-        "--platform", help="os/arch[/variant] whose index children a sync fetches (the"
+        "--platform", help="os/arch or os/arch/variant whose index children a sync fetches (the"
         " others on demand); repeat for several")] = None
     prefetch: Annotated[Prefetch | None, typer.Option(
         help="Start an image's layer downloads on its manifest's first GET")] = None
