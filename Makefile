@@ -25,7 +25,8 @@ run: venv
 	$(VENV)/bin/lazyreg serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 # Debian packages for the end-to-end tests: the CNCF registry, skopeo, podman
-# (via the rig's install-deps), a PostgreSQL server, and Chromium (the status page test).
+# (via the rig's install-deps), a PostgreSQL server, Chromium (the status page test) and
+# umoci (it reads the OCI layouts that exports write).
 deps:
 	@test -x $(SHARED)/upstream/install-deps || { echo "no test rig in $(SHARED): set SHARED=/path/to/shared"; exit 1; }
 	@set -e; if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -35,6 +36,9 @@ deps:
 	fi; \
 	if ! command -v chromium >/dev/null 2>&1; then \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi; \
+	if ! command -v umoci >/dev/null 2>&1; then \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq umoci >/dev/null; \
 	fi
 
 test: deps venv

@@ -41,6 +41,7 @@ from lazyreg.sync import task as sync_task
 from lazyreg.sync.pending import PendingManifests
 from lazyreg.sync.schedule import Scheduler
 from lazyreg.tasks.runner import TaskRunner
+from lazyreg.transfer import tasks as transfer_tasks
 from lazyreg.upstream.pool import UpstreamPool
 from lazyreg.worker import WorkerId
 
@@ -219,10 +220,13 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         # After a sync, the base paths following the repository serve its new version.
         sync_task.register(tasks, services, fetcher, synced=lookups.invalidate_targets)
         space_tasks.register(tasks, services, space)
+        lazy = LazyStore(services, fetcher)
+        pending = PendingManifests(services)  # the platform filter's manifests, on demand
+        transfer_tasks.register(tasks, services, lazy, imported=lookups.invalidate_targets,
+                                pending=pending)
         app[STATE] = AppState(services, fetcher, tasks, lookups,
-                              Authenticator(settings, db, secrets), LazyStore(services, fetcher),
-                              pullthrough, space, PendingManifests(services),
-                              Prefetcher(services, fetcher))
+                              Authenticator(settings, db, secrets), lazy, pullthrough, space,
+                              pending, Prefetcher(services, fetcher))
         space.start()
         # Scheduled syncs (`sync_interval`): each tick claimed by one process.
         scheduler = Scheduler(db, tasks.submit)

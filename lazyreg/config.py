@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     registry_token_ttl: int = Field(300, ge=10, le=3600)
     api_token_ttl: int = Field(86400, ge=60)
     api_token_max_ttl: int = Field(30 * 86400, ge=60)
+    # Directories that exports may write into and imports read from (and below).
+    # Unset: anywhere with auth off (a loopback-only server), nowhere with auth on.
+    transfer_paths: list[Path] | None = None
 
     @classmethod
     def settings_customise_sources(

@@ -37,7 +37,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("services",),  # the long-lived parts a request or task works with
     ("fetch",),  # the lazy store
     ("sync", "space"),  # orchestrate: content from upstreams; disk space
-    ("pullthrough",),  # a registry mirror: fetches one tag at a time through sync's pieces
+    # A registry mirror (fetches one tag at a time through sync's pieces); export and
+    # import of OCI image layouts (the air gap).
+    ("pullthrough", "transfer"),
     ("state",),  # what the application holds, as handlers see it
     ("observe",),  # metrics, request logs, health checks, the status page
     ("registry",),  # the /v2 handlers

@@ -30,6 +30,7 @@ Scenario = Callable[[Context], Section]
 
 def registry() -> dict[str, Scenario]:
     from bench.scenarios import (
+        airgap,
         cached,
         images,
         lazy,
@@ -43,4 +44,5 @@ def registry() -> dict[str, Scenario]:
 
     return {"cached": cached.run, "lazy": lazy.run, "images": images.run,
             "small": small.run, "sync": sync.run, "memory": memory.run,
-            "metrics": metrics.run, "pullthrough": pullthrough.run, "prefetch": prefetch.run}
+            "metrics": metrics.run, "pullthrough": pullthrough.run, "airgap": airgap.run,
+            "prefetch": prefetch.run}

@@ -13,6 +13,7 @@ from lazyreg.api import (
     status,
     tasks,
     tokens,
+    transfer,
     users,
 )
 from lazyreg.api.routing import PAGING, PREFIX, Query, Route
@@ -22,6 +23,8 @@ from lazyreg.api.schemas import (
     CheckOut,
     DistributionIn,
     DistributionOut,
+    ExportIn,
+    ImportIn,
     ManifestOut,
     OrphanCleanupIn,
     Page,
@@ -101,6 +104,14 @@ ROUTES: list[Route] = [
           "Delete the stored layers of a repository that can be fetched again and that no"
           " immediate repository needs (starts a task); they come back on demand",
           "repositories", response=TaskOut, status=202),
+    Route("POST", f"{P}/repositories/{{name}}/versions/{{number}}/export/", transfer.export,
+          "Export a repository version as an OCI image layout (a directory, .tar or .tar.gz)"
+          " at a path on the server (starts a task); blobs not stored are fetched on demand",
+          "repositories", body=ExportIn, response=TaskOut, status=202),
+    Route("POST", f"{P}/repositories/{{name}}/import/", transfer.import_,
+          "Import an OCI image layout from a path on the server as the repository's new"
+          " version, all or nothing (starts a task); creates the repository if needed",
+          "repositories", body=ImportIn, response=TaskOut, status=202),
     # distributions
     Route("POST", f"{P}/distributions/", distributions.create, "Create a distribution",
           "distributions", body=DistributionIn, response=DistributionOut, status=201),

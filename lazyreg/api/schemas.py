@@ -384,6 +384,23 @@ class ScheduleOut(BaseModel):
     last_task: str | None = Field(description="The task of the last scheduled run")
 
 
+class ExportIn(Input):
+    output: str = Field(min_length=1, max_length=4096,
+                        description="Absolute path on the server to write: a directory, or a"
+                                    " file ending .tar or .tar.gz; it must not exist yet")
+    since: int | None = Field(None, ge=0, description="Write only the manifests and blobs"
+                              " that this older version lacks (an incremental export);"
+                              " index.json still lists every tag")
+    stored_only: bool = Field(False, description="Fail, listing them, if blobs are not stored,"
+                              " instead of fetching them on demand")
+
+
+class ImportIn(Input):
+    input: str = Field(min_length=1, max_length=4096,
+                       description="Absolute path on the server of an OCI image layout: a"
+                                   " directory, a .tar or a .tar.gz")
+
+
 # --- distributions ---------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ remote and reclaiming their disk space."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -182,3 +183,42 @@ def schedule(ctx: typer.Context, name: Name,
         raise CliError("give --remote and --every (or --off)")
     body = {"remote": remote, "mirror": mirror, "sync_interval": parse_interval(every)}
     cli.emit_record(cli.client.request("PUT", path, body))
+
+
+@app.command("export")
+def export(ctx: typer.Context, name: Name,
+           output: Annotated[Path, typer.Option(
+               help="Where the server writes the layout: a directory, or a file ending .tar"
+                    " or .tar.gz (a path on the server's machine; it must not exist)")],
+           version: Annotated[int | None, typer.Option(
+               help="The version to export (default: the latest)")] = None,
+           since: Annotated[int | None, typer.Option(
+               help="Write only what this older version lacks (incremental)")] = None,
+           stored_only: Annotated[bool, typer.Option(
+               help="Fail, listing them, if blobs are not stored, instead of fetching them")
+           ] = False,
+           wait: Annotated[bool, typer.Option(help="Follow the task until it ends")] = True
+           ) -> None:
+    """Export a repository version as an OCI image layout (skopeo, umoci and import read it)."""
+    cli = cli_of(ctx)
+    if version is None:
+        version = int(cli.client.get(f"repositories/{quote(name)}/")["latest_version"])
+    body: dict[str, Any] = {"output": str(output.absolute()), "stored_only": stored_only}
+    if since is not None:
+        body["since"] = since
+    task = cli.client.post(f"repositories/{quote(name)}/versions/{version}/export/", body)
+    run_task(cli, task, wait, "export")
+
+
+@app.command("import")
+def import_(ctx: typer.Context, name: Name,
+            input_: Annotated[Path, typer.Option(
+                "--input", help="An OCI image layout: a directory, a .tar or a .tar.gz"
+                                " (a path on the server's machine)")],
+            wait: Annotated[bool, typer.Option(help="Follow the task until it ends")] = True
+            ) -> None:
+    """Import an OCI image layout as the repository's new version (all or nothing)."""
+    cli = cli_of(ctx)
+    task = cli.client.post(f"repositories/{quote(name)}/import/",
+                           {"input": str(input_.absolute())})
+    run_task(cli, task, wait, "import", lambda t: report_version(cli, t))

@@ -301,3 +301,25 @@ def fill_pending(session: Session, fetched: FetchedManifest, remote_id: int,
     for batch in q.chunked(rows, 200):  # 4 parameters a row
         session.execute(insert(q.table(rc)), batch)
     return True
+
+
+def record_import(session: Session, repository_id: int, tags: dict[str, str],
+                  manifests: dict[str, FetchedManifest], untagged: set[str],
+                  task_id: str | None) -> RepositoryVersion | None:
+    """Write an imported layout as the repository's new version: exactly its tags and
+    their closure (a full layout, or an incremental one onto an earlier import, gives
+    the same version). `manifests` are those the database does not hold yet; every
+    other manifest named is known. No source is recorded: the content came with no
+    remote, and its blobs are stored. None when nothing changed."""
+    repository = session.get_one(Repository, repository_id)
+    children = {c.descriptor.digest for m in manifests.values() for c in m.parsed.children}
+    referenced = set(tags.values()) | untagged | set(manifests) | children
+    manifest_ids = q.manifest_ids_by_digest(session, sorted(referenced))
+    _insert_manifests(session, _ordered(manifests), manifest_ids)
+    tag_ids = _tag_ids(session, {name: manifest_ids[d] for name, d in tags.items()})
+    top = {manifest_ids[d] for d in (*tags.values(), *untagged)}
+    closure, blobs = q.manifest_closure(session, top)
+    kinds = {**dict.fromkeys(tag_ids, "tag"), **dict.fromkeys(closure, "manifest"),
+             **dict.fromkeys(blobs, "blob")}
+    return q.create_version(session, repository, tag_ids | closure | blobs, task_id,
+                            kinds=kinds)

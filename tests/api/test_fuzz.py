@@ -81,7 +81,11 @@ def test_fuzzing_the_api_finds_no_server_error(tmp_path: Path) -> None:
 
 def main(workdir: Path) -> int:
     """Inside the namespace: a real server, the fuzzer against it, its report."""
-    server = start_lazyreg(workdir / "data")
+    # Fuzzed exports and imports name any path: keep them inside the work directory.
+    transfer = workdir / "transfer"
+    transfer.mkdir()
+    server = start_lazyreg(workdir / "data",
+                           env={"LAZYREG_TRANSFER_PATHS": json.dumps([str(transfer)])})
     try:
         proc = subprocess.run(
             [str(SCHEMATHESIS), "run", f"{server.url}/api/v1/openapi.json",

@@ -7,6 +7,7 @@ with the app's, so a new command without a JSON case fails here.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ def commands(group: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
     return found
 
 
-def test_every_command_answers_json(cli: Runner, servers: Servers,
+def test_every_command_answers_json(cli: Runner, servers: Servers, tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     ran: set[tuple[str, ...]] = set()
 
@@ -66,6 +67,10 @@ def test_every_command_answers_json(cli: Runner, servers: Servers,
     assert scheduled["sync_interval"] == 3600 and scheduled["remote"] == "up"
     assert run("repository schedule", "app", "--off") == {
         "deleted": "repositories/app/schedule/"}
+    layout = tmp_path / "app.tar"
+    assert run("repository export", "app", "--output", str(layout))["state"] == "completed"
+    assert run("repository import", "copy", "--input", str(layout))["created_resources"] == [
+        "repositories/copy/versions/1/"]
     assert run("orphans cleanup", "--protection-time", "0")["state"] == "completed"
     assert run("distribution delete", "app") == {"deleted": "distributions/app/"}
     assert run("repository delete", "app") == {"deleted": "repositories/app/"}
