@@ -38,6 +38,7 @@ from lazyreg.db import content as q
 from lazyreg.db.artifacts import stored_digests
 from lazyreg.db.engine import Database
 from lazyreg.db.models import (
+    Artifact,
     Blob,
     Manifest,
     ManifestBlob,
@@ -312,7 +313,12 @@ async def _fetch_blobs(run: SyncRun, fetcher: Fetcher, source: Source, remote: R
     services, progress = run.services, run.ctx.progress
     referenced = await run.closure_digests(set(run.tags.values()) | run.untagged)
     recorded = referenced - set(run.fetched)
-    needs = await services.db.read(lambda s: _blob_needs(s, run.fetched, recorded))
+    # Without `immediate`, only configs are stored: the database is asked only for
+    # those that are not (a re-sync reads no layer rows; measured on 200 tags: a fifth
+    # of the re-sync's Python time went to listing every blob of every manifest).
+    configs_only = remote.policy != "immediate"
+    needs = await services.db.read(
+        lambda s: _blob_needs(s, run.fetched, recorded, configs_only))
     fetched = run.configs.fetched  # stored by this sync
     needs = [n for n in needs if n.digest not in fetched]
     stored = await services.db.read(lambda s: stored_digests(s, [n.digest for n in needs]))
@@ -344,9 +350,11 @@ async def _record(db: Database, findings: SyncFindings, task_id: str) -> Reposit
 
 
 def _blob_needs(session: Session, fetched: dict[str, FetchedManifest],
-                recorded: Iterable[str]) -> list[BlobNeed]:
+                recorded: Iterable[str], configs_only: bool = False) -> list[BlobNeed]:
     """The blobs of the synced manifests: from memory, or from the database for
-    those recorded before. Foreign layers are not among them."""
+    those recorded before. Foreign layers are not among them. `configs_only`: of
+    the manifests recorded before, only the configs that are not stored (their
+    stored blobs were marked used when those manifests were synced)."""
     needs: dict[str, BlobNeed] = {}
     for m in fetched.values():
         for pos, blob in m.parsed.linked_blobs:
@@ -356,12 +364,15 @@ def _blob_needs(session: Session, fetched: dict[str, FetchedManifest],
                 needs.setdefault(blob.digest, BlobNeed(blob.digest, blob.size, False))
     ids = q.manifest_ids_by_digest(session, sorted(recorded))
     for batch in q.chunked(sorted(ids.values())):
-        rows = session.execute(
-            select(Blob.digest, Blob.size, Manifest.config_digest)
-            .join(ManifestBlob, ManifestBlob.blob_id == Blob.id)
-            .join(Manifest, Manifest.id == ManifestBlob.manifest_id)
-            .where(ManifestBlob.manifest_id.in_(batch)))
-        for digest, size, config_digest in rows:
+        stmt = (select(Blob.digest, Blob.size, Manifest.config_digest)
+                .join(ManifestBlob, ManifestBlob.blob_id == Blob.id)
+                .join(Manifest, Manifest.id == ManifestBlob.manifest_id)
+                .where(ManifestBlob.manifest_id.in_(batch)))
+        if configs_only:
+            stmt = stmt.where(ManifestBlob.position == -1,
+                              ~select(Artifact.id).where(Artifact.digest == Blob.digest)
+                              .exists())
+        for digest, size, config_digest in session.execute(stmt):
             is_config = digest == config_digest
             if is_config or digest not in needs:
                 needs[digest] = BlobNeed(digest, size, is_config)
