@@ -10,6 +10,7 @@ import errno
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from html import escape
 
 import aiohttp
 from aiohttp import web
@@ -17,18 +18,38 @@ from pydantic import ValidationError
 
 from lazyreg import api, registry
 from lazyreg.api.access import api_access
+from lazyreg.api.http import PUBLISHED
 from lazyreg.api.limits import MAX_BODY_BYTES
+from lazyreg.auth.browsers import allowed_host
 from lazyreg.auth.service import Authenticator
 from lazyreg.auth.startup import bootstrap_users, open_secrets, report_undecryptable
+from lazyreg.auth.throttle import CLIENT
 from lazyreg.cache import LookupCache
-from lazyreg.check import adopt_orphan_files
+from lazyreg.check import adopt_orphan_files, register_verify
 from lazyreg.config import Settings
-from lazyreg.db.engine import Database
-from lazyreg.errors import ApiError, RegistryError, SecretUnavailable, StorageFull
+from lazyreg.db.changes import (
+    ACCOUNT_PREFIX,
+    ACCOUNTS,
+    EVERYTHING,
+    MANAGEMENT,
+    TARGETS,
+    ChangeFeed,
+)
+from lazyreg.db.engine import Database, as_unavailable
+from lazyreg.errors import (
+    ApiError,
+    BackendUnavailable,
+    RegistryError,
+    SecretUnavailable,
+    StorageFull,
+    TooLarge,
+    TooSlow,
+)
 from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.fetch.prefetch import Prefetcher
 from lazyreg.observe import requests as observe
 from lazyreg.observe.keys import METRICS
+from lazyreg.observe.login import FORM_PATHS
 from lazyreg.pullthrough import PullThrough
 from lazyreg.redact import redact
 from lazyreg.registry.access import registry_access
@@ -59,10 +80,14 @@ def render_registry_error(exc: RegistryError, allow: str | None = None) -> web.R
     return web.json_response(body, status=exc.status, headers=headers)
 
 
+# Sent with every management API answer: a browser must never read one as anything but JSON.
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+
+
 def render_api_error(status: int, message: str, field: str | None,
                      headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"detail": redact(message), "field": field}, status=status,
-                             headers=headers)
+                             headers={**NOSNIFF, **(headers or {})})
 
 
 def render_validation_error(exc: ValidationError) -> web.Response:
@@ -71,7 +96,35 @@ def render_validation_error(exc: ValidationError) -> web.Response:
     message = f"{field}: {first['msg']}" if field else first["msg"]
     errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
               for e in exc.errors()]
-    return web.json_response({"detail": message, "field": field, "errors": errors}, status=400)
+    return web.json_response({"detail": message, "field": field, "errors": errors}, status=400,
+                             headers=NOSNIFF)
+
+
+UNAVAILABLE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>lazyreg: {part} unreachable</title>
+<meta http-equiv="refresh" content="{retry}"></head>
+<body><h1>lazyreg: the {part} is unreachable</h1>
+<p id="unavailable" data-part="{part}">The server runs, but its {part} cannot be reached
+right now. Content this server holds in memory is still served; the rest answers 503
+until the {part} is back. This page retries every {retry} s; <a href="/readyz">/readyz</a>
+says when the server is ready again.</p></body></html>
+"""
+
+
+def render_unavailable(request: web.Request, exc: BackendUnavailable) -> web.Response:
+    """503 + Retry-After in the request's area: an OCI body on /v2, a page for people on the
+    status page and its login form, JSON elsewhere (the API, /token)."""
+    log.warning("%s %s: 503, the %s is unreachable: %s", request.method, request.path,
+                exc.part, exc.message)
+    if request.path.startswith("/v2"):
+        return render_registry_error(RegistryError("UNAVAILABLE", exc.message, status=503)
+                                     .with_headers(exc.headers))
+    if request.path != "/" and request.path not in FORM_PATHS:  # the API, /token: JSON
+        return render_api_error(503, exc.message, None, exc.headers)
+    page = UNAVAILABLE_PAGE.format(part=escape(exc.part), retry=exc.retry_after)
+    return web.Response(text=page, status=503, content_type="text/html",
+                        headers={**exc.headers, "Cache-Control": "no-store",
+                                 "X-Content-Type-Options": "nosniff"})
 
 
 # PostgreSQL's SQLSTATE for "disk full".
@@ -106,7 +159,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except RegistryError as exc:
         return render_registry_error(exc)
     except ApiError as exc:
-        return render_api_error(exc.status, exc.message, exc.field, exc.headers)
+        response = render_api_error(exc.status, exc.message, exc.field, exc.headers)
+        if isinstance(exc, TooSlow | TooLarge):
+            response.force_close()  # rather than wait for the rest of the body
+        return response
+    except BackendUnavailable as exc:
+        return render_unavailable(request, exc)
     except SecretUnavailable as exc:
         if request.path.startswith("/v2"):
             return render_registry_error(RegistryError("UNAVAILABLE", exc.message))
@@ -125,7 +183,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except Exception as exc:
         if not is_disk_full(exc):
-            raise
+            unavailable = as_unavailable(exc)  # a session used without Database.read/write
+            if unavailable is None:
+                raise
+            return render_unavailable(request, unavailable)
         log.error("%s %s: the disk is full: %s", request.method, request.path, exc)
         full = StorageFull("insufficient storage: the server's disk (or database) is full;"
                            " nothing was changed; free some space and retry")
@@ -135,8 +196,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return render_api_error(full.status, full.message, None)
 
 
+# Outside /api/, the POSTs that read a body: the status page's login forms, and the
+# token server's OAuth2 form (`POST /token`).
+BODY_PATHS = FORM_PATHS | {"/token"}
+
+
 def refused_body(request: web.Request) -> web.Response:
-    """Only the management API reads request bodies; everything else is read-only.
+    """Only the management API and `POST /token` read request bodies; everything else
+    is read-only.
 
     Refused before a handler runs, and the connection closed rather than the
     unread body drained.
@@ -151,19 +218,53 @@ def refused_body(request: web.Request) -> web.Response:
 
 
 async def forget_targets(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A management change may move what a base path serves: drop the cached targets.
+    """A management change may move what a base path serves: drop the cached targets, here
+    at once and, through the change feed, on every process.
 
-    After the handler, whether it succeeded or not (a write may commit and then
-    fail): a lookup that read the database before the change cannot put its
-    answer back (see `LookupCache.generation`). Answers cached under a target
-    need no dropping: a repository's new version or a new repository is a new
-    target.
+    The write published the change in its own transaction (`api.http.write`, keys
+    `changes.MANAGEMENT`); other processes apply it within SEEN_BOUND. Here it is
+    applied after the handler, whether it succeeded or not (a write may commit and
+    then fail): a lookup that read the database before the change cannot put its
+    answer back (see `LookupCache.generation`). Answers cached under a target need
+    no dropping: a repository's new version or a new repository is a new target.
+    A DELETE that succeeded answers only once every process has applied it
+    (`ChangeFeed.wait_applied`): what it deleted is then served nowhere.
     """
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return await handler(request)
+    feed = request.app[STATE].changes
+    try:
+        response = await handler(request)
+    finally:
+        feed.apply(*MANAGEMENT, generation=request.get(PUBLISHED))
+    generation = request.get(PUBLISHED)
+    if generation is not None and request.method == "DELETE" and response.status < 300:
+        lagging = await feed.wait_applied(generation)
+        if lagging:
+            log.warning("%s %s: processes %s did not confirm the deletion within %g s;"
+                        " they stopped serving from memory by then", request.method,
+                        request.path, ", ".join(lagging), feed.grace)
+    return response
+
+
+def refused_host(request: web.Request) -> web.Response:
+    """With auth off, a request for a host name that is not this server's (DNS rebinding)."""
+    host = (request.headers.get("Host") or "")[:100]
+    message = (f"host {host!r} is not this server's: with auth off only a loopback name or"
+               " the external_url setting's host is answered")
+    if request.path.startswith("/v2"):
+        return render_registry_error(RegistryError("DENIED", message))
+    return render_api_error(403, message, "Host")
+
+
+async def as_client(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Handle a request where passwords may be checked: the login throttle counts its
+    client's address (`lazyreg.auth.throttle.CLIENT`)."""
+    token = CLIENT.set(request.remote)
     try:
         return await handler(request)
     finally:
-        if request.method not in ("GET", "HEAD"):
-            request.app[STATE].lookups.invalidate_targets()
+        CLIENT.reset(token)
 
 
 @web.middleware
@@ -172,18 +273,42 @@ async def by_area(request: web.Request, handler: Handler) -> web.StreamResponse:
     per rule, so that a registry request does not pass through the API's (and the
     reverse); a middleware level costs every request, and /v2 answers are small.
 
-    /api/: who may call it and the audit line (`api_access`), then `forget_targets`.
-    Anything else: no request body (`refused_body`); /v2 with auth on: who may pull
-    what (`registry_access`).
+    With auth off, first: the `Host` must be this server's (`refused_host`).
+    /api/: who may call it and the audit line (`api_access`), then `forget_targets`;
+    answers say `nosniff`. Anything else: no request body (`refused_body`) but the
+    login forms (`lazyreg.observe.login`) and `POST /token`'s bounded form
+    (`lazyreg.registry.token`); /v2 with auth on: who may pull what (`registry_access`).
     """
     path = request.path
+    app = request.app[STATE]
+    if not app.auth.enabled and not allowed_host(request.headers.get("Host"),
+                                                 app.services.settings.external_url):
+        return refused_host(request)
     if path.startswith("/api/"):
-        return await api_access(request, lambda r: forget_targets(r, handler))
-    if request.body_exists:
-        return refused_body(request)
-    if path.startswith("/v2") and request.app[STATE].auth.enabled:
-        return await registry_access(request, handler)
-    return await handler(request)
+        response = await as_client(
+            request, lambda r: api_access(r, lambda r2: forget_targets(r2, handler)))
+        response.headers.update(NOSNIFF)
+        return response
+    if request.body_exists and not (request.method == "POST" and path in BODY_PATHS):
+        return refused_body(request)  # the forms read their own, within the deadline
+    if path.startswith("/v2"):
+        return await (registry_access(request, handler) if app.auth.enabled
+                      else handler(request))
+    return await as_client(request, handler)  # /token, the status page and its login
+
+
+def follow_change(key: str, lookups: LookupCache, pullthrough: PullThrough,
+                  auth: Authenticator) -> None:
+    """What a change published on the feed (here or by another process) drops here:
+    route answers and pull-through memories (`targets`), the accounts whose tokens are
+    checked in memory (`accounts`, or `account:<id>` for one)."""
+    if key in (TARGETS, EVERYTHING):
+        lookups.invalidate_targets()
+        pullthrough.forget()
+    if key in (ACCOUNTS, EVERYTHING):
+        auth.invalidate_account(None)
+    elif key.startswith(ACCOUNT_PREFIX) and key[len(ACCOUNT_PREFIX):].isdigit():
+        auth.invalidate_account(int(key[len(ACCOUNT_PREFIX):]))
 
 
 def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -214,18 +339,24 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         fetcher = Fetcher(services)
         lookups = LookupCache(max_bytes=settings.lookup_cache_bytes)
         pullthrough = PullThrough(services, fetcher, on_stale=metrics.stale_served)
+        changes = ChangeFeed(db, worker, grace=settings.cache_grace)
+        authenticator = Authenticator(settings, db, secrets)
+        changes.subscribe(lambda key: follow_change(key, lookups, pullthrough, authenticator))
+        await changes.start()
         space = SpaceKeeper(services)
         fetcher.on_stored.append(space.stored)
         space.on_evict.append(lambda _digest, size: metrics.evicted(size))
         # After a sync, the base paths following the repository serve its new version.
-        sync_task.register(tasks, services, fetcher, synced=lookups.invalidate_targets)
+        sync_task.register(tasks, services, fetcher,
+                           synced=lambda: changes.announce(TARGETS))
         space_tasks.register(tasks, services, space)
+        register_verify(tasks, db, store)
         lazy = LazyStore(services, fetcher)
         pending = PendingManifests(services)  # the platform filter's manifests, on demand
-        transfer_tasks.register(tasks, services, lazy, imported=lookups.invalidate_targets,
-                                pending=pending)
+        transfer_tasks.register(tasks, services, lazy,
+                                imported=lambda: changes.announce(TARGETS), pending=pending)
         app[STATE] = AppState(services, fetcher, tasks, lookups,
-                              Authenticator(settings, db, secrets), lazy, pullthrough, space,
+                              authenticator, lazy, pullthrough, space, changes,
                               pending, Prefetcher(services, fetcher))
         space.start()
         # Scheduled syncs (`sync_interval`): each tick claimed by one process.
@@ -236,6 +367,7 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         finally:
             await scheduler.close()
             await tasks.shutdown()
+            await changes.close()
             await pullthrough.close()
             await app[STATE].pending.close()
             await app[STATE].prefetch.close()

@@ -6,11 +6,13 @@ the least recently used go out to make room. Their keys carry the `Target`
 reused: a deleted repository's answers can never be found again, even when a
 new repository gets its database id, name and version numbers.
 
-Which version a base path serves does change: that answer is kept `ttl`
-seconds, and dropped at once when this process changes a distribution or
-creates a version. Another process's change is seen within `ttl`. When it
-expires, the requests that find it missing share one database read
-(`target_flight`) rather than each making its own.
+Which version a base path serves does change: that answer is fresh for `ttl`
+seconds, and dropped at once when a change is published (by this process or,
+through the change feed `lazyreg.db.changes`, by another). When it expires,
+the requests that find it missing share one database read (`target_flight`)
+rather than each making its own. An expired answer stays kept (`kept_target`)
+until it is dropped or replaced: while the database is unreachable, the
+caller may serve it, within the feed's grace.
 
 Memory is bounded twice: at most `max_entries` answers, and at most
 `max_bytes` by their estimated cost (a value's own size for bytes, a flat
@@ -55,6 +57,11 @@ class LookupCache:
         if entry is None or entry[0] < self._clock():
             return None
         return entry[1]
+
+    def kept_target(self, base_path: str) -> Any | None:
+        """The last answer for `base_path`, fresh or not, unless a change dropped it."""
+        entry = self._targets.get(base_path)
+        return None if entry is None else entry[1]
 
     def put_target(self, base_path: str, target: Any, generation: int | None = None) -> None:
         """Keep `target` for `ttl` seconds, unless an invalidation came after `generation`."""

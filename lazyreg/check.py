@@ -29,12 +29,16 @@ from lazyreg.db.models import (
     Repository,
     RepositoryContent,
     RepositoryVersion,
+    Task,
 )
 from lazyreg.storage.base import BlobStore
 from lazyreg.storage.layout import split_digest
+from lazyreg.taskcontext import Params, Progress, TaskContext, TaskKinds
 from lazyreg.worker import WorkerId
 
 HASH_CHUNK = 1024 * 1024
+VERIFY = "verify"  # the task kind
+MAX_LISTED = 1000  # problems a verify task lists as warnings
 
 
 @dataclass
@@ -56,6 +60,11 @@ class CheckReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, **asdict(self)}
+
+    def problems(self) -> list[str]:
+        """Every problem as `<kind>: <what>`, kinds in the order of the fields."""
+        return [f"{kind}: {item}" for kind, items in asdict(self).items()
+                if isinstance(items, list) for item in items]
 
 
 async def _digest_of_stored(store: BlobStore, digest: str) -> str | None:
@@ -96,9 +105,12 @@ def _repository_problems(session: Session) -> list[str]:
     return problems
 
 
-async def check(db: Database, store: BlobStore, verify: bool = False) -> CheckReport:
-    """Compare database and storage; with `verify`, hash every stored blob too."""
+async def check(db: Database, store: BlobStore, verify: bool = False,
+                progress: Progress | None = None) -> CheckReport:
+    """Compare database and storage; with `verify`, hash every stored blob too (counted
+    on `progress`: files done of total)."""
     report = CheckReport(verified=verify)
+    progress = progress or Progress()
 
     def load(session: Session) -> tuple[dict[str, int], list[str]]:
         rows = dict(session.execute(select(Artifact.digest, Artifact.size)).all())
@@ -108,12 +120,45 @@ async def check(db: Database, store: BlobStore, verify: bool = False) -> CheckRe
     report.artifacts, report.files = len(rows), len(files)
     report.artifacts_without_file = sorted(set(rows) - files)
     report.files_without_artifact = sorted(files - set(rows))
-    for digest in sorted(files & set(rows)):
+    both = sorted(files & set(rows))
+    progress.add_total("files", len(both))
+    for digest in both:
         if await store.stat(digest) != rows[digest]:
             report.size_mismatches.append(digest)
         elif verify and await _digest_of_stored(store, digest) != digest:
             report.digest_mismatches.append(digest)
+        progress.advance("files")
     return report
+
+
+def _verified_meanwhile(session: Session, task_id: str) -> str | None:
+    """Another verify task that ran to its end after this one was asked for, if any."""
+    created = session.scalar(select(Task.created).where(Task.id == task_id))
+    return session.scalar(select(Task.id).where(
+        Task.kind == VERIFY, Task.state == "completed", Task.id != task_id,
+        Task.started >= created).limit(1)) if created is not None else None
+
+
+def register_verify(kinds: TaskKinds, db: Database, store: BlobStore) -> None:
+    """The task kind `verify`: the check with every stored file hashed, one at a time
+    across processes (lock key `verify`: it reads all of storage). Problems are the
+    task's warnings, `<kind>: <digest>`, at most MAX_LISTED of them."""
+    async def run(ctx: TaskContext, _params: Params) -> list[str]:
+        earlier = await db.read(lambda s: _verified_meanwhile(s, ctx.task_id))
+        if earlier is not None:
+            # Two nodes asked at the same instant (see `submit_once`): one hash of storage.
+            ctx.progress.message = f"verified meanwhile by task {earlier}: see its warnings"
+            return []
+        report = await check(db, store, verify=True, progress=ctx.progress)
+        problems = report.problems()
+        ctx.warnings.extend(problems[:MAX_LISTED])
+        if len(problems) > MAX_LISTED:
+            ctx.warnings.append(f"… {len(problems) - MAX_LISTED} more problems")
+        found = f"{len(problems)} problems" if problems else "no problem"
+        ctx.progress.message = (f"verified {report.artifacts} artifacts and {report.files}"
+                                f" stored files: {found}")
+        return []
+    kinds.register(VERIFY, run, lock=lambda _p: VERIFY)
 
 
 def _kinds(session: Session, digests: list[str]) -> dict[str, str]:

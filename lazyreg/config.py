@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     detached_fetch_timeout: float = 3600.0
     # Seconds a client reading a blob may stall before it is disconnected (see registry/send.py).
     send_timeout: float = Field(60.0, gt=0)
+    # Seconds this process keeps answering from its in-memory caches after it last heard
+    # from the database (the change feed, `lazyreg.db.changes`): the outage it rides out;
+    # also the longest a DELETE waits for a process that stopped answering the feed.
+    cache_grace: float = Field(40.0, ge=0, le=600)
     # Seconds a download lease is valid before another process may take it over.
     lease_ttl: float = 30.0
     # Retries of a failed upstream request, and the first backoff (doubling, with jitter).
@@ -72,7 +76,17 @@ class Settings(BaseSettings):
     # must share it.
     secret_key: SecretStr | None = Field(None, min_length=32)
     # How clients reach this server, for the token realm; unset: the request's own origin.
+    # With auth off, its host is the one name besides loopback ones that requests may
+    # carry in `Host` (DNS rebinding); with auth on, its origin counts as this server's.
     external_url: str | None = None
+    # Seconds a request body may take to arrive once its head has (every body: the API,
+    # the login form, the token server); a slower one is cut off with 408.
+    body_timeout: float = Field(30.0, gt=0, le=600)
+    # Seconds a stop (SIGTERM, SIGINT) waits for requests in progress before it cancels them.
+    shutdown_timeout: float = Field(10.0, gt=0, le=600)
+    # Failed logins: the longest wait (seconds) that failures from one client address,
+    # or for one account, impose before the next password is checked.
+    login_max_backoff: float = Field(60.0, gt=0, le=3600)
     # Seconds a registry token from /token is valid, and API tokens by default and at most.
     registry_token_ttl: int = Field(300, ge=10, le=3600)
     api_token_ttl: int = Field(86400, ge=60)

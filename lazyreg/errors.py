@@ -10,7 +10,10 @@
     │   ├── Forbidden      403, the user's role does not allow it
     │   ├── TooLarge       413, a request body over the limit
     │   ├── TooSlow        408, a request body that did not arrive in time
+    │   ├── UnsupportedMediaType  415, a write's body is not JSON
     │   └── StorageFull    507, the disk (or the database) is full
+    ├── BackendUnavailable 503 + Retry-After: a part the server depends on is unreachable
+    │   └── DatabaseUnavailable
     └── SecretUnavailable  a stored secret cannot be decrypted with the secret key
 
 Any of them may carry response `headers` (a challenge, for instance).
@@ -58,6 +61,10 @@ class RegistryError(LazyregError):
         self.status = status or default_status
         self.detail = detail
 
+    def with_headers(self, headers: dict[str, str]) -> RegistryError:
+        self.headers = {**self.headers, **headers}
+        return self
+
 
 class ApiError(LazyregError):
     status = 400
@@ -93,6 +100,10 @@ class TooSlow(ApiError):
     status = 408
 
 
+class UnsupportedMediaType(ApiError):
+    status = 415
+
+
 class StorageFull(ApiError):
     status = 507
 
@@ -107,6 +118,28 @@ class Unauthorized(ApiError):
 
 class Forbidden(ApiError):
     status = 403
+
+
+class BackendUnavailable(LazyregError):
+    """A part the server depends on (`part`: "database", "object store"...) cannot be reached.
+
+    Rendered as 503 with `Retry-After` in every area: an OCI `UNAVAILABLE` body on
+    /v2, a JSON body on the API, a page saying what is down elsewhere. A blip, not
+    a bug: logged as one warning line, without a traceback.
+    """
+
+    status = 503
+
+    def __init__(self, part: str, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.part = part
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class DatabaseUnavailable(BackendUnavailable):
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__("database", message, retry_after)
 
 
 class SecretUnavailable(LazyregError):

@@ -8,7 +8,12 @@ long without sending a request:
   request head sent slowly (slowloris); data trickling in does not reset it.
 - Request line, header field and header count limits of aiohttp's parser,
   set here explicitly (a request over them gets a 400).
-Request bodies are bounded in `lazyreg.api.limits`.
+Request bodies are bounded in `lazyreg.api.limits` and read within the
+`body_timeout` setting (`lazyreg.bodies`). A stop (SIGTERM, SIGINT) closes
+the listening socket, waits up to `shutdown_timeout` seconds for requests in
+progress, then cancels those left (aiohttp gives them as long again to end),
+then closes the database: a stop takes at most about twice `shutdown_timeout`
+plus the cleanup, whatever clients do.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ IDLE_TIMEOUT = 15.0
 MAX_REQUEST_LINE = 8190  # bytes; also bounds a URL, so every name and query in it
 MAX_HEADER_FIELD = 8190  # bytes of one header (a bearer token is a few KiB)
 MAX_HEADERS = 128
+# Seconds aiohttp goes on reading (and dropping) a body that a handler left unread, such
+# as one cut off at the body deadline, before it closes the connection (its default is
+# 10): the answer is not lost to a reset, and a dripping client is not kept much longer.
+LINGER_TIME = 2.0
 
 
 class StartRefused(Exception):
@@ -69,5 +78,6 @@ def serve(settings: Settings) -> None:
     web.run_app(create_app(settings), host=settings.host, port=settings.port,
                 ssl_context=ssl_context, print=None, access_log=None,
                 handler_cancellation=False, keepalive_timeout=IDLE_TIMEOUT,
+                shutdown_timeout=settings.shutdown_timeout, lingering_time=LINGER_TIME,
                 max_line_size=MAX_REQUEST_LINE, max_field_size=MAX_HEADER_FIELD,
                 max_headers=MAX_HEADERS)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from lazyreg.auth.service import Authenticator
 from lazyreg.cache import LookupCache
+from lazyreg.db.changes import ChangeFeed
 from lazyreg.db.models import Task
 from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.fetch.prefetch import Prefetcher
@@ -29,6 +30,10 @@ class Tasks(Protocol):
 
     async def submit(self, kind: str, params: dict[str, Any]) -> Task:
         """Record a task of a registered kind and start it; its row."""
+        ...
+
+    async def submit_once(self, kind: str, params: dict[str, Any]) -> tuple[Task, bool]:
+        """`submit`, unless a task of the same lock key is active: then that one (and False)."""
         ...
 
     async def wait(self, task_id: str) -> None:
@@ -46,6 +51,8 @@ class AppState:
     blobs: LazyStore
     pullthrough: PullThrough
     space: SpaceKeeper
+    # What other processes changed; whether cached answers may still be used.
+    changes: ChangeFeed
     pending: PendingManifests  # manifests the platform filter left, fetched on demand
     prefetch: Prefetcher  # a remote's `prefetch`: layers started on a manifest's first GET
 

@@ -9,7 +9,13 @@ digest algorithm, the referrers API when asked to), and per test it can:
 - lie in `Docker-Content-Digest` on HEAD (`head_lies`);
 - drip bytes (`drip_blobs`: seconds between bytes);
 - list tags it does not serve, such as invalid names (`extra_tags`);
-- list millions of tags, generated page by page, never stored (`generated_tags`).
+- list millions of tags, generated page by page, never stored (`generated_tags`);
+- redirect chosen paths anywhere (`redirects`: path -> Location).
+
+`Internal` stands for a service on the private side that must never be reached
+through the upstream, and `ForwardProxy` for an HTTP proxy, so that a remote can
+have a public-looking URL (routed by the proxy to a loopback server) while
+redirects to loopback addresses still reach real servers.
 
 Every request is recorded as (method, raw path) in `requests`. It runs on a
 free loopback port in a thread of its own (`running`), or on the caller's loop
@@ -22,11 +28,12 @@ import asyncio
 import hashlib
 import json
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -70,6 +77,7 @@ class Hostile:
     head_lies: dict[tuple[str, str], str] = field(default_factory=dict)
     extra_tags: dict[str, list[Any]] = field(default_factory=dict)
     generated_tags: dict[str, int] = field(default_factory=dict)
+    redirects: dict[str, str] = field(default_factory=dict)
     url: str = ""
 
     # ------------------------------------------------------------ content
@@ -141,6 +149,8 @@ class Hostile:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((request.method, request.raw_path))
+        if request.path in self.redirects:
+            return web.Response(status=302, headers={"Location": self.redirects[request.path]})
         if request.path == "/v2/":
             return web.json_response({})
         m = _PATH.match(request.path)
@@ -236,13 +246,82 @@ class Hostile:
                                  content_type=OCI_INDEX)
 
 
+@dataclass
+class Internal:
+    """A service that answers JSON to anyone who reaches it, and remembers who did."""
+
+    hits: list[str] = field(default_factory=list)
+    secret: bytes = b'{"admin": true, "token": "internal-secret-0451"}'
+    url: str = ""
+
+    def app(self) -> web.Application:
+        async def handle(request: web.Request) -> web.Response:
+            self.hits.append(request.path)
+            return web.Response(body=self.secret, content_type="application/json")
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        return app
+
+
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authorization", "te", "trailer",
+                        "transfer-encoding", "upgrade", "content-length", "content-encoding",
+                        "host"})
+
+
+@dataclass
+class ForwardProxy:
+    """An HTTP forward proxy: `routes` maps a Host (`203.0.113.5:5000`) to the URL that
+    serves it; any other host is connected to as named, as a real proxy would."""
+
+    routes: dict[str, str] = field(default_factory=dict)
+    seen: list[str] = field(default_factory=list)
+    url: str = ""
+
+    def app(self) -> web.Application:
+        async def handle(request: web.Request) -> web.Response:
+            import aiohttp
+            host = request.headers.get("Host", request.host)  # with its port
+            self.seen.append(host)
+            base = self.routes.get(host, f"http://{_canonical(host)}")
+            headers = {k: v for k, v in request.headers.items()
+                       if k.lower() not in HOP_BY_HOP}
+            async with aiohttp.ClientSession(auto_decompress=False) as session, \
+                    session.request(request.method, base + request.rel_url.path_qs,
+                                    headers=headers, data=await request.read() or None,
+                                    allow_redirects=False) as resp:
+                body = await resp.read()
+                kept = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP}
+                return web.Response(status=resp.status, body=body, headers=kept)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        return app
+
+
+def _canonical(authority: str) -> str:
+    """`2130706433:80` as `127.0.0.1:80`: a resolver takes the legacy spellings, aiohttp not."""
+    name, _, port = authority.rpartition(":")
+    try:
+        return f"{socket.inet_ntoa(socket.inet_aton(name))}:{port}"
+    except OSError:
+        return authority
+
+
+class Served(Protocol):
+    url: str
+
+    def app(self) -> web.Application: ...
+
+
+S = TypeVar("S", bound=Served)
+
+
 def _error(status: int, code: str) -> web.Response:
     return web.json_response({"errors": [{"code": code, "message": code.lower()}]},
                              status=status)
 
 
 @contextmanager
-def running(hostile: Hostile) -> Iterator[Hostile]:
+def running(hostile: S) -> Iterator[S]:
     """Serve `hostile` on a free loopback port from a thread with its own event loop."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()

@@ -188,6 +188,13 @@ class Lazyreg:
             time.sleep(0.1)
         raise AssertionError(f"task {task['id']} did not finish in {timeout}s")
 
+    def verify(self) -> dict[str, Any]:
+        """`lazyreg check --verify`: the verify task, followed to its end; `ok` when it
+        found no problem (its warnings list them)."""
+        task = self.wait_task(self.ok("POST", "check/verify/", {}))
+        assert task["state"] == "completed", task
+        return {"ok": not task["warnings"], "problems": task["warnings"], "task": task}
+
     def setup_mirror(self, upstream: Upstream | HasUrl, name: str, upstream_name: str,
                      policy: str = "on_demand", **remote: Any) -> dict[str, Any]:
         """Remote + repository + distribution (base path `name`), then sync; the finished task."""

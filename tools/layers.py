@@ -40,7 +40,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # A registry mirror (fetches one tag at a time through sync's pieces); export and
     # import of OCI image layouts (the air gap).
     ("pullthrough", "transfer"),
-    ("state",),  # what the application holds, as handlers see it
+    # What the application holds, as handlers see it; reading a request body within its
+    # deadline and cap (for /api, the status page's login and the token server alike).
+    ("state", "bodies"),
     ("observe",),  # metrics, request logs, health checks, the status page
     ("registry",),  # the /v2 handlers
     ("tasks",),  # runs registered task kinds

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -13,8 +12,10 @@ from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lazyreg.api.limits import BODY_TIMEOUT, MAX_BODY_BYTES, MAX_INT, MAX_INT_DIGITS
-from lazyreg.errors import ApiError, Conflict, InvalidField, TooLarge, TooSlow
+from lazyreg.api.limits import MAX_INT, MAX_INT_DIGITS
+from lazyreg.bodies import read_body
+from lazyreg.db import changes
+from lazyreg.errors import ApiError, Conflict, InvalidField
 from lazyreg.state import state
 
 M = TypeVar("M", bound=BaseModel)
@@ -23,6 +24,8 @@ T = TypeVar("T")
 # ASCII digits only: int() also takes "²"-free Unicode digits, "1_000" and spaces.
 _INTEGER = re.compile(rf"-?[0-9]{{1,{MAX_INT_DIGITS}}}")
 _DIGITS = re.compile(r"-?[0-9]+")
+# The change-feed generation a management write published (for a DELETE to wait on).
+PUBLISHED = web.RequestKey("published_generation", int)
 
 
 async def read(request: web.Request, fn: Callable[[Session], T]) -> T:
@@ -30,25 +33,23 @@ async def read(request: web.Request, fn: Callable[[Session], T]) -> T:
 
 
 async def write(request: web.Request, fn: Callable[[Session], T]) -> T:
+    """`fn` in a write transaction that also publishes the change to the caches of every
+    process (`lazyreg.db.changes`); its generation is kept in `request[PUBLISHED]`."""
+    def run(session: Session) -> tuple[T, int]:
+        result = fn(session)
+        return result, changes.publish(session, list(changes.MANAGEMENT))
     try:
-        return await state(request).services.db.write(fn)
+        result, generation = await state(request).services.db.write(run)
     except IntegrityError as exc:
         # The checks in `fn` saw no duplicate, but a concurrent request committed one.
         raise Conflict("conflicts with a resource created meanwhile; retry") from exc
+    request[PUBLISHED] = generation
+    return result
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:
     """The request body, which must be a JSON object of at most `MAX_BODY_BYTES`."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise TooLarge(f"the request body is {request.content_length} bytes;"
-                       f" at most {MAX_BODY_BYTES} are accepted")
-    try:
-        async with asyncio.timeout(BODY_TIMEOUT):
-            raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise TooLarge(f"the request body is over {MAX_BODY_BYTES} bytes") from None
-    except TimeoutError:
-        raise TooSlow(f"the request body did not arrive within {BODY_TIMEOUT:g} s") from None
+    raw = await read_body(request, state(request).services.settings.body_timeout)
     try:
         body = json.loads(raw) if raw.strip() else None
     except (ValueError, RecursionError):

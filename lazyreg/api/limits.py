@@ -11,9 +11,8 @@ from __future__ import annotations
 # A request body: the largest API body is a remote with a CA bundle (Mozilla's
 # is about 220 KB). /v2 is read-only and refuses any body.
 MAX_BODY_BYTES = 1024 * 1024
-# Time for a request body to arrive once its head has: a body dripped byte by
-# byte must not hold a handler (and a connection) for ever.
-BODY_TIMEOUT = 30.0
+# Time for a request body to arrive once its head has: the `body_timeout`
+# setting (`lazyreg.bodies`), the same for every body.
 
 # Integers a client names (offsets, version numbers): they must fit the
 # smallest integer column of every supported database (PostgreSQL's int4).

@@ -31,12 +31,14 @@ ERRORS = {
     "403": "The user's role does not allow it",
     "404": "No such resource",
     "409": "Conflicts with an existing resource",
+    "429": "Too many failed logins from this address or for this account; see Retry-After",
 }
 BODY_ERRORS = {
     "408": "The request body did not arrive in time",
     "413": "The request body is too large",
 }
 WRITE_ERRORS = {
+    "415": "The request has a body that is not application/json",
     "507": "The server's disk (or database) is full; nothing was changed",
 }
 PATH_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -152,7 +154,7 @@ def document(routes: Sequence[Route]) -> dict[str, Any]:
             errors |= BODY_ERRORS
         if route.method != "GET":
             errors |= WRITE_ERRORS
-        op["responses"] = {str(route.status): ok}
+        op["responses"] = {str(status): ok for status in (route.status, *route.also)}
         op["responses"].update({code: {"description": text, "content": error}
                                 for code, text in errors.items()})
         paths.setdefault(route.path, {})[route.method.lower()] = op

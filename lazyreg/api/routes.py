@@ -39,6 +39,7 @@ from lazyreg.api.schemas import (
     TagOut,
     TaskOut,
     TokenIn,
+    TokenInfo,
     TokenOut,
     UserIn,
     UserOut,
@@ -162,11 +163,22 @@ ROUTES: list[Route] = [
     Route("POST", f"{P}/tokens/", tokens.create,
           "A bearer token for the API, for the user who asks", "users", body=TokenIn,
           response=TokenOut, status=201),
+    Route("GET", f"{P}/tokens/", tokens.list_,
+          "List live tokens (a viewer's own; an admin's reach all)", "users",
+          response=Page[TokenInfo],
+          query=(*PAGING, Query("user", "string", "Only this user's tokens"))),
+    Route("DELETE", f"{P}/tokens/{{id}}/", tokens.revoke,
+          "Revoke a token, and the tokens minted with it", "users", status=204),
     Route("GET", f"{P}/status/", status.show, "Server status", "status", response=StatusOut),
     Route("GET", f"{P}/check/", status.check,
           "Compare database and storage: artifacts without files, files without artifacts,"
           " unfinished versions", "status", response=CheckOut,
-          query=(Query("verify", "boolean", "Also hash every stored file"),)),
+          query=(Query("verify", "boolean",
+                       "Refused (400): hashing every file is POST check/verify/"),)),
+    Route("POST", f"{P}/check/verify/", status.verify,
+          "Hash every stored file, as a task, one at a time (admins); while one runs, 200"
+          " with that task rather than a second one", "status", response=TaskOut,
+          status=202, also=(200,)),
 ]
 ROUTES.append(Route("GET", f"{P}/openapi.json", openapi.handler(ROUTES),
                     "This OpenAPI document", "status"))

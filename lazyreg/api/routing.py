@@ -33,6 +33,8 @@ class Route:
     response: type[BaseModel] | None = None
     status: int = 200
     query: tuple[Query, ...] = ()
+    # Other success statuses, with the same body (200 for a task already running, say).
+    also: tuple[int, ...] = ()
 
 
 PAGING = (

@@ -290,8 +290,10 @@ class RemoteIn(Input):
                                       " encrypted and never returned")
     download_concurrency: int = Field(8, ge=1, le=64)
     allow_private_redirects: bool = Field(
-        False, description="Follow the upstream's redirects to link-local and cloud metadata"
-        " addresses (169.254.0.0/16, fd00:ec2::254)")
+        False, description="Follow the upstream's redirects and token realms to loopback,"
+        " unspecified, private (RFC 1918, 100.64.0.0/10, fc00::/7), link-local and cloud"
+        " metadata addresses even when the remote's own address is in none of those"
+        " classes")
     include_referrers: bool = Field(
         False, description="Also mirror the referrers (signatures, SBOMs, attestations)"
                            " of every synced manifest")
@@ -466,6 +468,21 @@ class TokenIn(Input):
 
 class TokenOut(BaseModel):
     token: str
+    id: str = Field(description="What `DELETE tokens/<id>/` revokes it by")
+    expires: Timestamp
+
+
+class TokenInfo(BaseModel):
+    """A live token (never its secret)."""
+
+    id: str
+    username: str
+    kind: Literal["api", "refresh"] = Field(
+        description="api: for the management API; refresh: from the token server's"
+        " access_type=offline")
+    parent: str | None = Field(description="The token it was minted with, if any:"
+                               " revoking that one revokes this one")
+    created: Timestamp
     expires: Timestamp
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 import lazyreg
 from lazyreg.api.artifacts import summary
 from lazyreg.api.http import query_choice, read, respond
+from lazyreg.api.routing import PREFIX
 from lazyreg.api.schemas import (
     ArtifactSummary,
     CacheStatus,
@@ -21,9 +22,12 @@ from lazyreg.api.schemas import (
     StatusOut,
     StorageStatus,
 )
+from lazyreg.api.tasks import to_out as task_out
+from lazyreg.check import VERIFY
 from lazyreg.check import check as run_check
 from lazyreg.db.models import Distribution, Remote, Repository, Task
 from lazyreg.db.space import stored_bytes
+from lazyreg.errors import InvalidField
 from lazyreg.state import AppState, state
 
 
@@ -69,8 +73,17 @@ async def show(request: web.Request) -> web.Response:
 
 
 async def check(request: web.Request) -> web.Response:
-    """Compare database and storage (`?verify=true` also hashes every stored file)."""
+    """Compare database and storage (files stat'ed, not read: hashing is `verify`)."""
     services = state(request).services
-    verify = query_choice(request, "verify", ("true", "false")) == "true"
-    report = await run_check(services.db, services.store, verify)
+    if query_choice(request, "verify", ("true", "false")) == "true":
+        raise InvalidField("verify", f"hashing every stored file runs as a task, for admins:"
+                           f" POST {PREFIX}/check/verify/")
+    report = await run_check(services.db, services.store)
     return respond(CheckOut(**report.as_dict()))
+
+
+async def verify(request: web.Request) -> web.Response:
+    """Start the task that hashes every stored file; while one runs, answer that one (200)
+    rather than start another (202)."""
+    task, started = await state(request).tasks.submit_once(VERIFY, {})
+    return respond(task_out(task), status=202 if started else 200)

@@ -2,6 +2,8 @@
 
 Passwords are write-only and stored as argon2 hashes. The last admin cannot
 be deleted or demoted, so that the server always has someone to manage it.
+A password or role change, and a delete, end every token the user holds
+(`lazyreg.auth.accounts`), on this process at once.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from sqlalchemy.orm import Session
 from lazyreg.api import paging
 from lazyreg.api.http import no_content, parse_body, path_name, read, respond, write
 from lazyreg.api.schemas import Page, Role, UserIn, UserOut, UserUpdate
+from lazyreg.auth.accounts import end_tokens
 from lazyreg.auth.passwords import hash_password
 from lazyreg.db.models import User
 from lazyreg.errors import Conflict, NotFound
+from lazyreg.state import state
 
 
 def to_out(user: User) -> UserOut:
@@ -72,24 +76,32 @@ async def update(request: web.Request) -> web.Response:
     body = await parse_body(request, UserUpdate)
     hashed = await asyncio.to_thread(hash_password, body.password) if body.password else None
 
-    def apply(session: Session) -> UserOut:
+    def apply(session: Session) -> tuple[int, UserOut]:
         user = _load(session, name)
+        changed = hashed is not None
         if body.role is not None and body.role != user.role:
             _keep_an_admin(session, user)
             user.role = body.role
+            changed = True
         if hashed is not None:
             user.password_hash = hashed
+        if changed:
+            end_tokens(session, user)
         session.flush()
-        return to_out(user)
-    return respond(await write(request, apply))
+        return user.id, to_out(user)
+    account, out = await write(request, apply)
+    state(request).auth.invalidate_account(account)
+    return respond(out)
 
 
 async def delete(request: web.Request) -> web.Response:
     name = path_name(request)
 
-    def remove(session: Session) -> None:
+    def remove(session: Session) -> int:
         user = _load(session, name)
         _keep_an_admin(session, user)
+        end_tokens(session, user)
         session.delete(user)
-    await write(request, remove)
+        return user.id
+    state(request).auth.invalidate_account(await write(request, remove))
     return no_content()

@@ -1,8 +1,8 @@
 """Who may do what: plain decisions, no I/O.
 
 - Management API: reads (GET, HEAD) need a user of any role; writes need an
-  admin. Exceptions: any user may ask for a token of their own
-  (`POST tokens/`); user accounts are for admins, except that a user may read
+  admin. Exceptions: any user may ask for, list and revoke tokens of their
+  own (`tokens/`; an admin's reach all); user accounts are for admins, except that a user may read
   their own.
 - Registry: a public distribution may be pulled by anyone; a private one by
   an admin or a user in its `readers`. The token server grants exactly the
@@ -28,6 +28,10 @@ MAX_SCOPE_LENGTH = 512
 class Identity:
     username: str
     role: Role
+    account: int = 0  # the user's id
+    generation: int = 0  # the user's token generation (lazyreg.auth.accounts)
+    token_id: str | None = None  # the API token the request came with, if any
+    token_expires: int | None = None  # and when it expires (Unix time)
 
     @property
     def is_admin(self) -> bool:
@@ -40,8 +44,8 @@ Need = Literal["user", "admin"]
 def api_need(method: str, path: str, username: str | None = None) -> Need:
     """What an API request needs. `path` is relative to /api/v1, e.g. `remotes/x/`."""
     parts = [p for p in path.split("/") if p]
-    if parts[:1] == ["tokens"] and method == "POST":
-        return "user"
+    if parts[:1] == ["tokens"]:
+        return "user"  # a user's own tokens; `lazyreg.api.tokens` keeps them apart
     if parts[:1] == ["users"]:
         own = len(parts) == 2 and username is not None and parts[1] == username
         return "user" if own and method in READ_METHODS else "admin"

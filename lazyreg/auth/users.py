@@ -16,11 +16,12 @@ ADMIN = "admin"
 
 
 def identity_of(user: User) -> Identity:
-    return Identity(user.username, cast(Role, user.role))  # the API writes only roles
+    # The API writes only roles.
+    return Identity(user.username, cast(Role, user.role), user.id, user.token_generation)
 
 
-def find_identity(session: Session, username: str) -> Identity | None:
-    user = session.scalar(select(User).where(User.username == username))
+def find_identity(session: Session, account: int) -> Identity | None:
+    user = session.get(User, account)
     return identity_of(user) if user is not None else None
 
 

@@ -24,6 +24,7 @@ from lazyreg.cli import (
     repositories,
     status,
     tasks,
+    tokens,
     users,
 )
 from lazyreg.cli.client import Client, CliError
@@ -42,6 +43,7 @@ app.add_typer(artifacts.app, name="artifact")
 app.add_typer(orphans.app, name="orphans")
 app.add_typer(tasks.app, name="task")
 app.add_typer(users.app, name="user")
+app.add_typer(tokens.app, name="token")
 app.command()(users.login)
 app.command()(users.logout)
 app.command()(status.status)

@@ -52,6 +52,10 @@ class RemoteFields:
     ca_cert: Annotated[Path | None, typer.Option(
         help="PEM file of CA certificates to trust")] = None
     proxy_url: Text = None
+    allow_private_redirects: Annotated[bool | None, typer.Option(
+        "--allow-private-redirects/--no-allow-private-redirects",
+        help="Follow the upstream's redirects and token realms to loopback, private and"
+        " link-local addresses even when its own address is not one")] = None
     download_concurrency: Annotated[int | None, typer.Option(
         help="Parallel downloads (1-64)")] = None
     tag_ttl: Annotated[int | None, typer.Option(

@@ -1,8 +1,16 @@
-"""Engine and session factory; SQLite in WAL mode so that several processes can share it."""
+"""Engine and session factory; SQLite in WAL mode so that several processes can share it.
+
+`Database.read` and `write` turn a database that cannot be reached (refused or
+dropped connections, a server shutting down, a pool that stays exhausted, a
+SQLite file locked past its busy timeout) into `DatabaseUnavailable`, which
+every area renders as a 503 with `Retry-After`; any other database error (a
+bug, a constraint) stays what it is.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -11,10 +19,51 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
+
+from lazyreg.errors import DatabaseUnavailable
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
+CONNECT_TIMEOUT = 5  # seconds: a PostgreSQL host that does not answer is unreachable by then
+POOL_TIMEOUT = 10  # seconds a request waits for a free connection before a 503
+
+# SQLite's primary result codes that mean "not now" rather than "wrong".
+_SQLITE_UNREACHABLE = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN,
+                       sqlite3.SQLITE_IOERR}
+# PostgreSQL SQLSTATEs of a server that is going away or refuses connections (class 08:
+# connection exceptions).
+_PG_UNREACHABLE = {"57P01", "57P02", "57P03", "53300"}
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether a database error means the database cannot be reached (now), not a bug."""
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection came free
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return isinstance(exc, sa_exc.OperationalError) and code & 0xFF in _SQLITE_UNREACHABLE
+    if not isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)):
+        return False
+    sqlstate = getattr(orig, "sqlstate", None)
+    # No SQLSTATE: the client library failed (a refused or dropped connection).
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in _PG_UNREACHABLE
+
+
+def as_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+    """The DatabaseUnavailable that `exc` means, if it means one."""
+    if not unreachable(exc):
+        return None
+    # The driver's first line only: the rest may name hosts and users (it goes to the log).
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = detail[0][:200] if detail else type(exc).__name__
+    return DatabaseUnavailable(f"the database is unreachable ({first}); retry shortly")
 
 
 def _normalise_url(url: str) -> str:
@@ -30,7 +79,9 @@ def make_engine(url: str, *, immediate: bool = False) -> Engine:
     """An engine; for SQLite, `immediate` makes every transaction take the write lock first."""
     url = _normalise_url(url)
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+                             pool_timeout=POOL_TIMEOUT,
+                             connect_args={"connect_timeout": CONNECT_TIMEOUT})
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
                            pool_size=8, max_overflow=8)
 
@@ -109,13 +160,23 @@ class Database:
         def run() -> T:
             with self.write_session() as session:
                 return fn(session)
-        return await asyncio.to_thread(run)
+        return await self._run(run)
 
     async def read(self, fn: Callable[[Session], T]) -> T:
         def run() -> T:
             with self.read_session() as session:
                 return fn(session)
-        return await asyncio.to_thread(run)
+        return await self._run(run)
+
+    @staticmethod
+    async def _run(run: Callable[[], T]) -> T:
+        try:
+            return await asyncio.to_thread(run)
+        except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
+            unavailable = as_unavailable(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
 
     def dispose(self) -> None:
         self.write_engine.dispose()

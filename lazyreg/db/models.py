@@ -321,6 +321,27 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(Text)
     role: Mapped[str] = mapped_column(String(16))  # admin | viewer
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Carried by every token issued to the account: a password or role change bumps
+    # it, which ends every earlier token (lazyreg.auth.accounts).
+    token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class ApiToken(Base):
+    """A live API or refresh token (its JWT is not kept: only its id and bounds).
+
+    A token whose row is gone is revoked. `parent` is the token it was minted
+    with, if any: revoking a token revokes what was minted from it.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the JWT's jti
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # api | refresh
+    parent: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class DistributionReader(Base):
@@ -388,3 +409,36 @@ class Lease(Base):
     owner: Mapped[str] = mapped_column(String(64))
     expires: Mapped[float] = mapped_column(Float)
     state: Mapped[str] = mapped_column(String(16), default="running", server_default="running")
+
+
+class CacheCounter(Base):
+    """One row: the generation of the last change published to the in-memory caches.
+
+    Publishers bump it in the transaction that records their change, so its row
+    lock orders them: changes commit in generation order (`lazyreg.db.changes`).
+    """
+
+    __tablename__ = "cache_counter"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CacheChange(Base):
+    """A change the in-memory caches of every process must hear about: a key to drop."""
+
+    __tablename__ = "cache_changes"
+
+    generation: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class CacheNode(Base):
+    """A server process that keeps in-memory caches: the last generation it has applied,
+    and when it last said so (Unix time, its own clock)."""
+
+    __tablename__ = "cache_nodes"
+
+    worker: Mapped[str] = mapped_column(String(255), primary_key=True)
+    seen: Mapped[int] = mapped_column(BigInteger, default=0)
+    heartbeat: Mapped[float] = mapped_column(Float)

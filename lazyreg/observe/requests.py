@@ -28,7 +28,7 @@ from aiohttp import web
 
 from lazyreg.accounting import ACCOUNT, Account
 from lazyreg.config import Settings
-from lazyreg.observe import health, status_page
+from lazyreg.observe import health, login, status_page
 from lazyreg.observe.keys import BLOB_SOURCE, METRICS
 from lazyreg.observe.logs import REQUEST_ID, request_id_for
 from lazyreg.observe.metrics import CONTENT_TYPE, Metrics
@@ -67,10 +67,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
     rid = request_id_for(request.headers.get("X-Request-Id"))
     request[STARTED] = Started(rid, time.perf_counter())
-    token = REQUEST_ID.set(rid)
+    # Set and never reset: aiohttp handles each request in a task of its own (with a copy
+    # of the context), and what it logs after the handler, such as the traceback of an
+    # unhandled exception ("Error handling request"), must carry the id too.
+    REQUEST_ID.set(rid)
     # What this request makes upstream, and what work it starts does (`lazyreg.accounting`).
     account = Account()
-    account_token = ACCOUNT.set(account)
+    ACCOUNT.set(account)
     try:
         return await handler(request)
     finally:
@@ -82,8 +85,6 @@ async def request_ids(request: web.Request, handler: Handler) -> web.StreamRespo
                             "upstream_requests": account.requests,
                             "upstream_bytes": account.bytes,
                             "distribution": account.distribution}})
-        ACCOUNT.reset(account_token)
-        REQUEST_ID.reset(token)
 
 
 def route_of(request: web.Request) -> str:
@@ -166,6 +167,7 @@ def setup(app: web.Application, settings: Settings) -> Metrics:
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/", status_page.status_page)
+    login.setup(app)
 
     async def drain(_: web.Application) -> None:  # before the lifespan closes the database
         task = app[STORAGE_REFRESH].task

@@ -4,8 +4,9 @@ It shows, for people rather than for Prometheus: the cache hit ratio and the
 upstream bytes saved (since this process started and over the last hour, with
 a column per minute), stored bytes by kind against the bound on them, the
 downloads in flight with their progress, repositories and distributions, and
-the recent tasks with their state and warnings. With auth on it needs a login,
-as the management API does (any user: it shows what the API lets a viewer read).
+the recent tasks with their state and warnings. With auth on it needs a login
+(any user: it shows what the API lets a viewer read), by the form of
+`lazyreg.observe.login`, never by a Basic challenge.
 
 Bounded: one database round trip of a few queries whose lists are cut at a
 fixed length (`lazyreg.observe.queries`), at most MAX_DOWNLOADS downloads,
@@ -25,26 +26,24 @@ from html import escape
 from aiohttp import web
 
 import lazyreg
-from lazyreg.auth.service import AuthFailed
-from lazyreg.errors import Unauthorized
 from lazyreg.observe.keys import METRICS
+from lazyreg.observe.login import HEADERS as LOGIN_HEADERS
+from lazyreg.observe.login import logout_form, page_identity, see_other
 from lazyreg.observe.queries import KINDS, LIST_ROWS, Snapshot, TaskRow, snapshot
 from lazyreg.observe.svg import Part, bar, columns
 from lazyreg.observe.traffic import Traffic
-from lazyreg.state import AppState, state
+from lazyreg.state import state
 
 MAX_DOWNLOADS = 20
-# Only Basic: a browser answers it with its login dialog (it has no use for Bearer).
-CHALLENGE = 'Basic realm="lazyreg"'
 HIT, MISS = "#3a9d5d", "#e08a2c"
 KIND_COLORS = {"manifest": "#7b61c9", "config": "#2b7bba", "layer": "#3a9d5d"}
 STATE_COLORS = {"completed": "#3a9d5d", "failed": "#c83c3c", "canceled": "#7f7f7f",
                 "running": "#2b7bba", "waiting": "#b59a2c"}
 HEADERS = {
-    # No script runs here, and nothing is loaded from elsewhere.
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
+    **LOGIN_HEADERS,
+    # No script runs here, nothing is loaded from elsewhere, no other site frames it.
+    "Content-Security-Policy": ("default-src 'none'; style-src 'unsafe-inline'; img-src data:;"
+                                " form-action 'self'; frame-ancestors 'none'"),
 }
 
 
@@ -69,6 +68,7 @@ class Page:
     downloads: list[Download]  # at most MAX_DOWNLOADS
     downloads_total: int
     bound: int | None  # bytes stored blobs may take (max_cache_bytes), or None
+    logout: str = ""  # the logout form's HTML, with a session
 
 
 def human_bytes(n: float) -> str:
@@ -280,7 +280,7 @@ def render(page: Page) -> str:
 {_tasks(snap)}
 <footer><a href="/metrics">/metrics</a> · <a href="/readyz">/readyz</a> ·
 <a href="/api/v1/openapi.json">/api/v1/openapi.json</a> · refreshed every 30 s ·
-{_when(datetime.fromtimestamp(page.now, UTC))} UTC</footer>
+{_when(datetime.fromtimestamp(page.now, UTC))} UTC {page.logout}</footer>
 </body></html>
 """
 
@@ -289,21 +289,11 @@ def _downloads_of(progress: Sequence[tuple[str, int, int]]) -> list[Download]:
     return [Download(digest, size, landed) for digest, size, landed in progress[:MAX_DOWNLOADS]]
 
 
-async def _login(request: web.Request, app: AppState) -> None:
-    """With auth on, the page needs what the management API's reads need: any user."""
-    if not app.auth.enabled:
-        return
-    try:
-        await app.auth.api_identity(request.headers.get("Authorization"))
-    except AuthFailed as exc:
-        raise Unauthorized(f"{exc}: the status page needs a login, as the API does",
-                           CHALLENGE) from None
-
-
 async def status_page(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     app = state(request)
-    await _login(request, app)
+    if app.auth.enabled and await page_identity(request) is None:
+        return see_other("/login")  # a form, never a Basic challenge a browser would keep
     snap = await app.services.db.read(snapshot)
     progress = app.fetcher.progress()
     settings = app.services.settings
@@ -314,7 +304,7 @@ async def status_page(request: web.Request) -> web.Response:
         overall=metrics.traffic, last_hour=metrics.recent.total(),
         minutes=metrics.recent.series(), snapshot=snap,
         downloads=_downloads_of(progress), downloads_total=len(progress),
-        bound=getattr(settings, "max_cache_bytes", None))
+        bound=getattr(settings, "max_cache_bytes", None), logout=logout_form(request))
     return web.Response(text=render(page), content_type="text/html", headers=HEADERS)
 
 

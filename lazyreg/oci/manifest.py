@@ -124,7 +124,8 @@ def detect_media_type(doc: dict[str, object], content_type: str | None) -> str:
 
 
 def parse_manifest(data: bytes, content_type: str | None = None) -> ParsedManifest:
-    """Describe a manifest; unknown media types are opaque (no references)."""
+    """Describe a manifest; unknown media types are opaque (no references), if the
+    document says it is a manifest at all (InvalidManifest otherwise)."""
     try:
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -165,4 +166,12 @@ def parse_manifest(data: bytes, content_type: str | None = None) -> ParsedManife
         return ParsedManifest(media_type, config=config, layers=layers, subject=_subject(doc),
                               artifact_type=_artifact_type(doc, config))
 
+    # Anything else is kept opaque, but only if it says it is a manifest: JSON from
+    # some other service (reached through a redirect, say) is never stored as one.
+    if not (mt.names_a_manifest(doc.get("mediaType")) or mt.names_a_manifest(content_type)
+            or (isinstance(doc.get("schemaVersion"), int)
+                and not isinstance(doc.get("schemaVersion"), bool))):
+        raise InvalidManifest("not a manifest: no manifest, index or artifact media type"
+                              f" (Content-Type {str(content_type)[:100]!r}) and no"
+                              " schemaVersion")
     return ParsedManifest(media_type)

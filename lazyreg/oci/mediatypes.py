@@ -27,5 +27,19 @@ FOREIGN_LAYERS = frozenset({
 })
 
 
+# A vendor type naming a manifest or an index: schema1, the OCI artifact manifest,
+# and the types registries will invent next.
+_MANIFEST_WORDS = (".manifest.", ".index.", "+prettyjws")
+
+
+def names_a_manifest(media_type: object) -> bool:
+    """Whether a Content-Type or `mediaType` says "manifest" (or index, or artifact)."""
+    if not isinstance(media_type, str):
+        return False
+    base = media_type.split(";", 1)[0].strip().lower()
+    return base in KNOWN_MANIFESTS or (base.startswith("application/vnd.")
+                                       and any(w in base for w in _MANIFEST_WORDS))
+
+
 def is_list(media_type: str) -> bool:
     return media_type in MANIFEST_LISTS

@@ -44,3 +44,6 @@ class Expiring(Generic[V]):
 
     def forget(self, key: Hashable) -> None:
         self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()

@@ -175,6 +175,14 @@ class PullThrough:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    def forget(self) -> None:
+        """Drop what memory holds (confirmed tags, failures): a distribution or remote may
+        have changed, here or on another process (the change feed). The next request
+        reads the database again (a tag's last confirmation is kept there), not the
+        upstream."""
+        self._fresh.clear()
+        self._failures.clear()
+
     def stale_served(self, mirror: Mirror, reference: str, why: str) -> None:
         """Stored content served without the upstream's confirmation: logged and counted."""
         log.warning("pull-through %s/%s:%s served stale from storage: %s",

@@ -9,6 +9,7 @@ from lazyreg.registry import blobs, listing, manifests, referrers, token
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/token", token.issue)
+    app.router.add_post("/token", token.issue_form)
     # Names match any characters ("." would stop at a newline), so that a malformed
     # one reaches the handler and gets NAME_INVALID rather than a bare 404.
     app.router.add_get("/v2/", listing.v2_root)

@@ -4,7 +4,9 @@ With auth on, a private distribution is served only to a request whose Bearer
 token (from `GET /token`) grants `repository:<base_path>:pull`; otherwise the
 answer is 401 `UNAUTHORIZED` with the challenge
 `Bearer realm="<server>/token",service="lazyreg",scope="repository:<base_path>:pull"`,
-and no content. Public distributions are served to anyone. A name under a
+and no content; an unknown name gets the very same answer, so that a client
+without pull rights cannot tell private names from missing ones. Public
+distributions are served to anyone. A name under a
 pull-through distribution (longest base-path prefix) follows that
 distribution's rule; whether an anonymous client may make it fetch new
 content is `lazyreg.registry.pullthrough`'s to decide. `GET /v2/` asks
@@ -58,7 +60,7 @@ async def registry_access(request: web.Request, handler: Handler) -> web.StreamR
     name = request.match_info.get("name")
     scope = f"repository:{name}:pull" if name else None
     try:
-        claims = app.auth.registry_claims(request.headers.get("Authorization"))
+        claims = await app.auth.registry_claims(request.headers.get("Authorization"))
     except AuthFailed as exc:
         raise unauthorized(request, f"{exc}: get a token from {realm(request)}", scope
                            ) from None
@@ -67,13 +69,20 @@ async def registry_access(request: web.Request, handler: Handler) -> web.StreamR
     if request.path in ROOTS and claims is None:
         raise unauthorized(request, "authentication required: get a token (anonymous or"
                            f" with Basic credentials) from {realm(request)}")
-    if name is not None:
-        # An unknown name is NAME_UNKNOWN, as without auth; a name under a pull-through
-        # distribution follows its rule whether or not it was pulled before.
-        target = await route_of(app, name)
-        if target.private and (claims is None or not claims.allows(name)):
-            raise unauthorized(request, f"repository {name!r} is private: pull it with a"
-                               " token that grants its scope (log in as one of its readers)",
+    if name is not None and (claims is None or not claims.allows(name)):
+        # A private name and an unknown one get the same 401, as from distribution in
+        # token mode: a client without pull rights cannot tell which names exist. A name
+        # under a pull-through distribution follows its rule whether or not it was pulled
+        # before. (A token granting an unknown name was issued before a delete: 404.)
+        try:
+            private = (await route_of(app, name)).private
+        except RegistryError as exc:
+            if exc.code != "NAME_UNKNOWN":
+                raise
+            private = True
+        if private:
+            raise unauthorized(request, f"pulling {name!r} needs a token that grants its"
+                               f" scope: log in as one of its readers at {realm(request)}",
                                scope)
     return await handler(request)
 
@@ -90,7 +99,7 @@ def catalog_filter(request: web.Request, session: Session) -> list[ColumnElement
         return []
     claims = request.get(CLAIMS)
     identity: Identity | None = None
-    if claims is not None and claims.subject:
-        identity = find_identity(session, claims.subject)
+    if claims is not None and claims.account is not None:
+        identity = find_identity(session, claims.account)
     condition = pullable(identity)
     return [] if condition is None else [condition]

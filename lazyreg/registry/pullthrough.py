@@ -27,6 +27,7 @@ def may_fetch(request: web.Request, mirror: Mirror) -> bool:
 async def manifest_target(request: web.Request, name: str, reference: str) -> Target:
     """The Target to serve manifest `reference` (already checked: a tag or a digest) of `name`."""
     app = state(request)
+    generation = app.lookups.generation  # a change published meanwhile: not kept
     route = await route_of(app, name)
     if route.mirror is None:
         return served(route, name)
@@ -35,5 +36,7 @@ async def manifest_target(request: web.Request, name: str, reference: str) -> Ta
     except FetchRefused as exc:
         raise unauthorized(request, str(exc), f"repository:{name}:pull") from None
     if target != route:
-        app.lookups.put_target(name, target)  # this process serves the new version at once
+        # This process serves the new version at once; unless the distribution changed
+        # (was deleted, say) while the fetch ran.
+        app.lookups.put_target(name, target, generation)
     return target

@@ -22,7 +22,7 @@ from lazyreg.db import content as q
 from lazyreg.db import routing
 from lazyreg.db.models import Distribution, Repository, RepositoryVersion
 from lazyreg.db.routing import Target
-from lazyreg.errors import RegistryError
+from lazyreg.errors import DatabaseUnavailable, RegistryError
 from lazyreg.oci.names import is_repository_name
 from lazyreg.state import AppState
 
@@ -77,17 +77,36 @@ def resolve(session: Session, name: str) -> Target:
 
 async def route_of(app: AppState, name: str) -> Target:
     """What serves `name`, from the lookup cache when it is fresh; under a pull-through
-    distribution, possibly a Target without a repository yet."""
-    cached: Target | None = app.lookups.target(name)
-    if cached is not None:
-        target = cached
-    else:
-        # Requests that miss together (when the answer expires) share one read.
-        flight = app.lookups.target_flight(
-            name, lambda: app.services.db.read(lambda s: resolve(s, name)))
-        target = await asyncio.shield(flight)
-    _label(target, name)
-    return target
+    distribution, possibly a Target without a repository yet.
+
+    Cached answers are used only while the change feed says this process is in
+    step with the others (`ChangeFeed.serving`): a process cut off from the
+    database for longer than the feed's grace reads anew, or answers 503. Within
+    the grace, a database that cannot be reached is answered from the last
+    answer kept, fresh or not (all the pulls that follow are then served from
+    memory and storage).
+    """
+    feed = app.changes
+    if feed.serving:
+        target: Target | None = app.lookups.target(name)
+        if target is None and not feed.reachable:  # do not wait on a database known down
+            target = app.lookups.kept_target(name)
+        if target is not None:
+            _label(target, name)
+            return target
+    # Requests that miss together (when the answer expires) share one read.
+    flight = app.lookups.target_flight(
+        name, lambda: app.services.db.read(lambda s: resolve(s, name)))
+    try:
+        found: Target = await asyncio.shield(flight)
+    except DatabaseUnavailable:
+        kept: Target | None = app.lookups.kept_target(name) if feed.serving else None
+        if kept is None:
+            raise
+        _label(kept, name)
+        return kept
+    _label(found, name)
+    return found
 
 
 def _label(target: Target, name: str) -> None:

@@ -60,6 +60,7 @@ from lazyreg.sync.tags import TagListing, list_tags
 from lazyreg.sync.workers import drain
 from lazyreg.taskcontext import TaskContext
 from lazyreg.upstream.client import UpstreamClient
+from lazyreg.upstream.errors import RedirectRefused
 
 log = logging.getLogger(__name__)
 
@@ -328,12 +329,47 @@ async def _fetch_blobs(run: SyncRun, fetcher: Fetcher, source: Source, remote: R
     if not wanted:
         return
     progress.add_total("blobs", len(wanted))
+    refused: dict[str, RedirectRefused] = {}
 
     async def fetch(need: BlobNeed) -> None:
-        await fetcher.fetch(need.digest, need.size, [source],
-                            kind="config" if need.is_config else "layer")
+        try:
+            await fetcher.fetch(need.digest, need.size, [source],
+                                kind="config" if need.is_config else "layer")
+        except RedirectRefused as exc:
+            refused[need.digest] = exc  # its tags are skipped below, not the whole sync
         progress.advance("blobs")
     await drain(wanted, fetch, BLOB_WORKERS)
+    if refused:
+        _skip_refused(run, refused)
+
+
+def _skip_refused(run: SyncRun, refused: dict[str, RedirectRefused]) -> None:
+    """Skip the tags whose blobs the upstream redirected where we do not go. A blob
+    reached only through manifests recorded by an earlier sync cannot be told to a
+    tag here: then the sync fails with the refusal, as before."""
+    blamed: set[str] = set()
+    for tag, root in list(run.tags.items()):
+        blobs: set[str] = set()
+        stack, seen = [root], set()
+        while stack:  # bounded: the manifests this sync fetched
+            digest = stack.pop()
+            m = run.fetched.get(digest)
+            if m is None or digest in seen:
+                continue
+            seen.add(digest)
+            blobs.update(d.digest for d in m.parsed.blobs)
+            stack.extend(c.descriptor.digest for c in m.parsed.children)
+        hit = sorted(blobs & refused.keys())
+        if hit:
+            del run.tags[tag]
+            run.failed_tags.add(tag)
+            blamed.update(hit)
+            run.problems.skip(f"tag {tag!r}", refused[hit[0]])
+    unblamed = refused.keys() - blamed
+    if unblamed:
+        raise refused[min(unblamed)]
+    if not run.tags and not run.untagged:
+        raise NothingSynced("no tag could be synced: " + "; ".join(run.problems.as_list()[:5]))
 
 
 async def _record(db: Database, findings: SyncFindings, task_id: str) -> RepositoryVersion | None:

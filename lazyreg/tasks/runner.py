@@ -77,6 +77,7 @@ class TaskRunner:
         self._kinds: dict[str, _Kind] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._submitting = asyncio.Lock()
 
     def register(self, kind: str, body: TaskBody, *, lock: LockKey | None = None) -> None:
         if kind in self._kinds:
@@ -119,6 +120,37 @@ class TaskRunner:
         self._tasks[task.id] = asyncio.create_task(
             self._run(task.id, kind, found.body, params, lock_key))
         return task
+
+    async def submit_once(self, kind: str, params: dict[str, Any]) -> tuple[Task, bool]:
+        """Like `submit`, unless a task with the same lock key is waiting or running in a
+        live process: then that task, and False. For work that a second run would only
+        repeat (verifying storage). The look and the insert are one transaction, and one
+        at a time in this process; with SQLite, across processes too (writes are
+        serialized); two PostgreSQL nodes asked at the same instant may each start one,
+        and the lock key then runs them one after the other."""
+        found = self._kinds.get(kind)
+        if found is None or found.lock is None:
+            raise UnknownTaskKind(f"no task kind {kind!r} with a lock key is registered")
+        lock_key = found.lock(params)
+        task = Task(id=str(uuid.uuid4()), kind=kind, state="waiting", params=params,
+                    lock_key=lock_key, worker=str(self.worker), progress={},
+                    created_resources=[], warnings=[], created=utcnow())
+
+        def insert_unless_active(session: Session) -> Task | None:
+            for active in session.scalars(select(Task).where(
+                    Task.lock_key == lock_key, Task.state.in_(sorted(ACTIVE_STATES)))):
+                if _worker_alive(active.worker):
+                    session.expunge(active)
+                    return active
+            session.add(task)
+            return None
+        async with self._submitting:
+            active = await self.db.write(insert_unless_active)
+            if active is not None:
+                return active, False
+            self._tasks[task.id] = asyncio.create_task(
+                self._run(task.id, kind, found.body, params, lock_key))
+        return task, True
 
     async def _wait_for_other_processes(self, task_id: str, lock_key: str) -> None:
         def claim(session: Session) -> bool:

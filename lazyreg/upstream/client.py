@@ -75,7 +75,8 @@ class RemoteConfig:
     concurrency: int = 8
     retries: int = 4
     backoff: float = 0.5  # seconds before the first retry; doubles each time
-    # Follow redirects (and token realms) to link-local and metadata addresses.
+    # Follow redirects (and token realms) to loopback, private, link-local and metadata
+    # addresses whatever the remote's own (lazyreg.upstream.redirects).
     allow_private_redirects: bool = False
     stall: StallRule = field(default_factory=StallRule)
     # Seconds a small body (manifest, tag page, token, config) may take to read in all.
@@ -157,6 +158,13 @@ class UpstreamClient:
         self.tokens = tokens or TokenCache()
         self.semaphore = asyncio.Semaphore(max(1, config.concurrency))
         self._ssl = _ssl_context(config)
+        self._own: frozenset[redirects.AddressClass] | None = None
+
+    async def _own_classes(self) -> frozenset[redirects.AddressClass]:
+        """Where else this remote's redirects may go (resolved once, when first needed)."""
+        if self._own is None:
+            self._own = await redirects.own_classes(URL(self.base))
+        return self._own
 
     # ------------------------------------------------------------------ plumbing
 
@@ -252,7 +260,8 @@ class UpstreamClient:
         if not redirects.same_origin(url, own):  # a token realm elsewhere
             dest = await redirects.destination(
                 url, allow_private=self.config.allow_private_redirects,
-                pin=self.config.proxy_url is None, what="the token realm")
+                pin=self.config.proxy_url is None, own=await self._own_classes(),
+                what="the token realm")
         current, sent = url, dict(headers)
         for _ in range(redirects.MAX_REDIRECTS + 1):
             if dest.host_header:
@@ -270,7 +279,7 @@ class UpstreamClient:
                 raise RedirectRefused("refused a redirect to an invalid URL") from None
             dest = await redirects.destination(
                 target, allow_private=self.config.allow_private_redirects,
-                pin=self.config.proxy_url is None)
+                pin=self.config.proxy_url is None, own=await self._own_classes())
             if not redirects.same_origin(target, current):
                 sent = {k: v for k, v in sent.items()
                         if k.lower() not in ("authorization", "host")}

@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from lazyreg.app import create_app
-from lazyreg.auth.tokens import issue_api_token, issue_registry_token
+from lazyreg.auth.tokens import Holder, issue_account_token, issue_registry_token
 from lazyreg.config import Settings
 from lazyreg.state import STATE
 from tests.api.conftest import API, Client, seed
@@ -62,7 +62,7 @@ async def make_user(client: Client, name: str, role: str = "viewer") -> dict[str
 
 async def api_token(client: Client, headers: dict[str, str]) -> str:
     answer = await call(client, "POST", f"{API}/tokens/", 201, headers)
-    assert set(answer) == {"token", "expires"}
+    assert set(answer) == {"token", "id", "expires"}
     return str(answer["token"])
 
 
@@ -98,9 +98,10 @@ async def test_admin_token_works_and_expired_forged_or_stale_ones_do_not(secure:
     token = await api_token(secure, ADMIN)
     await call(secure, "POST", f"{API}/repositories/", 201, bearer(token), {"name": "made"})
     key = secure.app[STATE].services.secrets.signing_key
-    expired, _ = issue_api_token(key, "admin", -60)
-    forged, _ = issue_api_token(b"not the server's key" * 2, "admin", 600)
-    registry, _ = issue_registry_token(key, "admin", [], 300)
+    admin = Holder(1, 0, "admin")
+    expired = issue_account_token(key, admin, -60).token
+    forged = issue_account_token(b"not the server's key" * 2, admin, 600).token
+    registry = issue_registry_token(key, admin, [], 300).token
     claims = jwt.decode(token, options={"verify_signature": False})
     unsigned = jwt.encode({**claims, "exp": int(time.time()) + 600}, None, algorithm="none")
     for bad in (expired, forged, registry, unsigned, token[:-4] + "AAAA", "x" * 7_000):
@@ -276,9 +277,10 @@ def _fuzz_headers(key: bytes) -> dict[str, str]:
         "bearer-wrong-key": "Bearer " + jwt.encode(claims, b"w" * 32, algorithm="HS256"),
         "bearer-expired": "Bearer " + jwt.encode({**claims, "exp": now - 60}, key,
                                                  algorithm="HS256"),
-        "bearer-api-token": "Bearer " + issue_api_token(key, "vera", 600)[0],
+        "bearer-api-token": "Bearer " + issue_account_token(key, Holder(2, 0, "vera"),
+                                                            600).token,
         "bearer-other-scope": "Bearer " + issue_registry_token(
-            key, "bob", [issue_scope("team/other")], 300)[0],
+            key, Holder(3, 0, "bob"), [issue_scope("team/other")], 300).token,
         "digest": 'Digest username="vera"',
         "bearer-10KB": "Bearer " + "x" * 10_240,
     }
@@ -289,7 +291,7 @@ def issue_scope(name: str) -> Any:
     return Access("repository", name, ("pull",))
 
 
-async def test_fuzzed_credentials_get_400_or_401_and_never_content(published: Client) -> None:
+async def test_fuzzed_credentials_get_400_401_or_429_and_never_content(published: Client) -> None:
     key = published.app[STATE].services.secrets.signing_key
     layer = "sha256:" + __import__("hashlib").sha256(b"priv-layer").hexdigest()
     targets = ["/token?service=lazyreg&scope=repository:team/priv:pull",
@@ -305,7 +307,8 @@ async def test_fuzzed_credentials_get_400_or_401_and_never_content(published: Cl
             resp = await published.request(method, target, headers={"Authorization": header})
             raw = await resp.read()
             seen[resp.status] = seen.get(resp.status, 0) + 1
-            assert resp.status in (400, 401), (name, target, resp.status, raw[:200])
+            # 429: the wrong passwords tried here trip the login throttle.
+            assert resp.status in (400, 401, 429), (name, target, resp.status, raw[:200])
             assert b'"token":' not in raw and b'"tags":' not in raw and raw != b"{}", (
                 name, target)
     assert seen.get(401, 0) > seen.get(400, 0)
@@ -333,3 +336,31 @@ async def test_token_for_scopes_of_other_repositories_grants_nothing(published: 
     assert jwt.decode(token, options={"verify_signature": False})["access"] == []
     for path in ("/v2/team/other/manifests/v1", "/v2/team/priv/manifests/v1"):
         await call(published, "GET", path, 401, bearer(token))
+
+
+async def test_unknown_and_private_names_get_the_same_401(published: Client) -> None:
+    """Issue 20, finding 7: a client without pull rights cannot tell them apart."""
+    bob = await registry_token(published, ["repository:team/priv:pull",
+                                           "repository:team/ghost:pull"],
+                               basic("bob", "bob-password"))
+    for headers in ({}, bearer(bob)):
+        answers = []
+        for name in ("team/priv", "team/ghost"):
+            for path in ("manifests/v1", "tags/list", "blobs/sha256:" + "0" * 64):
+                resp = await published.get(f"/v2/{name}/{path}", headers=headers)
+                body = await resp.json()
+                answers.append((resp.status, body["errors"][0]["code"],
+                                body["errors"][0]["message"].replace(name, "NAME"),
+                                resp.headers["WWW-Authenticate"].replace(name, "NAME")))
+        assert all(a == answers[0] for a in answers), answers
+        assert answers[0][:2] == (401, "UNAUTHORIZED")
+    # A reader still tells a missing manifest from a missing name.
+    vera = await registry_token(published, ["repository:team/priv:pull"],
+                                basic("vera", "vera-password"))
+    resp = await published.get("/v2/team/priv/manifests/nope", headers=bearer(vera))
+    assert resp.status == 404
+    # API answers say nosniff.
+    resp = await published.get(f"{API}/remotes/", headers=ADMIN)
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    resp = await published.get(f"{API}/remotes/")
+    assert resp.status == 401 and resp.headers["X-Content-Type-Options"] == "nosniff"

@@ -14,32 +14,34 @@ import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import OperationalError
 
-from lazyreg.api import http
 from lazyreg.api.limits import MAX_BODY_BYTES
 from lazyreg.app import is_disk_full
+from lazyreg.state import STATE
 from tests.api.conftest import API, Client, database, get, post
+
+JSON = {"Content-Type": "application/json"}
 
 
 async def test_body_over_the_limit_is_413(client: Client) -> None:
     big = b'{"name": "r", "description": "' + b"x" * MAX_BODY_BYTES + b'"}'
     resp = await client.post(f"{API}/repositories/", data=io.BytesIO(big),
-                             headers={"Content-Length": str(len(big))})
+                             headers={"Content-Length": str(len(big)), **JSON})
     assert resp.status == 413
     assert str(MAX_BODY_BYTES) in (await resp.json())["detail"]
 
     async def chunks() -> Any:  # no Content-Length: the limit applies while reading
         for _ in range(3):
             yield b" " * (MAX_BODY_BYTES // 2)
-    resp = await client.post(f"{API}/repositories/", data=chunks())
+    resp = await client.post(f"{API}/repositories/", data=chunks(), headers=JSON)
     assert resp.status == 413
     assert (await get(client, "repositories/"))["count"] == 0
 
 
 async def test_body_that_does_not_arrive_in_time_is_408(
         client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http, "BODY_TIMEOUT", 0.5)
+    monkeypatch.setattr(client.app[STATE].services.settings, "body_timeout", 0.5)
     reader, writer = await asyncio.open_connection(client.host, client.port)
-    writer.write(b"POST /api/v1/repositories/ HTTP/1.1\r\nHost: x\r\n"
+    writer.write(b"POST /api/v1/repositories/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                  b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
     await writer.drain()
     answer = await asyncio.wait_for(reader.read(4096), timeout=10)
@@ -50,7 +52,7 @@ async def test_body_that_does_not_arrive_in_time_is_408(
 
 @pytest.mark.parametrize("raw", [b"[" * 200_000, b'{"a":' * 200_000, b"{" * 100_000])
 async def test_deeply_nested_json_is_400(client: Client, raw: bytes) -> None:
-    resp = await client.post(f"{API}/remotes/", data=raw)
+    resp = await client.post(f"{API}/remotes/", data=raw, headers=JSON)
     assert resp.status == 400
     assert (await resp.json())["detail"] == "invalid JSON body"
 

@@ -83,6 +83,10 @@ def test_every_command_answers_json(cli: Runner, servers: Servers, tmp_path: Pat
     assert run("user list")["count"] == 1
     assert run("user delete", "vera") == {"deleted": "users/vera/"}
 
-    # login and logout need a server with auth on: tests/cli/test_login.py.
-    every = commands(typer.main.get_command(app)) - {("serve",), ("login",), ("logout",)}
+    assert run("token list") == {"count": 0, "next": None, "previous": None, "results": []}
+
+    # login, logout and a token to revoke need a server with auth on:
+    # tests/cli/test_login.py.
+    every = commands(typer.main.get_command(app)) - {("serve",), ("login",), ("logout",),
+                                                     ("token", "revoke")}
     assert ran == every, every - ran

@@ -8,6 +8,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import jwt
 import pytest
 
 from lazyreg.config import Settings
@@ -72,3 +73,28 @@ def test_login_then_commands_and_json_output(secure: Runner, monkeypatch: pytest
     logged_out = secure("-o", "json", "logout")
     assert logged_out.json() == {"server": secure.server, "logged_out": True}
     assert secure("repository", "list").code == 1
+
+
+def test_token_list_and_revoke(secure: Runner, monkeypatch: pytest.MonkeyPatch,
+                               tmp_path: Path) -> None:
+    assert login(secure, monkeypatch, "admin", ADMIN_PASSWORD) == 0
+    stored = tmp_path / "config" / "lazyreg" / "tokens.json"
+    first = json.loads(stored.read_text())[secure.server.rstrip("/")]["token"]
+    assert login(secure, monkeypatch, "admin", ADMIN_PASSWORD) == 0
+    listed = secure("-o", "json", "token", "list")
+    assert listed.code == 0, listed.err
+    assert listed.json()["count"] == 2
+    assert {t["username"] for t in listed.json()["results"]} == {"admin"}
+    table = secure("token", "list", "--user", "admin")
+    assert table.code == 0 and "admin" in table.out and "api" in table.out
+    first_id = jwt.decode(first, options={"verify_signature": False})["jti"]
+    [other] = [t["id"] for t in listed.json()["results"] if t["id"] != first_id]
+    revoked = secure("-o", "json", "token", "revoke", first_id)
+    assert revoked.code == 0, revoked.err
+    monkeypatch.setenv("LAZYREG_TOKEN", first)  # the revoked one
+    assert secure("repository", "list").code == 1
+    monkeypatch.delenv("LAZYREG_TOKEN")
+    assert [t["id"] for t in secure("-o", "json", "token", "list").json()["results"]] == [
+        other]
+    missing = secure("token", "revoke", "nosuchtoken")
+    assert missing.code == 1 and "not found" in missing.err and "Traceback" not in missing.err

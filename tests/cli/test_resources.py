@@ -149,3 +149,12 @@ def test_status_and_artifacts_when_empty(cli: Runner, servers: Servers) -> None:
     assert artifacts["summary"]["count"] == 0
     tasks = cli("-o", "json", "task", "list").json()
     assert tasks["results"] == []
+
+
+def test_remote_allow_private_redirects(cli: Runner) -> None:
+    made = cli("-o", "json", "remote", "create", "inner", "--url", "https://10.0.0.5",
+               "--upstream-name", "a", "--allow-private-redirects")
+    assert made.code == 0, made.err
+    assert made.json()["allow_private_redirects"] is True
+    changed = cli("-o", "json", "remote", "update", "inner", "--no-allow-private-redirects")
+    assert changed.code == 0 and changed.json()["allow_private_redirects"] is False

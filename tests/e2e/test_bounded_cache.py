@@ -129,7 +129,7 @@ def test_three_images_through_a_cache_of_one_and_a_half(
         assert fetched(images.upstream, mark) == layers["i1"]
         wait_until(lambda: settled(server) and stored_layers(server) == layers["i1"],
                    "i3 evicted for i1")
-        assert server.ok("GET", "check/?verify=true")["ok"]
+        assert server.verify()["ok"]
     finally:
         server.stop()
 
@@ -157,7 +157,7 @@ def test_a_blob_being_sent_is_not_evicted(images: Images, tmp_path: Path) -> Non
         assert _sha256(first + rest) == big
         # The transfer over, the layer is evictable like any other.
         wait_until(lambda: not stored_layers(server), "the big layer evicted once sent")
-        assert server.ok("GET", "check/?verify=true")["ok"]
+        assert server.verify()["ok"]
     finally:
         server.stop()
 

@@ -90,7 +90,7 @@ def test_reclaim_removes_the_layers_a_new_pull_fetches_again(
     assert "reclaimed 2 layers" in task["progress"]["message"]
     assert "kept 1" in task["progress"]["message"]
     assert lazyreg.artifact_digests() & layers(v1) == shared
-    assert lazyreg.ok("GET", "check/?verify=true")["ok"]
+    assert lazyreg.verify()["ok"]
 
 
 def test_five_syncs_with_retain_versions_2_leave_2_and_pins_are_checked(

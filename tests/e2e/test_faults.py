@@ -204,7 +204,7 @@ def test_429_with_retry_after_is_waited_for(lazyreg: Lazyreg, upstream: Upstream
 
 
 def _check(server: Lazyreg) -> dict:
-    return server.ok("GET", "check/?verify=true")
+    return server.verify()
 
 
 def _wait_until_midway(staging: Path) -> None:

@@ -98,7 +98,7 @@ def _read_nothing(server: Lazyreg, path: str) -> socket.socket:
     """A client that asks for a blob and then reads nothing."""
     sock = socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     return sock
 
 

@@ -62,7 +62,7 @@ def test_sha512_blobs_are_synced_stored_and_served(
         requests_before = len(hostile.requests)
         assert _get(server, f"app/blobs/{layer}")[1] == LAYER  # now from storage
         assert len(hostile.requests) == requests_before
-        check = server.ok("GET", "check/?verify=true")
+        check = server.verify()
         assert check["ok"], check
     finally:
         server.stop()

@@ -108,3 +108,37 @@ async def test_stored_bytes_come_from_the_database_cached_a_few_seconds(client: 
     assert (await scrape(client)).value("lazyreg_storage_bytes", kind="layer") == 1000  # cached
     client.app[METRICS].storage_checked = float("-inf")  # as if STORAGE_TTL had passed
     assert (await scrape(client)).value("lazyreg_storage_bytes", kind="layer") == 6000
+
+
+async def test_the_traceback_of_an_unhandled_error_carries_the_request_id(
+        tmp_path: Path, template: Path) -> None:
+    """aiohttp logs it after our middlewares ended ("Error handling request"): the id must
+    still be set then (issue 20: the traceback line had request_id null)."""
+    from aiohttp import web
+
+    from lazyreg.observe.logs import RequestIdFilter
+    from tests.sqlite import seeded
+
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug")
+
+    app = create_app(Settings(data_dir=seeded(tmp_path, template)))
+    app.router.add_get("/broken", broken)
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+    keep = Keep()
+    keep.addFilter(RequestIdFilter())
+    logger = logging.getLogger("aiohttp.server")
+    logger.addHandler(keep)
+    try:
+        async with TestClient(TestServer(app)) as client:
+            resp = await client.get("/broken", headers={"X-Request-Id": "req-tb-1"})
+            assert resp.status == 500
+    finally:
+        logger.removeHandler(keep)
+    tracebacks = [r for r in seen if r.exc_info]
+    assert tracebacks, [r.getMessage() for r in seen]
+    assert all(r.request_id == "req-tb-1" for r in tracebacks)  # type: ignore[attr-defined]

@@ -42,9 +42,28 @@ def test_oci_index_without_media_type_is_recognised_by_shape() -> None:
 
 
 def test_unknown_media_type_is_opaque_not_rejected() -> None:
-    parsed = parse_manifest(b'{"mediaType": "application/vnd.example+json", "x": 1}')
+    parsed = parse_manifest(b'{"schemaVersion": 2, "mediaType": "application/vnd.example+json"'
+                            b', "x": 1}')
     assert parsed.media_type == "application/vnd.example+json"
     assert parsed.blobs == () and parsed.children == ()
+    for data, content_type in (
+            (b'{"mediaType": "application/vnd.oci.artifact.manifest.v1+json"}', None),
+            (b'{"signatures": []}', "application/vnd.docker.distribution.manifest.v1+prettyjws"),
+            (b'{"name": "x"}', "application/vnd.example.manifest.v3+json")):
+        assert parse_manifest(data, content_type).blobs == ()
+
+
+@pytest.mark.parametrize(("data", "content_type"), [
+    (b'{"admin": true, "users": ["root"]}', "application/json"),
+    (b'{"mediaType": "application/vnd.example+json", "x": 1}', None),
+    (b'{"schemaVersion": true}', "text/html"),
+    (b'{"status": "ok"}', "application/octet-stream"),
+])
+def test_json_that_says_it_is_no_manifest_is_refused(data: bytes, content_type: str | None
+                                                     ) -> None:
+    """Issue 20: an internal service's JSON, reached through a redirect, was stored."""
+    with pytest.raises(InvalidManifest, match="not a manifest"):
+        parse_manifest(data, content_type)
 
 
 @pytest.mark.parametrize("data", [

@@ -3,7 +3,8 @@
 A tiny upstream serves a manifest whose layers redirect to
 `http://169.254.169.254/…` and to `file:///etc/passwd`. A lazy pull through
 /v2 gets a registry error naming the refusal, and nothing from the redirect
-target; an immediate sync fails saying why. Ordinary redirects still work.
+target; an immediate sync skips the tag, saying why, and keeps the clean one.
+Ordinary redirects still work.
 """
 
 from __future__ import annotations
@@ -40,16 +41,26 @@ def redirecting_upstream(metadata_hits: list[str]) -> web.Application:
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
                     "digest": d, "size": len(data)} for d, (_, data) in layers.items()],
     }).encode()
+    fine = digest(LAYERS["fine"])
+    clean = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": digest(CONFIG), "size": len(CONFIG)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": fine, "size": len(LAYERS["fine"])}],
+    }).encode()
 
     async def root(request: web.Request) -> web.Response:
         return web.json_response({})
 
     async def tags(request: web.Request) -> web.Response:
-        return web.json_response({"name": "evil", "tags": ["v1"]})
+        return web.json_response({"name": "evil", "tags": ["v1", "clean"]})
 
     async def get_manifest(request: web.Request) -> web.Response:
-        return web.Response(body=manifest, headers={"Content-Type": OCI,
-                                                    "Docker-Content-Digest": digest(manifest)})
+        ref = request.match_info["ref"]
+        body = clean if ref in ("clean", digest(clean)) else manifest
+        return web.Response(body=body, headers={"Content-Type": OCI,
+                                                "Docker-Content-Digest": digest(body)})
 
     async def blob(request: web.Request) -> web.StreamResponse:
         wanted = request.match_info["digest"]
@@ -122,9 +133,15 @@ async def test_lazy_pull_refuses_metadata_and_file_redirects(
     assert len(hits) == 1
 
 
-async def test_immediate_sync_fails_saying_the_redirect_was_refused(
+async def test_immediate_sync_skips_the_tag_whose_layer_redirect_was_refused(
         setup: tuple[Client, str, list[str]]) -> None:
+    """Issue 20: a refused redirect skips its tag with a warning, not the whole sync."""
     client, url, _ = setup
     task = await sync(client, "eager", url, "immediate")
-    assert task["state"] == "failed"
-    assert "refused" in task["error"], task["error"]
+    assert task["state"] == "completed", task
+    [warning] = task["warnings"]
+    assert "'v1'" in warning and "refused" in warning, warning
+    tags = await ok(client, "GET", "content/tags/?repository=eager")
+    assert [t["name"] for t in tags["results"]] == ["clean"]
+    resp = await client.get(f"/v2/eager/blobs/{digest(LAYERS['fine'])}")
+    assert resp.status == 200 and await resp.read() == LAYERS["fine"]

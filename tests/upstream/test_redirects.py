@@ -15,7 +15,12 @@ from yarl import URL
 
 from lazyreg.upstream.client import RemoteConfig, UpstreamClient
 from lazyreg.upstream.errors import AuthError, InvalidResponse, RedirectRefused
-from lazyreg.upstream.redirects import destination, is_forbidden_address
+from lazyreg.upstream.redirects import (
+    address_class,
+    destination,
+    is_forbidden_address,
+    own_classes,
+)
 
 BASIC = "Basic " + base64.b64encode(b"u:p").decode()
 
@@ -32,6 +37,56 @@ def test_private_and_public_addresses_are_not(address: str) -> None:
     assert not is_forbidden_address(ipaddress.ip_address(address))
 
 
+@pytest.mark.parametrize(("address", "kind"), [
+    ("127.0.0.1", "loopback"), ("127.3.2.1", "loopback"), ("::1", "loopback"),
+    ("0.0.0.0", "unspecified"), ("0.1.2.3", "unspecified"), ("::", "unspecified"),
+    ("10.0.0.1", "private"), ("172.16.0.1", "private"), ("172.31.255.255", "private"),
+    ("192.168.0.1", "private"), ("100.64.0.1", "private"), ("100.127.255.254", "private"),
+    ("fc00::1", "private"), ("fd12:3456::1", "private"),
+    ("169.254.169.254", "link-local"), ("fe80::1", "link-local"),
+    ("fd00:ec2::254", "link-local"),
+    # IPv4 carried in IPv6: mapped, compatible (::/96) and NAT64 (64:ff9b::/96).
+    ("::ffff:127.0.0.1", "loopback"), ("::127.0.0.1", "loopback"),
+    ("64:ff9b::7f00:1", "loopback"), ("64:ff9b::10.0.0.1", "private"),
+    ("::ffff:0.0.0.0", "unspecified"), ("64:ff9b::a9fe:a9fe", "link-local"),
+    ("8.8.8.8", None), ("172.32.0.1", None), ("100.128.0.1", None), ("203.0.113.5", None),
+    ("2001:db8::1", None), ("64:ff9b::808:808", None),
+])
+def test_address_classes(address: str, kind: str | None) -> None:
+    assert address_class(ipaddress.ip_address(address)) == kind
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:5000/internal/admin", "http://localhost:5000/x",
+    "http://2130706433:5000/x", "http://0x7f000001/x", "http://127.1/x",
+    "http://0.0.0.0:5000/x", "http://0/x", "http://10.0.0.1/x", "http://[::1]/x",
+    "http://[::ffff:7f00:1]/x", "http://[64:ff9b::7f00:1]/x", "http://[::127.0.0.1]/x",
+    "http://100.64.1.1/x", "http://[fc00::1]/x",
+])
+async def test_a_public_remote_is_never_sent_to_a_private_address(url: str) -> None:
+    with pytest.raises(RedirectRefused, match="refused a redirect"):
+        await destination(URL(url), allow_private=False, pin=True, own=frozenset())
+
+
+async def test_the_remotes_own_class_is_allowed_and_no_other() -> None:
+    own = await own_classes(URL("http://127.0.0.1:5000/"))
+    assert own == {"loopback"}
+    for url in ("http://localhost:6000/x", "http://2130706433:6000/x", "http://127.0.0.2/x"):
+        allowed = await destination(URL(url), allow_private=False, pin=True, own=own)
+        assert allowed.url.host == "127.0.0.1" or allowed.url.host == "127.0.0.2"
+    for url in ("http://0.0.0.0:6000/x", "http://10.0.0.1/x", "http://169.254.169.254/x"):
+        with pytest.raises(RedirectRefused):
+            await destination(URL(url), allow_private=False, pin=True, own=own)
+    private = await own_classes(URL("https://10.1.2.3/"))
+    await destination(URL("http://192.168.0.9/"), allow_private=False, pin=True, own=private)
+    with pytest.raises(RedirectRefused, match="loopback"):
+        await destination(URL("http://localhost/"), allow_private=False, pin=True, own=private)
+    assert await own_classes(URL("https://203.0.113.5/")) == frozenset()
+    # allow_private_redirects opens every class.
+    for url in ("http://0.0.0.0/x", "http://localhost/x", "http://169.254.169.254/x"):
+        await destination(URL(url), allow_private=True, pin=True)
+
+
 async def test_destination_rules() -> None:
     with pytest.raises(RedirectRefused, match=r"169\.254\.169\.254"):
         await destination(URL("http://169.254.169.254/latest/"), allow_private=False, pin=True)
@@ -43,7 +98,8 @@ async def test_destination_rules() -> None:
     allowed = await destination(URL("http://169.254.169.254/x"), allow_private=True, pin=True)
     assert allowed.url == URL("http://169.254.169.254/x")
     # A name is checked as it resolves, and the request pinned to the address checked.
-    pinned = await destination(URL("https://localhost:8443/v2/"), allow_private=False, pin=True)
+    pinned = await destination(URL("https://localhost:8443/v2/"), allow_private=False, pin=True,
+                               own=frozenset({"loopback"}))
     assert pinned.url.host in ("127.0.0.1", "::1")
     assert pinned.host_header == "localhost:8443" and pinned.server_hostname == "localhost"
 

@@ -1,7 +1,7 @@
 """sync: platform filter and prefetch on remotes, sync schedules
 
 Revision ID: 0014
-Revises: 0007
+Revises: 0010
 
 Columns added with a plain ALTER TABLE and one new table: on SQLite a batch
 rebuild of a parent table would cascade-delete the rows that point at it. A
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0014'
-down_revision = '0007'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
