@@ -45,11 +45,19 @@ class Scheduler:
                 await self._task
 
     async def _loop(self) -> None:
+        failing = False
         while True:
             try:
                 await self.tick()
-            except Exception:  # the database may be down for a while: try at the next look
-                log.warning("looking for scheduled syncs failed", exc_info=True)
+            except Exception as exc:  # the database may be down a while: the next look
+                if not failing:  # one line per outage, not one per look
+                    log.warning("looking for scheduled syncs failed (retrying every"
+                                " %.1f s): %s: %s", self.poll, type(exc).__name__, exc)
+                failing = True
+            else:
+                if failing:
+                    log.info("looking for scheduled syncs works again")
+                failing = False
             await asyncio.sleep(self.poll)
 
     async def tick(self) -> list[Due]:
