@@ -11,7 +11,7 @@ PORT ?= 5000
 DATA_DIR ?= ./lazyreg-data
 PYTEST_ARGS ?=
 
-.PHONY: run test unit deps venv lint bench bench-quick demo clean
+.PHONY: run test unit deps venv lint dist bench bench-quick demo clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -21,16 +21,23 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# --migrate: a developer's database follows the schema of the code checked out.
 run: venv
-	$(VENV)/bin/lazyreg serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+	$(VENV)/bin/lazyreg serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --migrate
+
+# The wheel (dist/lazyreg-VERSION-py3-none-any.whl) that `pipx install` takes.
+dist: venv
+	$(VENV)/bin/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
 
 # Debian packages for the end-to-end tests: the CNCF registry, skopeo, podman
-# (via the rig's install-deps), a PostgreSQL server, Chromium (the status page test) and
-# umoci (it reads the OCI layouts that exports write).
+# (via the rig's install-deps), the S3 server (Swift with its S3 API, via s3-server
+# install), a PostgreSQL server, Chromium (the status page test), umoci (it reads
+# the OCI layouts that exports write), and promtool and systemd-analyze (deploy/).
 deps:
 	@test -x $(SHARED)/upstream/install-deps || { echo "no test rig in $(SHARED): set SHARED=/path/to/shared"; exit 1; }
 	@set -e; if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO $(SHARED)/upstream/install-deps; \
+	$$SUDO $(SHARED)/s3/s3-server install >/dev/null; \
 	if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql >/dev/null; \
 	fi; \
@@ -39,6 +46,9 @@ deps:
 	fi; \
 	if ! command -v umoci >/dev/null 2>&1; then \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq umoci >/dev/null; \
+	fi; \
+	if ! command -v promtool >/dev/null 2>&1 || ! command -v systemd-analyze >/dev/null 2>&1; then \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq prometheus systemd >/dev/null; \
 	fi
 
 test: deps venv
@@ -68,4 +78,4 @@ demo: deps venv
 	SHARED=$(SHARED) ./demo.sh
 
 clean:
-	rm -rf $(VENV) lazyreg-data .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) lazyreg-data .pytest_cache .ruff_cache *.egg-info build dist

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.rig import Lazyreg, Upstream, start_lazyreg, start_upstream
+from tests.s3rig import S3Server, start_s3
 
 
 def log(message: str) -> None:
@@ -166,6 +167,7 @@ class Servers:
         # registries run detached (not our children), so their CPU is read by pid.
         self._registries: dict[Path, int] = {}
         self._stopped_registries_cpu = 0.0
+        self._s3: S3Server | None = None
 
     def our_cpu_seconds(self) -> float:
         """CPU seconds used by this run: this process, its waited-for children, registries."""
@@ -229,6 +231,17 @@ class Servers:
         finally:
             server.stop()
             shutil.rmtree(workdir, ignore_errors=True)
+
+    def s3(self) -> S3Server:
+        """The S3 server (tests/s3rig.py), started once for the run; a bucket per use."""
+        if self._s3 is None:
+            workdir = self.root / "s3"
+            log("starting the S3 server (Swift with its S3 API)")
+            started = time.monotonic()
+            self._s3 = start_s3(workdir)
+            self._stack.callback(self._s3.stop)
+            log(f"S3 server {self._s3.endpoint} ready in {time.monotonic() - started:.1f} s")
+        return self._s3
 
     def scratch(self, name: str) -> Path:
         """A new empty directory for client output (removed with the run)."""

@@ -42,6 +42,7 @@ from lazyreg.errors import (
     RegistryError,
     SecretUnavailable,
     StorageFull,
+    StorageUnavailable,
     TooLarge,
     TooSlow,
 )
@@ -56,8 +57,9 @@ from lazyreg.registry.access import registry_access
 from lazyreg.services import Services
 from lazyreg.space import SpaceKeeper
 from lazyreg.space import tasks as space_tasks
+from lazyreg.space.staging import StagingSweeper, sweep
 from lazyreg.state import STATE, AppState
-from lazyreg.storage.filesystem import FilesystemStore
+from lazyreg.storage.choose import open_store
 from lazyreg.sync import task as sync_task
 from lazyreg.sync.pending import PendingManifests
 from lazyreg.sync.schedule import Scheduler
@@ -165,6 +167,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return response
     except BackendUnavailable as exc:
         return render_unavailable(request, exc)
+    except StorageUnavailable as exc:  # an OSError, so that storage code can treat it as one
+        return render_unavailable(request, BackendUnavailable(
+            "object store", f"blob storage unavailable; retry later ({exc})", exc.retry_after))
     except SecretUnavailable as exc:
         if request.path.startswith("/v2"):
             return render_registry_error(RegistryError("UNAVAILABLE", exc.message))
@@ -320,12 +325,7 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         bootstrap_users(settings, db)
         report_undecryptable(db, secrets)
         worker = WorkerId.current()
-        store = FilesystemStore(settings.storage_dir, worker)
-        cleaned = await store.clean_staging()
-        adopted = await adopt_orphan_files(db, store)
-        if cleaned or adopted:
-            log.info("start-up repair: removed %d staging files of dead processes,"
-                     " adopted %d stored files that had no artifact row", cleaned, adopted)
+        store = await open_store(settings, worker)
         timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=120)
         # A large read buffer: the default 64 KiB pauses the socket many times per blob.
         session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False,
@@ -334,6 +334,11 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         metrics = app[METRICS]
         services = Services(settings, db, store, UpstreamPool(session, observer=metrics),
                             secrets, worker)
+        cleaned = await sweep(services)
+        adopted = await adopt_orphan_files(db, store)
+        if cleaned or adopted:
+            log.info("start-up repair: removed %d staged blobs of dead processes,"
+                     " adopted %d stored files that had no artifact row", cleaned, adopted)
         tasks = TaskRunner(db, worker, observer=metrics)
         await tasks.recover()
         fetcher = Fetcher(services)
@@ -359,6 +364,8 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
                               authenticator, lazy, pullthrough, space, changes,
                               pending, Prefetcher(services, fetcher))
         space.start()
+        sweeper = StagingSweeper(services)
+        sweeper.start()
         # Scheduled syncs (`sync_interval`): each tick claimed by one process.
         scheduler = Scheduler(db, tasks.submit)
         scheduler.start()
@@ -366,6 +373,7 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
             yield
         finally:
             await scheduler.close()
+            await sweeper.close()
             await tasks.shutdown()
             await changes.close()
             await pullthrough.close()
@@ -374,6 +382,7 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
             await fetcher.close()
             await space.close()
             await session.close()
+            await store.close()
             db.dispose()
     return lifespan
 

@@ -1,9 +1,12 @@
-"""Server settings: defaults < TOML file (LAZYREG_CONFIG) < environment (LAZYREG_*) < flags."""
+"""Server settings: defaults < TOML file (--config) < environment (LAZYREG_*) < flags.
+
+Every field is a key of the config file and a LAZYREG_<NAME> variable;
+`lazyreg.configfile` does the layering, the file and the checks.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -12,7 +15,6 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 
@@ -23,6 +25,22 @@ class Settings(BaseSettings):
     port: int = Field(5000, ge=0, le=65535)
     data_dir: Path = Path("./lazyreg-data")
     database_url: str | None = None
+    # Bring an older database schema up to date at start; unset, such a server refuses to
+    # start and says so (`lazyreg db upgrade` migrates explicitly). A new database is created.
+    migrate: bool = False
+    # Blob storage: unset, the filesystem under data_dir; `s3://bucket/prefix`, an
+    # S3-compatible object store (README, "Object storage"). Keys left unset come from
+    # the AWS environment variables and credential files.
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # Stored blobs answered with a 307 to a presigned URL of the object store (GET, HEAD).
+    storage_redirect: bool = False
+    # Seconds between two sweeps of what dead workers left staged (uploads, spools).
+    staging_sweep_interval: float = Field(300.0, gt=0)
     # Bytes of memory for the registry's cached lookups (manifests, what a version holds).
     lookup_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
     tls_cert: Path | None = None
@@ -104,11 +122,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = os.environ.get("LAZYREG_CONFIG")
-        if config_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
-        return tuple(sources)
+        # The config file is read by `lazyreg.configfile.load`, which knows its path.
+        return init_settings, env_settings
 
     @property
     def resolved_database_url(self) -> str:

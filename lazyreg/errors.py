@@ -15,6 +15,8 @@
     ├── BackendUnavailable 503 + Retry-After: a part the server depends on is unreachable
     │   └── DatabaseUnavailable
     └── SecretUnavailable  a stored secret cannot be decrypted with the secret key
+    StorageUnavailable     the blob storage (an object store) does not answer: 503 with
+                           Retry-After (an OSError, so that a download relays on it)
 
 Any of them may carry response `headers` (a challenge, for instance).
 
@@ -144,3 +146,10 @@ class DatabaseUnavailable(BackendUnavailable):
 
 class SecretUnavailable(LazyregError):
     """A remote's password or proxy credentials do not decrypt with the current key."""
+
+
+class StorageUnavailable(OSError):
+    """The blob storage cannot be reached now (an object store that is down, refuses us, or
+    answers 5xx): the server's problem, rendered as 503 with `Retry-After` in one place."""
+
+    retry_after = 10  # seconds a client is asked to wait

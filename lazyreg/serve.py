@@ -14,20 +14,35 @@ the listening socket, waits up to `shutdown_timeout` seconds for requests in
 progress, then cancels those left (aiohttp gives them as long again to end),
 then closes the database: a stop takes at most about twice `shutdown_timeout`
 plus the cleanup, whatever clients do.
+
+Start-up, for supervisors and scripts: the listening socket is bound first, so
+that the line "lazyreg serving URL" names the port actually bound (`--port 0`
+picks a free one); under systemd (`Type=notify`), READY=1 is sent once the
+application has started, and STOPPING=1 when a stop begins. A database whose
+schema is older than this lazyreg's is refused unless `migrate` is set (see
+`lazyreg.db.schema`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
 import ssl
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from lazyreg.app import create_app
+from lazyreg.auth.startup import open_secrets
 from lazyreg.config import Settings, bind_refusal
+from lazyreg.configfile import unknown_variables
+from lazyreg.db.engine import Database
+from lazyreg.db.schema import SchemaState, schema_state
 from lazyreg.observe import logs
 from lazyreg.redact import RedactingFilter
+from lazyreg.storage.base import Misconfigured
 
 IDLE_TIMEOUT = 15.0
 MAX_REQUEST_LINE = 8190  # bytes; also bounds a URL, so every name and query in it
@@ -37,6 +52,8 @@ MAX_HEADERS = 128
 # as one cut off at the body deadline, before it closes the connection (its default is
 # 10): the answer is not lost to a reset, and a dripping client is not kept much longer.
 LINGER_TIME = 2.0
+
+log = logging.getLogger(__name__)
 
 
 class StartRefused(Exception):
@@ -59,25 +76,126 @@ class MalformedRequestsInOneLine(logging.Filter):
         return True
 
 
+def schema_refusal(state: SchemaState) -> str | None:
+    """Why a server must not start on this database without being told to migrate."""
+    if state.up_to_date or state.empty:
+        return None
+    if state.current is None:
+        return ("the database has tables but no lazyreg schema version: it is not a lazyreg"
+                " database, or one older than migrations; point --database-url elsewhere")
+    if not state.known:
+        return (f"the database schema is at revision {state.current}, which this lazyreg"
+                f" (schema {state.head}) does not know: it was written by a newer lazyreg;"
+                " run that version or newer")
+    return (f"the database schema is at revision {state.current}, this lazyreg needs"
+            f" {state.head}: back the database up, then run `lazyreg db upgrade`"
+            " (or start with --migrate)")
+
+
+def database_state(settings: Settings) -> SchemaState:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    try:
+        return schema_state(db.read_engine)
+    finally:
+        db.dispose()
+
+
+def upgrade_database(settings: Settings) -> tuple[SchemaState, SchemaState]:
+    """`lazyreg db upgrade`: the schema before and after bringing it to this lazyreg's."""
+    before = database_state(settings)
+    if before.current is not None and not before.known:
+        raise StartRefused(schema_refusal(before) or "unknown schema")
+    db = Database(settings.resolved_database_url)
+    try:
+        db.migrate(open_secrets(settings))
+        return before, schema_state(db.read_engine)
+    finally:
+        db.dispose()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound and listening: connections queue while the app starts."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        raise StartRefused(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) how the service is doing; nothing outside systemd."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):  # an abstract socket
+        path = "\0" + path[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(path)
+            sock.sendall(message.encode())
+    except OSError as exc:
+        log.warning("cannot notify systemd (%s): %s", path, exc)
+
+
+async def _ready(_app: web.Application) -> None:
+    sd_notify("READY=1")
+
+
+async def _stopping(_app: web.Application) -> None:
+    sd_notify("STOPPING=1")
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def serve(settings: Settings) -> None:
+    # Until aiohttp installs its own handler, SIGTERM must still stop the process: as
+    # PID 1 of a container, a process without a handler never receives it.
+    signal.signal(signal.SIGTERM, _terminated)
     refusal = bind_refusal(settings)
     if refusal:
         raise StartRefused(refusal)
+    if not settings.migrate:
+        refusal = schema_refusal(database_state(settings))
+        if refusal:
+            raise StartRefused(refusal)
     # No URL credentials in any log line.
     logs.configure(settings.log_format, settings.log_level, filters=(RedactingFilter(),))
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestsInOneLine())
+    for name in unknown_variables(os.environ):  # a typo would otherwise go unnoticed
+        log.warning("%s is not a lazyreg setting: it is ignored (`lazyreg config show`"
+                    " lists the settings)", name)
     ssl_context = None
     if settings.tls_cert and settings.tls_key:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
     scheme = "https" if ssl_context else "http"
-    print(f"lazyreg serving {scheme}://{settings.host}:{settings.port}"
+    sock = bind(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"lazyreg serving {scheme}://{shown}:{port}"
           f" (data: {settings.data_dir.resolve()}, database:"
-          f" {settings.resolved_database_url.split('@')[-1]}, auth: {settings.auth})",
+          f" {settings.resolved_database_url.split('@')[-1]}, storage:"
+          f" {settings.storage_url or 'the data directory'}, auth: {settings.auth})",
           flush=True)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port,
-                ssl_context=ssl_context, print=None, access_log=None,
-                handler_cancellation=False, keepalive_timeout=IDLE_TIMEOUT,
-                shutdown_timeout=settings.shutdown_timeout, lingering_time=LINGER_TIME,
-                max_line_size=MAX_REQUEST_LINE, max_field_size=MAX_HEADER_FIELD,
-                max_headers=MAX_HEADERS)
+    app = create_app(settings)
+    app.on_startup.append(_ready)  # after the lifespan's start: the app is ready
+    app.on_shutdown.append(_stopping)
+    try:
+        web.run_app(app, sock=sock,
+                    ssl_context=ssl_context, print=None, access_log=None,
+                    handler_cancellation=False, keepalive_timeout=IDLE_TIMEOUT,
+                    shutdown_timeout=settings.shutdown_timeout, lingering_time=LINGER_TIME,
+                    max_line_size=MAX_REQUEST_LINE, max_field_size=MAX_HEADER_FIELD,
+                    max_headers=MAX_HEADERS)
+    except Misconfigured as exc:  # found at start-up: one line, naming the setting
+        raise StartRefused(str(exc)) from None

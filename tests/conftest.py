@@ -10,6 +10,7 @@ import pytest
 
 from tests.postgres import PostgresServer, start_postgres
 from tests.rig import Lazyreg, Upstream, start_lazyreg, start_upstream
+from tests.s3rig import S3Server, start_s3
 from tests.sqlite import migrated_template
 
 
@@ -52,10 +53,33 @@ def upstream_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstrea
     yield from _small_upstream(tmp_path_factory, "token")
 
 
+# For a test that runs on both storage backends:
+#   @ON_BOTH_BACKENDS
+#   def test_x(lazyreg: Lazyreg) -> None: ...
+ON_BOTH_BACKENDS = pytest.mark.parametrize("lazyreg", ["filesystem", "s3"], indirect=True)
+# For a test that starts its servers itself: `start_lazyreg(..., env={**storage_env, ...})`.
+ON_BOTH_STORES = pytest.mark.parametrize("storage_env", ["filesystem", "s3"], indirect=True)
+
+
 @pytest.fixture
-def lazyreg(tmp_path: Path) -> Iterator[Lazyreg]:
-    """A fresh lazyreg server (SQLite, local storage) on a free port."""
-    server = start_lazyreg(tmp_path / "data")
+def storage_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """LAZYREG_* variables for the parameter's storage backend: none for the filesystem,
+    a bucket of its own on the session's S3 server for "s3"."""
+    if getattr(request, "param", "filesystem") != "s3":
+        return {}
+    s3: S3Server = request.getfixturevalue("s3_server")
+    return s3.env(s3.new_bucket())
+
+
+@pytest.fixture
+def lazyreg(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lazyreg]:
+    """A fresh lazyreg server (SQLite, local storage) on a free port; with the parameter
+    "s3" (`ON_BOTH_BACKENDS`), storing in a bucket of its own on the session's S3 server."""
+    env = None
+    if getattr(request, "param", "filesystem") == "s3":
+        s3: S3Server = request.getfixturevalue("s3_server")
+        env = s3.env(s3.new_bucket())
+    server = start_lazyreg(tmp_path / "data", env=env)
     yield server
     server.stop()
 
@@ -73,3 +97,11 @@ def postgres() -> Iterator[PostgresServer]:
 def postgres_url(postgres: PostgresServer) -> str:
     """A fresh, empty database on the session's PostgreSQL server."""
     return postgres.create_database()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """The real S3 server (tests/s3rig.py), started once; each test makes its own bucket."""
+    server = start_s3(tmp_path_factory.mktemp("s3"))
+    yield server
+    server.stop()

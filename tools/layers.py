@@ -31,7 +31,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # Leaf modules: they import nothing of lazyreg.
     ("lazyreg", "types", "errors", "worker", "redact", "config", "cache", "taskcontext",
      "accounting"),
-    ("oci",),  # pure data, no I/O
+    # oci: pure data, no I/O; configfile: the settings in force (file, environment, flags)
+    ("oci", "configfile"),
     ("storage", "upstream", "db"),
     ("auth", "check"),  # users, tokens, secrets; start-up repair of storage vs. database
     ("services",),  # the long-lived parts a request or task works with
@@ -58,6 +59,9 @@ LEAVES_ONLY = {"cli": "the CLI talks to the server only over REST"}
 # (module file, unit it may import although the rules above say no): why.
 EXCEPTIONS = {
     ("lazyreg/cli/serve.py", "serve"): "`lazyreg serve` runs the server in the CLI's process",
+    ("lazyreg/cli/serve.py", "configfile"): "`lazyreg serve` reads the server's settings",
+    ("lazyreg/cli/config.py", "configfile"): "`lazyreg config` shows and checks the settings",
+    ("lazyreg/cli/db.py", "serve"): "`lazyreg db upgrade` migrates the server's database",
 }
 
 

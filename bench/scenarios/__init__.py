@@ -36,6 +36,7 @@ def registry() -> dict[str, Scenario]:
         lazy,
         memory,
         metrics,
+        objectstore,
         prefetch,
         pullthrough,
         small,
@@ -45,4 +46,4 @@ def registry() -> dict[str, Scenario]:
     return {"cached": cached.run, "lazy": lazy.run, "images": images.run,
             "small": small.run, "sync": sync.run, "memory": memory.run,
             "metrics": metrics.run, "pullthrough": pullthrough.run, "airgap": airgap.run,
-            "prefetch": prefetch.run}
+            "objectstore": objectstore.run, "prefetch": prefetch.run}

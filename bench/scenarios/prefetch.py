@@ -1,4 +1,4 @@
-"""10. Prefetch: time from a client's manifest GET to the last layer's first byte.
+"""11. Prefetch: time from a client's manifest GET to the last layer's first byte.
 
 An image of `fixtures/small` (3 layers), synced on_demand through a fault
 proxy that delays each upstream blob GET by DELAY_MS (the latency of a distant
@@ -71,7 +71,7 @@ def _one(ctx: Context, up: Upstream, proxy: FaultProxy, mode: str) -> float:
 
 
 def run(ctx: Context) -> Section:
-    section = Section("prefetch", "10. Prefetch: manifest GET to the last layer's first byte",
+    section = Section("prefetch", "11. Prefetch: manifest GET to the last layer's first byte",
                       [LAZYREG], [])
     up = ctx.servers.upstream()
     proxy = FaultProxy(up.url, ctx.servers.scratch("prefetch-proxy") / "faults.log")

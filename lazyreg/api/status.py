@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -56,19 +54,15 @@ def _counts(session: Session) -> tuple[StatusCounts, ArtifactSummary]:
 async def show(request: web.Request) -> web.Response:
     app = state(request)
     services = app.services
-    path = services.settings.storage_dir.resolve()
-    total: int | None = None
-    free: int | None = None
     try:
-        usage = await asyncio.to_thread(shutil.disk_usage, path)
-        total, free = usage.total, usage.free
+        total, free = await services.store.capacity()
     except OSError:
-        pass  # storage not created yet, or unmounted: the status still answers
+        total = free = None  # storage unreachable: the status still answers
     counts, artifacts = await read(request, _counts)
     return respond(StatusOut(
         version=lazyreg.__version__,
         database="sqlite" if services.db.is_sqlite else "postgresql",
-        storage=StorageStatus(path=str(path), total_bytes=total, free_bytes=free),
+        storage=StorageStatus(path=str(services.store), total_bytes=total, free_bytes=free),
         artifacts=artifacts, cache=await _cache(app), counts=counts))
 
 

@@ -22,7 +22,14 @@ MAX_ERROR = 64 * 1024  # bytes of an error's body read for its `detail`
 
 
 class CliError(Exception):
-    """A failure to report on one line; the message says what went wrong."""
+    """A failure to report on one line; the message says what went wrong.
+
+    `code` is the exit status (1 unless a supervisor needs to tell failures apart).
+    """
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def quote(name: str) -> str:

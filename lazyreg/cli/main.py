@@ -17,6 +17,8 @@ import typer
 import lazyreg
 from lazyreg.cli import (
     artifacts,
+    config,
+    db,
     distributions,
     logins,
     orphans,
@@ -44,6 +46,8 @@ app.add_typer(orphans.app, name="orphans")
 app.add_typer(tasks.app, name="task")
 app.add_typer(users.app, name="user")
 app.add_typer(tokens.app, name="token")
+app.add_typer(config.app, name="config")
+app.add_typer(db.app, name="db")
 app.command()(users.login)
 app.command()(users.logout)
 app.command()(status.status)
@@ -78,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = command.main(args=list(argv) if argv is not None else None, prog_name="lazyreg",
                             standalone_mode=False)
     except CliError as exc:
-        return _fail(str(exc))
+        return _fail(str(exc), exc.code)
     except typer.TyperException as exc:  # click's usage errors, in typer's vendored click
         if type(exc).__name__ == "NoArgsIsHelpError":
             exc.show()  # type: ignore[attr-defined]

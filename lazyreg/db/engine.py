@@ -26,6 +26,7 @@ from lazyreg.errors import DatabaseUnavailable
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x6C617A79  # "lazy": the advisory lock key of schema migrations
 CONNECT_TIMEOUT = 5  # seconds: a PostgreSQL host that does not answer is unreachable by then
 POOL_TIMEOUT = 10  # seconds a request waits for a free connection before a 503
 
@@ -116,6 +117,10 @@ def migrate(engine: Engine, secrets: Any = None) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Servers (or `db upgrade` init containers) starting together take turns; the
+            # later ones find the schema at head. SQLite's BEGIN IMMEDIATE does the same.
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = conn
         cfg.attributes["secrets"] = secrets
         command.upgrade(cfg, "head")

@@ -167,3 +167,13 @@ def release_all(session: Session, me: WorkerId) -> None:
     """Drop this process's running leases (at shutdown): followers take over at once."""
     session.execute(delete(Lease).where(Lease.owner == str(me),
                                         Lease.state == LeaseState.RUNNING.value))
+
+
+def liveness(session: Session, keys: Sequence[str]) -> dict[str, bool]:
+    """For each of `keys` that has a lease: whether a live process (this one included)
+    holds it, running (False: finished, expired, or its owner is dead)."""
+    now, found = time.time(), {}
+    for batch in chunked(sorted(set(keys))):
+        for row in session.scalars(select(Lease).where(Lease.key.in_(batch))):
+            found[row.key] = not _view(row).takeable(now)
+    return found

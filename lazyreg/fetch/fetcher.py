@@ -87,6 +87,8 @@ class Fetcher:
     def __init__(self, services: Services) -> None:
         self.services = services
         self._flights: dict[str, Flight] = {}
+        # Commits of verified blobs under way: a stop waits for them (see `_lead`).
+        self._committing: set[asyncio.Task[None]] = set()
         self.pool = BlockPool()  # the memory downloads receive into
         # Called with (digest, size, kind) after a blob was stored and recorded.
         self.on_stored: list[Callable[[str, int, str], None]] = []
@@ -271,14 +273,17 @@ class Fetcher:
                 return
             verified = True
             if flight.keep:
-                location = await staged.commit()
+                # Verified bytes are stored whole: the file and its row together, even when
+                # a stop cancels this task meanwhile (`close` waits for the commit), never a
+                # stored file without its row for the next start to repair.
+                commit = asyncio.create_task(self._commit(staged, flight, key))
+                self._committing.add(commit)
+                commit.add_done_callback(self._committing.discard)
+                finished = True  # the commit finishes the lease, whatever befalls this task
+                await asyncio.shield(commit)
             else:
                 await staged.abort()  # relayed: readers keep what they hold
-            # Readers still sending keep their descriptor; a new one reads storage.
-            flight.growing.close()
-            if flight.keep:
-                await self._record(staged, flight.kind, location, key)
-                finished = True
+                flight.growing.close()
         except asyncio.CancelledError:
             if not verified:
                 verified = None
@@ -287,6 +292,17 @@ class Fetcher:
             renewer.cancel()
             if not finished:
                 await self._finish_lease(key, verified)
+
+    async def _commit(self, staged: StagedBlob, flight: Flight, key: str) -> None:
+        try:
+            location = await staged.commit()
+            # Readers still sending keep their descriptor; a new one reads storage.
+            flight.growing.close()
+            await self._record(staged, flight.kind, location, key)
+        except BaseException:
+            flight.growing.close()
+            await self._finish_lease(key, True)
+            raise
 
     async def _keep_lease(self, key: str) -> None:
         services = self.services
@@ -351,6 +367,7 @@ class Fetcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._committing, return_exceptions=True)
         me = self.services.worker
         with contextlib.suppress(Exception):
             await self.services.db.write(lambda s: leases.release_all(s, me))

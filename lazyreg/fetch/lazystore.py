@@ -26,7 +26,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from lazyreg.db.sources import BlobSources, usable_sources
-from lazyreg.errors import RegistryError
+from lazyreg.errors import RegistryError, StorageUnavailable
 from lazyreg.fetch.body import BlobBody, Span, StoredBody
 from lazyreg.fetch.fetcher import Fetcher
 from lazyreg.fetch.growing import BytesGone, GrowingBody, Phase
@@ -94,6 +94,8 @@ class LazyStore:
     async def open(self, blob: BlobRef) -> BlobBody:
         try:
             return await self._open(blob)
+        except StorageUnavailable:
+            raise  # 503 with Retry-After, rendered with the other errors
         except OSError as exc:  # storage could not be read: the server, not the client
             raise RegistryError("UNAVAILABLE", f"storage: {exc}", status=503) from exc
 

@@ -1,8 +1,9 @@
 """`GET /healthz` (the process answers) and `GET /readyz` (database and storage reachable).
 
 `/healthz` touches nothing: a load balancer or a liveness probe learns that
-the event loop runs. `/readyz` asks the database for `SELECT 1` and checks
-that the storage directory is there and writable, each within
+the event loop runs. `/readyz` asks the database for `SELECT 1` and the blob
+store whether it can serve (`BlobStore.ready`: the storage directory is there
+and writable, or the object store's bucket answers), each within
 READY_TIMEOUT seconds; any failure is a 503 naming the part that failed
 (never the error's text, which may hold a host or a user name; that goes to
 the log). Probes that arrive while one is running share its answer, so a
@@ -13,27 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from aiohttp import web
 from sqlalchemy import text
 
 from lazyreg.db.engine import Database
 from lazyreg.state import STATE
+from lazyreg.storage.base import BlobStore
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 2.0
-
-
-def _storage_usable(root: Path) -> None:
-    if not root.is_dir():
-        raise OSError(f"storage directory {root} is missing")
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise OSError(f"storage directory {root} is not writable")
 
 
 @dataclass
@@ -43,10 +36,10 @@ class Readiness:
     _probe: asyncio.Task[dict[str, str]] | None = field(default=None, repr=False)
     _last_ready: bool | None = field(default=None, repr=False)
 
-    async def check(self, db: Database, storage_root: Path) -> dict[str, str]:
+    async def check(self, db: Database, store: BlobStore) -> dict[str, str]:
         """{"database": "ok" | why not, "storage": "ok" | why not}."""
         if self._probe is None or self._probe.done():
-            self._probe = asyncio.create_task(self._run(db, storage_root))
+            self._probe = asyncio.create_task(self._run(db, store))
         return await asyncio.shield(self._probe)
 
     async def _part(self, name: str, work: Awaitable[object]) -> str:
@@ -61,10 +54,10 @@ class Readiness:
             log.warning("readiness: %s unreachable: %s", name, exc)
             return f"unreachable ({type(exc).__name__})"
 
-    async def _run(self, db: Database, storage_root: Path) -> dict[str, str]:
+    async def _run(self, db: Database, store: BlobStore) -> dict[str, str]:
         database, storage = await asyncio.gather(
             self._part("database", db.read(lambda s: s.execute(text("SELECT 1")).scalar())),
-            self._part("storage", asyncio.to_thread(_storage_usable, storage_root)))
+            self._part("storage", store.ready()))
         checks = {"database": database, "storage": storage}
         ready = all(v == "ok" for v in checks.values())
         if ready != self._last_ready:
@@ -88,7 +81,7 @@ async def readyz(request: web.Request) -> web.Response:
     if app is None:  # the lifespan has not opened the database yet
         return web.json_response({"status": "starting", "checks": {}}, status=503)
     services = app.services
-    checks = await request.app[READINESS].check(services.db, services.settings.storage_dir)
+    checks = await request.app[READINESS].check(services.db, services.store)
     ready = all(v == "ok" for v in checks.values())
     return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
                              status=200 if ready else 503, headers={"Cache-Control": "no-store"})

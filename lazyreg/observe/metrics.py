@@ -110,6 +110,16 @@ class Metrics:
         self._storage_count = Gauge("lazyreg_storage_artifacts",
                                     "Artifacts stored, by kind (from the database)",
                                     ["kind"], registry=r)
+        # The filesystem under the storage directory (what `df` says), for "nearly full".
+        self._volume_size = Gauge("lazyreg_storage_volume_size_bytes",
+                                  "Size of the filesystem holding the storage directory",
+                                  registry=r)
+        self._volume_free = Gauge("lazyreg_storage_volume_free_bytes",
+                                  "Bytes free on the filesystem holding the storage directory",
+                                  registry=r)
+        self._ready = Gauge("lazyreg_ready",
+                            "1 when this part of the readiness check (/readyz) passes, else 0",
+                            ["check"], registry=r)
         for kind in STORAGE_KINDS:
             self._storage_bytes.labels(kind)
             self._storage_count.labels(kind)
@@ -195,6 +205,15 @@ class Metrics:
             self._storage_count.labels(kind).set(count)
             self._storage_bytes.labels(kind).set(nbytes)
         self.storage_checked = time.monotonic()
+
+    def set_ready(self, checks: Mapping[str, str]) -> None:
+        """The readiness checks' answers: {part: "ok" or why not}."""
+        for part, answer in checks.items():
+            self._ready.labels(part).set(1 if answer == "ok" else 0)
+
+    def set_volume(self, size: int, free: int) -> None:
+        self._volume_size.set(size)
+        self._volume_free.set(free)
 
     def storage_stale(self) -> bool:
         return time.monotonic() - self.storage_checked >= STORAGE_TTL

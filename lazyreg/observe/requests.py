@@ -10,9 +10,10 @@ handler marked it, `keys.served_from`), and writes the request's log line on
 that they do not drown the rest.
 
 `GET /metrics` refreshes what is read at scrape time (downloads in flight,
-and stored bytes from the database at most every STORAGE_TTL seconds; a
-scrape never waits on the database longer than SCRAPE_DB_TIMEOUT) and
-answers the Prometheus text format.
+the readiness checks (shared with /readyz's probe), the storage
+filesystem's size and free bytes, and stored bytes from the database at
+most every STORAGE_TTL seconds; a scrape never waits on the database longer
+than SCRAPE_DB_TIMEOUT) and answers the Prometheus text format.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -142,12 +144,30 @@ async def _refresh_storage(request: web.Request) -> None:
     metrics.set_storage(found)
 
 
+async def _refresh_volume(request: web.Request) -> None:
+    """Size and free bytes of the storage directory's filesystem (a statvfs, bounded)."""
+    app = request.app.get(STATE)
+    if app is None:
+        return
+    try:
+        async with asyncio.timeout(SCRAPE_DB_TIMEOUT):
+            usage = await asyncio.to_thread(shutil.disk_usage,
+                                            app.services.settings.storage_dir)
+    except (OSError, TimeoutError):
+        return  # not created yet, or a hung mount: the last figures stay
+    request.app[METRICS].set_volume(usage.total, usage.free)
+
+
 async def metrics_page(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     app = request.app.get(STATE)
     if app is not None:
         metrics.set_downloads_in_flight(len(app.fetcher.progress()))
+        # Bounded by health.READY_TIMEOUT per part; a probe in flight is shared.
+        metrics.set_ready(await request.app[health.READINESS].check(
+            app.services.db, app.services.store))
     await _refresh_storage(request)
+    await _refresh_volume(request)
     return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE,
                                                         "Cache-Control": "no-store"})
 

@@ -5,6 +5,11 @@ Whether it comes from storage or upstream is the lazy store's business
 (`lazyreg.fetch.LazyStore`); this handler validates, looks the blob up,
 answers conditional and range requests the same way for both (`conditional`,
 `ranges`) and sends the body (`send`). Every answer carries `ETag: "<digest>"`.
+
+With `storage_redirect` and a store that presigns (an object store), a stored
+blob is answered with a 307 to a presigned URL of it, GET and HEAD alike (as
+distribution's S3 driver does); the client sends its Range there. A blob not
+stored yet is fetched and served as always.
 """
 
 from __future__ import annotations
@@ -47,6 +52,13 @@ async def _find(app: AppState, name: str, digest: str) -> BlobRef:
     return blob
 
 
+async def _presigned(app: AppState, digest: str, method: str) -> str | None:
+    store = app.services.store
+    if await store.stat(digest) is None:
+        return None
+    return await store.presign(digest, method)
+
+
 async def get_blob(request: web.Request) -> web.StreamResponse:
     name, digest = request.match_info["name"], request.match_info["digest"]
     if not is_supported(digest):
@@ -58,6 +70,12 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
                "Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"}
     if not_modified(request, digest):
         return web.Response(status=304, headers=headers)
+    if app.services.settings.storage_redirect:
+        with app.services.usage.sending(digest):  # a use, for the LRU bound
+            url = await _presigned(app, digest, request.method)
+        if url is not None:
+            served_from(request, "storage")
+            return web.Response(status=307, headers={**headers, "Location": url})
     if request.method == "HEAD":
         size = await app.blobs.stat(blob)
         return web.Response(headers={**headers, "Content-Length": str(size)})

@@ -1,4 +1,4 @@
-"""Content-addressed blob storage: one interface (`base`), a filesystem backend."""
+"""Content-addressed blob storage: one interface (`base`), filesystem and S3 backends (`s3`)."""
 
 from lazyreg.storage.base import BlobReader, BlobStore, DigestMismatch, StagedBlob
 from lazyreg.storage.filesystem import FilesystemStore

@@ -1,6 +1,7 @@
 """The storage interface: what a filesystem and an object store both provide.
 
-    BlobStore     stat, open, stage, put, delete, iterate; another worker's staging
+    BlobStore     stat, open, stage, put, delete, iterate; another worker's staging;
+                  ready, capacity, presign, clean_staging, close
     StagedBlob    a new blob on its way in: hashed and appended, verified, then committed or aborted
     BlobReader    the landed bytes of one blob, stored or still being staged
 
@@ -23,9 +24,25 @@ What every backend promises (`tests/storage/` runs one suite against each):
 - `commit` and `abort` each release everything the staged blob holds, whichever
   way it ends; an abort or a failed verification leaves nothing behind.
 - Staging belongs to one worker (`WorkerId`). `clean_staging` removes what dead
-  workers left, never a live one's; `open_staging` lets a worker follow another
-  worker's staging when the backend can share it (a shared filesystem can; an
-  object store answers None and followers wait for the commit instead).
+  workers left, never a live one's; it is given `live`, which says of some digests
+  whether their download lease is held by a live worker (the leases in the
+  database), for what a backend cannot tie to a process it can see (an object
+  store's multipart uploads). `open_staging` lets a worker follow another worker's staging when the
+  backend can share it (a filesystem on this host can; an object store spools on
+  its host's disk, so it can too, on that host only; elsewhere followers go through
+  the database and the committed blob).
+- A backend that cannot be reached raises `lazyreg.errors.StorageUnavailable`
+  (an OSError) from any call, never hangs past its timeouts; `ready` raises it
+  when the backend cannot serve now (for /readyz).
+- `presign` gives a URL that serves the stored blob without us (GET or HEAD,
+  Range included), for a backend that has them (an object store); else None.
+
+What the S3 backend changed here (issue 21): `clean_staging` takes `live`;
+`ready`, `capacity`, `presign` and `close` are new (they were the filesystem's
+path, used by /readyz and the status page, outside this interface); the errors
+`StorageUnavailable` and `Misconfigured` are named. Reads, staging and commit
+kept their shape: `file` was already optional, and `open_staging` stays
+useful (the spool). `lazyreg/fetch/` changed by one line (a 503 passed on).
 
 Methods that may touch the network in some backend are coroutines. `update`,
 `append`, `write`, `reset` and `verify` are plain calls, made from a download's own
@@ -35,7 +52,7 @@ threads: `update` from one thread, `append` from one thread (maybe another),
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import BinaryIO, Protocol, TypeAlias
 
 from lazyreg.worker import WorkerId
@@ -43,6 +60,15 @@ from lazyreg.worker import WorkerId
 # What a reader's `read` returns: bytes, or a view of memory (a download's window,
 # `lazyreg.fetch.growing`) that stays valid until its body is asked for the next span.
 Chunk: TypeAlias = bytes | memoryview
+
+# Of the digests given, those with a download lease: whether a live worker (any
+# process) runs that download now (False: the lease is over, or its owner is dead).
+LiveDownloads: TypeAlias = Callable[[list[str]], Awaitable[dict[str, bool]]]
+
+
+class Misconfigured(Exception):
+    """Storage settings that cannot work (a missing bucket, refused credentials, an
+    unreachable endpoint): found at start-up, and the message names the setting."""
 
 
 class DigestMismatch(ValueError):
@@ -142,6 +168,20 @@ class BlobStore(Protocol):
         """What an artifact row records for this blob (`sha256/ab/<hex>`)."""
         ...
 
-    async def clean_staging(self) -> int:
+    async def clean_staging(self, live: LiveDownloads | None = None) -> int:
         """Remove what dead workers left staged; the number of blobs removed."""
         ...
+
+    async def ready(self) -> None:
+        """Raise (OSError) unless the backend can store and serve blobs now."""
+        ...
+
+    async def capacity(self) -> tuple[int | None, int | None]:
+        """(total, free) bytes of the space blobs go to, None where it has no size."""
+        ...
+
+    async def presign(self, digest: str, method: str) -> str | None:
+        """A URL serving the stored blob to whoever holds it (`GET` or `HEAD`), or None."""
+        ...
+
+    async def close(self) -> None: ...

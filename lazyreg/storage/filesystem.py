@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
-from lazyreg.storage.base import Chunk, DigestMismatch
+from lazyreg.storage.base import Chunk, DigestMismatch, LiveDownloads
 from lazyreg.storage.layout import ALGORITHMS, blob_key, new_hash, split_digest
 from lazyreg.worker import WorkerId
 
@@ -357,10 +357,37 @@ class FilesystemStore:
                 entry.unlink(missing_ok=True)
         return removed
 
-    async def clean_staging(self, stale_after: float = STALE_AFTER) -> int:
+    async def clean_staging(self, live: LiveDownloads | None = None,
+                            stale_after: float = STALE_AFTER) -> int:
         """Remove what dead processes left half-written; the count of files.
 
         A directory of this host is dead when its process is; another host's is
-        judged by age, since its processes cannot be seen from here.
+        judged by age, since its processes cannot be seen from here (`live` is
+        not needed: every staging file is in its process's directory).
         """
         return await asyncio.to_thread(self._clean_staging, stale_after)
+
+    async def ready(self) -> None:
+        await asyncio.to_thread(self._usable)
+
+    def _usable(self) -> None:
+        if not self.root.is_dir():
+            raise OSError(f"storage directory {self.root} is missing")
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise OSError(f"storage directory {self.root} is not writable")
+
+    async def capacity(self) -> tuple[int | None, int | None]:
+        try:
+            usage = await asyncio.to_thread(shutil.disk_usage, self.root)
+        except OSError:
+            return None, None  # unmounted, say: the status still answers
+        return usage.total, usage.free
+
+    async def presign(self, digest: str, method: str) -> str | None:
+        return None  # served by us, with sendfile
+
+    async def close(self) -> None:
+        pass
+
+    def __str__(self) -> str:
+        return str(self.root.resolve())

@@ -86,7 +86,9 @@ def test_every_command_answers_json(cli: Runner, servers: Servers, tmp_path: Pat
     assert run("token list") == {"count": 0, "next": None, "previous": None, "results": []}
 
     # login, logout and a token to revoke need a server with auth on:
-    # tests/cli/test_login.py.
-    every = commands(typer.main.get_command(app)) - {("serve",), ("login",), ("logout",),
-                                                     ("token", "revoke")}
+    # tests/cli/test_login.py. config and db are not REST clients but the server's
+    # settings and database (test_config.py, tests/db/test_upgrade.py).
+    every = commands(typer.main.get_command(app)) - {
+        ("serve",), ("login",), ("logout",), ("token", "revoke"), ("config", "show"),
+        ("config", "check"), ("db", "upgrade")}
     assert ran == every, every - ran

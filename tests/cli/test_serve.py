@@ -41,9 +41,57 @@ def test_defaults(started: list[Settings]) -> None:
 
 def test_bad_settings_are_one_line(started: list[Settings],
                                    capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["serve", "--port", "70000"]) == 1
+    assert main(["serve", "--port", "70000"]) == 78  # EX_CONFIG: not restarted by systemd
     assert capsys.readouterr().err == (
-        "error: port: Input should be less than or equal to 65535\n")
-    assert main(["serve", "--tls-cert", str(tmp_path / "cert.pem")]) == 1
-    assert capsys.readouterr().err == "error: --tls-cert and --tls-key go together\n"
+        "error: port (from flag --port): Input should be less than or equal to 65535\n")
+    assert main(["serve", "--tls-cert", str(tmp_path / "cert.pem")]) == 78
+    assert capsys.readouterr().err == (
+        "error: tls_key: tls_cert and tls_key go together (HTTPS needs both)\n")
     assert started == []
+
+
+def test_one_setting_from_a_file_a_variable_and_a_flag(
+        started: list[Settings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The flag wins, then the variable, then the file (given by --config)."""
+    config = tmp_path / "lazyreg.toml"
+    config.write_text("port = 6000\nlease_ttl = 12.5\n")
+    assert main(["serve", "--config", str(config)]) == 0
+    assert (started[-1].port, started[-1].lease_ttl) == (6000, 12.5)
+    monkeypatch.setenv("LAZYREG_PORT", "7000")
+    assert main(["serve", "--config", str(config)]) == 0
+    assert (started[-1].port, started[-1].lease_ttl) == (7000, 12.5)
+    assert main(["serve", "--config", str(config), "--port", "8000"]) == 0
+    assert (started[-1].port, started[-1].lease_ttl) == (8000, 12.5)
+
+
+def test_a_bad_file_is_one_line_naming_the_key(
+        started: list[Settings], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = tmp_path / "lazyreg.toml"
+    config.write_text("prot = 6000\n")
+    assert main(["serve", "--config", str(config)]) == 78
+    assert capsys.readouterr().err == (
+        f"error: {config}: unknown key 'prot' (did you mean 'port'?)\n")
+    config.write_text('lease_ttl = "soon"\n')
+    assert main(["serve", "--config", str(config)]) == 78
+    err = capsys.readouterr().err
+    assert err.startswith("error: lease_ttl (from file): ") and err.count("\n") == 1
+    assert started == []
+
+
+def test_an_unknown_variable_is_named_at_start(monkeypatch: pytest.MonkeyPatch,
+                                               caplog: pytest.LogCaptureFixture,
+                                               tmp_path: Path) -> None:
+    """A log line (JSON with --log-format json) names it; known variables are not named."""
+    from lazyreg import serve
+
+    monkeypatch.setattr(serve.web, "run_app", lambda app, sock, **k: sock.close())
+    monkeypatch.setattr(serve.signal, "signal", lambda *a: None)  # keep pytest's SIGTERM
+    monkeypatch.setattr(serve.logs, "configure", lambda *a, **k: None)
+    monkeypatch.setenv("LAZYREG_STORAGE_URLL", "s3://bucket")  # a typo
+    monkeypatch.setenv("LAZYREG_SERVER", "http://127.0.0.1:1")  # the CLI's, not a setting
+    monkeypatch.setenv("LAZYREG_LEASE_TTL", "9")  # a setting
+    with caplog.at_level("WARNING", logger="lazyreg.serve"):
+        assert main(["serve", "--port", "0", "--data-dir", str(tmp_path / "data")]) == 0
+    named = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("LAZYREG_STORAGE_URLL is not a lazyreg setting") for m in named)
+    assert not any("LAZYREG_SERVER" in m or "LAZYREG_LEASE_TTL" in m for m in named)

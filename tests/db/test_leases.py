@@ -110,3 +110,23 @@ def test_a_batch_finishes_or_releases_only_its_own_leases(db: Database) -> None:
     assert views[1] is not None and views[1].state is LeaseState.FAILED
     assert views[2] is None  # released: free at once
     assert views[3] is not None and views[3].owner == B and views[3].state is LeaseState.RUNNING
+
+
+def test_liveness_says_which_leases_live_owners_run(db: Database) -> None:
+    """What the staging sweep keeps: a download a live process runs (this one's too)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    dead = WorkerId(WorkerId.current().host, proc.pid)
+    keys = {name: f"blob:sha256:{name * 64}" for name in "abcde"}
+    with db.write_session() as s:
+        leases.claim(s, keys["a"], WorkerId.current(), 30)  # this process, running
+        leases.claim(s, keys["b"], B, 30)  # another host's, running: alive until it expires
+        leases.claim(s, keys["c"], dead, 3600)  # a dead process of this host
+        leases.claim(s, keys["d"], A, 30)
+        leases.finish(s, keys["d"], A, 30, verified=True)  # over
+        leases.claim(s, keys["e"], B, 30)
+        s.execute(update(Lease).where(Lease.key == keys["e"]).values(expires=time.time() - 1))
+    with db.read_session() as s:
+        answer = leases.liveness(s, [*keys.values(), "blob:sha256:" + "f" * 64])
+    assert answer == {keys["a"]: True, keys["b"]: True, keys["c"]: False,
+                      keys["d"]: False, keys["e"]: False}  # no row: not in the answer

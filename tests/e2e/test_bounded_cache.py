@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import ON_BOTH_STORES
 from tests.pusher import Pusher
 from tests.rig import (
     LAZYREG_BIN,
@@ -97,9 +98,11 @@ def fetched(upstream: Upstream, mark: int) -> set[str]:
             if m == "GET" and "/blobs/" in p and s == 200}
 
 
+@ON_BOTH_STORES
 def test_three_images_through_a_cache_of_one_and_a_half(
-        images: Images, tmp_path: Path) -> None:
-    server = start_lazyreg(tmp_path / "data", env={"LAZYREG_MAX_CACHE_BYTES": str(BOUND),
+        images: Images, tmp_path: Path, storage_env: dict[str, str]) -> None:
+    server = start_lazyreg(tmp_path / "data", env={**storage_env,
+                                                   "LAZYREG_MAX_CACHE_BYTES": str(BOUND),
                                                    "LAZYREG_USAGE_FLUSH_INTERVAL": "0.2"})
     try:
         server.setup_mirror(images.upstream, "img", REPO, include_tags=["i1", "i2", "i3"])

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import ON_BOTH_BACKENDS, ON_BOTH_STORES
 from tests.e2e.expect import configs, layers
 from tests.faultproxy import GateProxy, running
 from tests.rig import (
@@ -55,6 +56,7 @@ def snapshot(server: Lazyreg, repository: str) -> dict[str, Any]:
             "manifests": server.ok("GET", f"content/manifests/?repository={repository}")}
 
 
+@ON_BOTH_BACKENDS
 def test_reclaim_removes_the_layers_a_new_pull_fetches_again(
         lazyreg: Lazyreg, upstream: Upstream, tmp_path: Path) -> None:
     lazyreg.setup_mirror(upstream, "small", "fixtures/small", include_tags=["v1"])
@@ -139,11 +141,12 @@ def _age(db: Path, hours: float) -> None:
                      (then.strftime("%Y-%m-%d %H:%M:%S.%f"), then.timestamp()))
 
 
+@ON_BOTH_STORES
 def test_orphan_cleanup_removes_a_deleted_repository_and_keeps_a_running_sync(
-        upstream: Upstream, tmp_path: Path) -> None:
+        upstream: Upstream, tmp_path: Path, storage_env: dict[str, str]) -> None:
     oci = upstream.tag("fixtures/oci", "1.0")
     small = {t: upstream.tag("fixtures/small", t) for t in ("v1", "v2")}
-    first = start_lazyreg(tmp_path / "data")
+    first = start_lazyreg(tmp_path / "data", env=storage_env)
     try:
         first.setup_mirror(upstream, "gone", "fixtures/oci", include_tags=["1.0"])
         skopeo_copy(f"{first.host}/gone:1.0", tmp_path / "gone")
@@ -156,7 +159,7 @@ def test_orphan_cleanup_removes_a_deleted_repository_and_keeps_a_running_sync(
     finally:
         first.stop()  # which writes down when each blob was last used
     _age(tmp_path / "data" / "lazyreg.db", hours=2)
-    lazyreg = start_lazyreg(tmp_path / "data")
+    lazyreg = start_lazyreg(tmp_path / "data", env=storage_env)
     try:
         _cleanup_during_a_sync(lazyreg, upstream, tmp_path, oci, small)
     finally:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import ON_BOTH_STORES
 from tests.hostile import Hostile, digest, running
 from tests.rig import Lazyreg, start_lazyreg
 
@@ -160,10 +161,12 @@ def test_invalid_tag_names_are_never_requested(lazyreg: Lazyreg, hostile: Hostil
     assert not any(p.endswith("/x") or "evil" in p for p in hostile.paths()), hostile.paths()
 
 
+@ON_BOTH_STORES
 def test_a_drip_fed_blob_fails_its_client_and_frees_its_slot(
-        hostile: Hostile, tmp_path: Path) -> None:
+        hostile: Hostile, tmp_path: Path, storage_env: dict[str, str]) -> None:
     stall_timeout = 3
-    server = start_lazyreg(tmp_path / "data", env={"LAZYREG_STALL_TIMEOUT": str(stall_timeout),
+    server = start_lazyreg(tmp_path / "data", env={**storage_env,
+                                                   "LAZYREG_STALL_TIMEOUT": str(stall_timeout),
                                                    "LAZYREG_MIN_RATE": "1024"})
     try:
         dripping = b"d" * 50_000

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import ON_BOTH_BACKENDS
 from tests.e2e.expect import layers
 from tests.e2e.v2 import ACCEPT_ALL, Answer, repository_row, request, sha256
 from tests.rig import Lazyreg, Upstream, start_lazyreg
@@ -73,6 +74,7 @@ def old_layer(upstream: Upstream) -> tuple[dict[str, Any], str]:
     return v1, layer
 
 
+@ON_BOTH_BACKENDS
 def test_a_new_repository_with_a_deleted_ones_id_serves_none_of_its_content(
         lazyreg: Lazyreg, upstream: Upstream) -> None:
     v1, layer = old_layer(upstream)

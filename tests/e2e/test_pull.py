@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ON_BOTH_BACKENDS
 from tests.e2e.expect import child, layers
 from tests.rig import (
     PASSWORD,
@@ -36,6 +37,7 @@ def manifest_digest(copy_dir: Path) -> str:
     return "sha256:" + hashlib.sha256((copy_dir / "manifest.json").read_bytes()).hexdigest()
 
 
+@ON_BOTH_BACKENDS
 def test_lazy_pull_of_small_with_skopeo_and_podman(lazyreg: Lazyreg, upstream: Upstream,
                                                    tmp_path: Path) -> None:
     lazyreg.setup_mirror(upstream, "mirror", "fixtures/small")
@@ -45,6 +47,8 @@ def test_lazy_pull_of_small_with_skopeo_and_podman(lazyreg: Lazyreg, upstream: U
     skopeo_copy(f"{lazyreg.host}/mirror:v1", tmp_path / "v1")
     assert manifest_digest(tmp_path / "v1") == v1["digest"]
     assert dir_blobs(tmp_path / "v1") == v1["blobs"]
+    for digest in layers(v1):  # stored just after the client's last byte
+        wait_stored(lazyreg, digest)
     # The cache grew by exactly the layers of v1.
     assert lazyreg.artifact_digests() - before == layers(v1)
 
@@ -68,6 +72,7 @@ def test_lazy_pull_of_small_with_skopeo_and_podman(lazyreg: Lazyreg, upstream: U
     assert upstream.count("GET", BLOB_GET, since=mark) == 0
 
 
+@ON_BOTH_BACKENDS
 def test_streamed_relays_without_storing(lazyreg: Lazyreg, upstream: Upstream,
                                          tmp_path: Path) -> None:
     lazyreg.setup_mirror(upstream, "mirror", "fixtures/small", policy="streamed")
@@ -81,6 +86,7 @@ def test_streamed_relays_without_storing(lazyreg: Lazyreg, upstream: Upstream,
     assert upstream.count("GET", BLOB_GET, since=mark) == len(layers(v1))  # relayed again
 
 
+@ON_BOTH_BACKENDS
 def test_immediate_pull_makes_no_upstream_request(lazyreg: Lazyreg, upstream: Upstream,
                                                   tmp_path: Path) -> None:
     lazyreg.setup_mirror(upstream, "mirror", "fixtures/small", policy="immediate")
@@ -90,7 +96,9 @@ def test_immediate_pull_makes_no_upstream_request(lazyreg: Lazyreg, upstream: Up
     assert upstream.requests(mark) == []
 
 
-@pytest.mark.parametrize("tag", ["latest", "oci-index"])
+@pytest.mark.parametrize(("tag", "lazyreg"), [("latest", "filesystem"),
+                                              ("oci-index", "filesystem"),
+                                              ("oci-index", "s3")], indirect=["lazyreg"])
 def test_multiarch_pulls_store_only_the_platform_asked_for(
         lazyreg: Lazyreg, upstream: Upstream, tmp_path: Path, tag: str) -> None:
     lazyreg.setup_mirror(upstream, "mirror", "fixtures/multiarch")
@@ -100,9 +108,13 @@ def test_multiarch_pulls_store_only_the_platform_asked_for(
 
     skopeo_copy(f"{lazyreg.host}/mirror:{tag}", tmp_path / "arm", "--override-arch", "arm64")
     assert dir_blobs(tmp_path / "arm") == arm["blobs"]
+    for digest in layers(arm):  # stored just after the client's last byte
+        wait_stored(lazyreg, digest)
     assert lazyreg.artifact_digests() - before == layers(arm)
 
     skopeo_copy(f"{lazyreg.host}/mirror:{tag}", tmp_path / "all", "--all")
+    for digest in layers(amd):
+        wait_stored(lazyreg, digest)
     assert lazyreg.artifact_digests() - before == layers(arm) | layers(amd)
     podman_pull(f"{lazyreg.host}/mirror:{tag}", tmp_path / "podman")
 

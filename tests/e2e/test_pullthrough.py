@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import ON_BOTH_BACKENDS
 from tests.e2e.expect import layers
 from tests.e2e.v2 import ACCEPT_ALL, Answer, push_image, request
 from tests.rig import (
@@ -75,6 +76,7 @@ def podman_pull(ref: str, root: Path, registries_conf: Path, check: bool = True
         shutil.rmtree(runroot, ignore_errors=True)
 
 
+@ON_BOTH_BACKENDS
 def test_podman_pulls_through_a_registries_conf_mirror(
         lazyreg: Lazyreg, upstream: Upstream, tmp_path: Path) -> None:
     pull_through(lazyreg, upstream.url)
