@@ -49,6 +49,7 @@ from lazyreg.errors import (
 )
 from lazyreg.fetch import Fetcher, LazyStore
 from lazyreg.fetch.peer import PeerClient
+from lazyreg.fetch.prefetch import Prefetcher
 from lazyreg.observe import requests as observe
 from lazyreg.observe.keys import METRICS
 from lazyreg.observe.login import FORM_PATHS
@@ -62,6 +63,8 @@ from lazyreg.space.staging import StagingSweeper, sweep
 from lazyreg.state import STATE, AppState
 from lazyreg.storage.choose import open_store
 from lazyreg.sync import task as sync_task
+from lazyreg.sync.pending import PendingManifests
+from lazyreg.sync.schedule import Scheduler
 from lazyreg.tasks.runner import TaskRunner
 from lazyreg.transfer import tasks as transfer_tasks
 from lazyreg.upstream.pool import UpstreamPool
@@ -368,22 +371,30 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         space_tasks.register(tasks, services, space)
         register_verify(tasks, db, store)
         lazy = LazyStore(services, fetcher)
+        pending = PendingManifests(services)  # the platform filter's manifests, on demand
         transfer_tasks.register(tasks, services, lazy,
-                                imported=lambda: changes.announce(TARGETS))
+                                imported=lambda: changes.announce(TARGETS), pending=pending)
         app[STATE] = AppState(services, fetcher, tasks, lookups,
-                              authenticator, lazy, pullthrough, space, changes)
+                              authenticator, lazy, pullthrough, space, changes,
+                              pending, Prefetcher(services, fetcher))
         space.start()
         sweeper = StagingSweeper(services)
         sweeper.start()
+        # Scheduled syncs (`sync_interval`): each tick claimed by one process.
+        scheduler = Scheduler(db, tasks.submit)
+        scheduler.start()
         try:
             yield
         finally:
+            await scheduler.close()
             await sweeper.close()
             await tasks.shutdown()
             await changes.close()
             await pullthrough.close()
             if internal is not None:
                 await internal.close()
+            await app[STATE].pending.close()
+            await app[STATE].prefetch.close()
             await fetcher.close()
             if peer_session is not None:
                 await peer_session.close()
