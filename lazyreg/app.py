@@ -26,6 +26,7 @@ from lazyreg.auth.startup import bootstrap_users, open_secrets, report_undecrypt
 from lazyreg.auth.throttle import CLIENT
 from lazyreg.cache import LookupCache
 from lazyreg.check import adopt_orphan_files, register_verify
+from lazyreg.cluster import InternalListener, start_internal
 from lazyreg.config import Settings
 from lazyreg.db.changes import (
     ACCOUNT_PREFIX,
@@ -47,6 +48,8 @@ from lazyreg.errors import (
     TooSlow,
 )
 from lazyreg.fetch import Fetcher, LazyStore
+from lazyreg.fetch.peer import PeerClient
+from lazyreg.fetch.prefetch import Prefetcher
 from lazyreg.observe import requests as observe
 from lazyreg.observe.keys import METRICS
 from lazyreg.observe.login import FORM_PATHS
@@ -60,6 +63,8 @@ from lazyreg.space.staging import StagingSweeper, sweep
 from lazyreg.state import STATE, AppState
 from lazyreg.storage.choose import open_store
 from lazyreg.sync import task as sync_task
+from lazyreg.sync.pending import PendingManifests
+from lazyreg.sync.schedule import Scheduler
 from lazyreg.tasks.runner import TaskRunner
 from lazyreg.transfer import tasks as transfer_tasks
 from lazyreg.upstream.pool import UpstreamPool
@@ -338,7 +343,19 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
                      " adopted %d stored files that had no artifact row", cleaned, adopted)
         tasks = TaskRunner(db, worker, observer=metrics)
         await tasks.recover()
-        fetcher = Fetcher(services)
+        peers: PeerClient | None = None
+        peer_session: aiohttp.ClientSession | None = None
+        internal: InternalListener | None = None
+        if settings.cluster_secret is not None:
+            # Its own session: peers' bytes are read in blocks, not pumped like upstream bodies.
+            peer_session = aiohttp.ClientSession(auto_decompress=False,
+                                                 connector=aiohttp.TCPConnector(limit=0))
+            peers = PeerClient(peer_session, settings.cluster_secret.get_secret_value())
+        fetcher = Fetcher(services, peers)
+        if settings.cluster_secret is not None:
+            internal = await start_internal(settings, fetcher, store)
+            services.cluster_url = internal.url
+            log.info("cluster node: peers read this server's downloads at %s", internal.url)
         lookups = LookupCache(max_bytes=settings.lookup_cache_bytes)
         pullthrough = PullThrough(services, fetcher, on_stale=metrics.stale_served)
         changes = ChangeFeed(db, worker, grace=settings.cache_grace)
@@ -354,21 +371,33 @@ def make_lifespan(settings: Settings) -> Callable[[web.Application], AsyncIterat
         space_tasks.register(tasks, services, space)
         register_verify(tasks, db, store)
         lazy = LazyStore(services, fetcher)
+        pending = PendingManifests(services)  # the platform filter's manifests, on demand
         transfer_tasks.register(tasks, services, lazy,
-                                imported=lambda: changes.announce(TARGETS))
+                                imported=lambda: changes.announce(TARGETS), pending=pending)
         app[STATE] = AppState(services, fetcher, tasks, lookups,
-                              authenticator, lazy, pullthrough, space, changes)
+                              authenticator, lazy, pullthrough, space, changes,
+                              pending, Prefetcher(services, fetcher))
         space.start()
         sweeper = StagingSweeper(services)
         sweeper.start()
+        # Scheduled syncs (`sync_interval`): each tick claimed by one process.
+        scheduler = Scheduler(db, tasks.submit)
+        scheduler.start()
         try:
             yield
         finally:
+            await scheduler.close()
             await sweeper.close()
             await tasks.shutdown()
             await changes.close()
             await pullthrough.close()
+            if internal is not None:
+                await internal.close()
+            await app[STATE].pending.close()
+            await app[STATE].prefetch.close()
             await fetcher.close()
+            if peer_session is not None:
+                await peer_session.close()
             await space.close()
             await session.close()
             await store.close()

@@ -111,6 +111,15 @@ class Settings(BaseSettings):
     registry_token_ttl: int = Field(300, ge=10, le=3600)
     api_token_ttl: int = Field(86400, ge=60)
     api_token_max_ttl: int = Field(30 * 86400, ge=60)
+    # A cluster (several servers on one database and shared storage; see "Running a
+    # cluster" in the README). The secret every server of the cluster shares: set, this
+    # server is a cluster node. Its peers read the downloads it leads from an internal
+    # endpoint on its own listener, `cluster_listen` ("HOST:PORT"; port 0: a free one),
+    # never on the public port; `cluster_url` is how its peers reach that listener
+    # (default: http://HOST:PORT of `cluster_listen`, which then must name an address).
+    cluster_secret: SecretStr | None = Field(None, min_length=16)
+    cluster_listen: str | None = None
+    cluster_url: str | None = Field(None, max_length=200)
     # Directories that exports may write into and imports read from (and below).
     # Unset: anywhere with auth off (a loopback-only server), nowhere with auth on.
     transfer_paths: list[Path] | None = None
@@ -161,4 +170,36 @@ def bind_refusal(settings: Settings) -> str | None:
         return (f"refusing to listen on {settings.host} with --auth off: anyone who can reach"
                 " it could administer the server and pull every distribution. Use --auth on"
                 " (users and tokens) or a loopback --host such as 127.0.0.1")
+    return None
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """("HOST", PORT) of "HOST:PORT" ("[::1]:PORT" for IPv6); ValueError if it is not one."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"cluster_listen must be HOST:PORT, not {value!r}")
+    return host, int(port)
+
+
+def cluster_refusal(settings: Settings) -> str | None:
+    """Why these cluster settings must not start a server, or None."""
+    if settings.cluster_secret is None:
+        if settings.cluster_listen or settings.cluster_url:
+            return ("cluster_listen and cluster_url need cluster_secret (LAZYREG_CLUSTER_SECRET,"
+                    " the secret every server of the cluster shares, 16 characters or more)")
+        return None
+    if not settings.cluster_listen:
+        return ("cluster_secret needs cluster_listen (--cluster-listen HOST:PORT): the"
+                " internal endpoint that peers read downloads from has its own listener")
+    try:
+        host, _ = parse_listen(settings.cluster_listen)
+    except ValueError as exc:
+        return str(exc)
+    if settings.cluster_url is None and host in ("0.0.0.0", "::", ""):
+        return (f"cluster_listen {settings.cluster_listen} names no address peers can reach:"
+                " set cluster_url (--cluster-url http://THIS-NODE:PORT)")
+    if settings.cluster_url is not None and not settings.cluster_url.startswith(
+            ("http://", "https://")):
+        return f"cluster_url must be an http:// or https:// URL, not {settings.cluster_url!r}"
     return None

@@ -43,7 +43,7 @@ from pydantic import SecretStr
 from lazyreg import memory, supervisor
 from lazyreg.app import create_app
 from lazyreg.auth.startup import open_secrets
-from lazyreg.config import Settings, bind_refusal
+from lazyreg.config import Settings, bind_refusal, cluster_refusal
 from lazyreg.configfile import unknown_variables
 from lazyreg.db.engine import Database, is_current, make_engine
 from lazyreg.db.schema import SchemaState, schema_state
@@ -255,7 +255,7 @@ def serve(settings: Settings) -> None:
     # Until aiohttp installs its own handler, SIGTERM must still stop the process: as
     # PID 1 of a container, a process without a handler never receives it.
     signal.signal(signal.SIGTERM, _terminated)
-    refusal = bind_refusal(settings)
+    refusal = bind_refusal(settings) or cluster_refusal(settings)
     if refusal:
         raise StartRefused(refusal)
     worker = supervisor.is_worker()
@@ -271,6 +271,10 @@ def serve(settings: Settings) -> None:
                         " lists the settings)", name)
     scheme = "https" if settings.tls_cert else "http"
     count = supervisor.worker_count(settings.workers)
+    if count > 1 and settings.cluster_listen:
+        # Each worker would open its own internal listener on the one address.
+        raise StartRefused("--workers above 1 does not go with cluster_listen yet: run one"
+                           " server process per cluster node")
     if count > 1 and not worker:  # see lazyreg/supervisor.py
         banner = _banner(settings, scheme, settings.host, "{port}", count)
         # A stop lasts at most about twice `shutdown_timeout` (see above): then it kills.

@@ -28,6 +28,9 @@ class Services:
     worker: WorkerId = field(default_factory=WorkerId.current)
     # Which stored blobs this process used lately, written in batches (`SpaceKeeper`).
     usage: UsageLog = field(default_factory=UsageLog)
+    # Where the peers of a cluster reach this process (recorded in its leases); None:
+    # not in a cluster.
+    cluster_url: str | None = None
 
     @property
     def worker_id(self) -> str:

@@ -18,9 +18,11 @@ from lazyreg.cache import LookupCache
 from lazyreg.db.changes import ChangeFeed
 from lazyreg.db.models import Task
 from lazyreg.fetch import Fetcher, LazyStore
+from lazyreg.fetch.prefetch import Prefetcher
 from lazyreg.pullthrough import PullThrough
 from lazyreg.services import Services
 from lazyreg.space import SpaceKeeper
+from lazyreg.sync.pending import PendingManifests
 
 
 class Tasks(Protocol):
@@ -51,6 +53,8 @@ class AppState:
     space: SpaceKeeper
     # What other processes changed; whether cached answers may still be used.
     changes: ChangeFeed
+    pending: PendingManifests  # manifests the platform filter left, fetched on demand
+    prefetch: Prefetcher  # a remote's `prefetch`: layers started on a manifest's first GET
 
 
 STATE = web.AppKey("state", AppState)

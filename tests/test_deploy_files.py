@@ -30,9 +30,6 @@ KUBERNETES = DEPLOY / "kubernetes"
 KUBERNETES_VERSION = "1.37.0"  # bundled by kubernetes-validate (pinned in pyproject.toml)
 LAZYREG_BIN = Path(sys.executable).parent / "lazyreg"
 
-# Settings the Kubernetes example uses that another branch adds (clusters). Once they
-# exist in Settings, they are checked like every other key; empty this set then.
-PENDING = frozenset({"cluster_url", "cluster_secret"})
 
 
 def _tool(name: str) -> str:
@@ -135,7 +132,7 @@ def test_deployment_runs_three_replicas_with_probes_and_secrets() -> None:
     for name in ("LAZYREG_CLUSTER_SECRET", "LAZYREG_S3_ACCESS_KEY_ID",
                  "LAZYREG_S3_SECRET_ACCESS_KEY", "LAZYREG_DATABASE_URL", "LAZYREG_SECRET_KEY"):
         assert env[name]["valueFrom"]["secretKeyRef"]["name"] == docs["Secret"]["metadata"]["name"]
-    known = {f"LAZYREG_{k.upper()}" for k in set(Settings.model_fields) | PENDING}
+    known = {f"LAZYREG_{k.upper()}" for k in set(Settings.model_fields)}
     assert {n for n in env if n.startswith("LAZYREG_")} <= known
     [init] = pod["initContainers"]
     assert init["command"][:3] == ["lazyreg", "db", "upgrade"]
@@ -146,10 +143,9 @@ def test_configmap_holds_a_lazyreg_toml_that_checks(tmp_path: Path) -> None:
     [configmap] = [d for _, d in _documents() if d["kind"] == "ConfigMap"]
     values = tomllib.loads(configmap["data"]["lazyreg.toml"])
     unknown = set(values) - set(Settings.model_fields)
-    assert unknown <= PENDING, f"not settings: {sorted(unknown - PENDING)}"
+    assert not unknown, f"not settings: {sorted(unknown)}"
     checked = tmp_path / "lazyreg.toml"
-    checked.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()
-                               if k not in unknown))
+    checked.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
     settings = check_file(checked)
     assert (settings.host, settings.auth) == ("0.0.0.0", "on")  # 0.0.0.0 only with auth on
 

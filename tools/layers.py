@@ -30,7 +30,7 @@ PACKAGE = "lazyreg"
 LAYERS: tuple[tuple[str, ...], ...] = (
     # Leaf modules: they import nothing of lazyreg.
     ("lazyreg", "types", "errors", "worker", "redact", "config", "cache", "taskcontext",
-     "supervisor", "memory"),
+     "clusterauth", "accounting", "supervisor", "memory"),
     # oci: pure data, no I/O; configfile: the settings in force (file, environment, flags)
     ("oci", "configfile"),
     ("storage", "upstream", "db"),
@@ -46,6 +46,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("state", "bodies"),
     ("observe",),  # metrics, request logs, health checks, the status page
     ("registry",),  # the /v2 handlers
+    ("cluster",),  # the internal endpoint that peers read downloads from
     ("tasks",),  # runs registered task kinds
     ("api",),
     ("app",),

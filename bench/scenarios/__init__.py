@@ -37,6 +37,7 @@ def registry() -> dict[str, Scenario]:
         memory,
         metrics,
         objectstore,
+        prefetch,
         pullthrough,
         small,
         sync,
@@ -46,4 +47,4 @@ def registry() -> dict[str, Scenario]:
     return {"cached": cached.run, "lazy": lazy.run, "images": images.run,
             "small": small.run, "sync": sync.run, "memory": memory.run,
             "metrics": metrics.run, "pullthrough": pullthrough.run, "airgap": airgap.run,
-            "objectstore": objectstore.run, "workers": workers.run}
+            "objectstore": objectstore.run, "prefetch": prefetch.run, "workers": workers.run}

@@ -6,9 +6,11 @@ upstream registry's access log. distribution has no sync to compare with.
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Any
 
+from bench import sync_guard
 from bench.report import LAZYREG, Goal, Row, Section
 from bench.scenarios import Context
 from bench.servers import log, requests_since, settle
@@ -54,10 +56,33 @@ def _requests(up: Upstream, mark: int) -> int:
     return len(requests_since(up, mark))
 
 
+def guard_row(section: Section, first: list[float], reference: list[float]) -> str | None:
+    """The regression guard's ratio (`bench/sync_guard.py`); why it failed, or None."""
+    ratios = [s / r for s, r in zip(first, reference, strict=True)]
+    limit = sync_guard.committed_ratio() * (1 + sync_guard.TOLERANCE)
+    section.rows.append(Row("200 tags: first sync / reference", "x reference",
+                            {LAZYREG: ratios}, "lower", Goal("value", "<=", round(limit, 2)),
+                            plot=False))
+    log(f"sync guard: {statistics.median(ratios):.2f}x the reference"
+        f" ({statistics.median(reference):.3f} s), limit {limit:.2f}")
+    failure = None
+    try:
+        sync_guard.check(first, reference)
+    except sync_guard.GuardFailed as exc:
+        failure = str(exc)
+    section.notes.append(
+        "Guard (CI): the 200-tag first sync over a reference measured in the same run, 401"
+        " plain sequential requests (tag list, manifests, configs) from one keep-alive"
+        f" client to the same upstream; it fails above {limit:.2f}, 50% over the ratio"
+        " committed in bench/sync_guard.json.")
+    return failure
+
+
 def run(ctx: Context) -> Section:
     section = Section("sync", "5. Sync (on_demand)", [LAZYREG, PEER], [],
                       missing="n/a (no sync)")
     counts = (200,) if ctx.quick else (200, 1000)
+    failure: str | None = None
     for tags in counts:
         up = many_upstream(ctx, tags)
         if len(up.index["repos"]["fixtures/many"]) != tags:
@@ -65,9 +90,13 @@ def run(ctx: Context) -> Section:
         rate: dict[str, list[float]] = {"first": [], "again": []}
         took: dict[str, list[float]] = {"first": [], "again": []}
         requests: dict[str, list[float]] = {"first": [], "again": []}
+        reference: list[float] = []
         for _ in range(ctx.reps):
             with ctx.servers.lazyreg() as lz:
                 create_mirror(lz, up, "many", "fixtures/many")
+                if tags == 200:  # the guard's reference, right before the sync it times
+                    settle(up, quiet=0.1)
+                    reference.append(sync_guard.reference_seconds(up))
                 for which in ("first", "again"):
                     mark = settle(up, quiet=0.1)
                     seconds, task = timed_sync(lz, "many")
@@ -91,6 +120,10 @@ def run(ctx: Context) -> Section:
                 Row(f"{tags} tags: {label}", "upstream requests", {LAZYREG: requests[which]},
                     "lower", requests_goal, plot=False),
             ]
+        if reference:
+            failure = guard_row(section, took["first"], reference)
+    if failure:
+        raise sync_guard.GuardFailed(failure)
     section.notes += [
         "distribution has no sync: a pull-through cache learns a repository only as clients"
         " pull it, so this scenario has no peer.",

@@ -1,4 +1,4 @@
-"""11. Workers: `lazyreg serve --workers N` at 1 and 2 workers, and RSS per worker.
+"""12. Workers: `lazyreg serve --workers N` at 1 and 2 workers, and RSS per worker.
 
 Small-request rate (manifest GET by tag, 16 connections) and cached blob
 throughput (a stored blob, 8 clients) of lazyreg with 1 and 2 workers, beside
@@ -87,7 +87,7 @@ def _memory(ctx: Context, section: Section) -> None:
 
 
 def run(ctx: Context) -> Section:
-    section = Section("workers", "11. Workers: 1 and 2 server processes", [ONE, TWO, DIST],
+    section = Section("workers", "12. Workers: 1 and 2 server processes", [ONE, TWO, DIST],
                       [(TWO, ONE), (TWO, DIST)])
     _speed(ctx, section, 1.0 if ctx.quick else 3.0)
     _memory(ctx, section)

@@ -25,7 +25,7 @@ from lazyreg.api.http import (
     write,
 )
 from lazyreg.api.lookup import by_name, ensure_unique
-from lazyreg.api.schemas import Page, Policy, RemoteIn, RemoteOut
+from lazyreg.api.schemas import Page, Policy, Prefetch, RemoteIn, RemoteOut
 from lazyreg.auth.secrets import SecretBox
 from lazyreg.db.models import (
     Artifact,
@@ -50,6 +50,7 @@ def to_out(remote: Remote) -> RemoteOut:
         name=remote.name, url=remote.url, upstream_name=remote.upstream_name or None,
         policy=cast(Policy, remote.policy),  # the column is text; the API wrote it
         include_tags=remote.include_tags, exclude_tags=remote.exclude_tags,
+        platforms=remote.platforms, prefetch=cast(Prefetch, remote.prefetch),
         username=remote.username, has_password=remote.password_secret is not None,
         tls_verify=remote.tls_verify, ca_cert=remote.ca_cert, proxy_url=remote.proxy_url,
         has_proxy_credentials=remote.proxy_secret is not None,

@@ -1,8 +1,10 @@
-"""`repositories/`, their versions (listed, deleted, retained), and the tasks on one
-repository: `sync/` and `reclaim/`."""
+"""`repositories/`, their versions (listed, deleted, retained), the tasks on one
+repository (`sync/` and `reclaim/`), and its sync schedule (`schedule/`)."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from aiohttp import web
@@ -22,11 +24,20 @@ from lazyreg.api.http import (
 )
 from lazyreg.api.lookup import by_name, ensure_unique, referenced, version_row
 from lazyreg.api.routing import PREFIX
-from lazyreg.api.schemas import Counts, Page, RepositoryIn, RepositoryOut, SyncIn, VersionOut
+from lazyreg.api.schemas import (
+    Counts,
+    Page,
+    RepositoryIn,
+    RepositoryOut,
+    ScheduleIn,
+    ScheduleOut,
+    SyncIn,
+    VersionOut,
+)
 from lazyreg.api.tasks import to_out as task_out
 from lazyreg.db import content as q
-from lazyreg.db.models import Remote, Repository, RepositoryVersion
-from lazyreg.errors import Conflict, InvalidField
+from lazyreg.db.models import Remote, Repository, RepositoryVersion, SyncSchedule
+from lazyreg.errors import Conflict, InvalidField, NotFound
 from lazyreg.space import tasks as space_tasks
 from lazyreg.state import state
 from lazyreg.sync import task as sync_task
@@ -180,3 +191,64 @@ async def sync(request: web.Request) -> web.Response:
     task = await state(request).tasks.submit(
         sync_task.KIND, sync_task.params(name, body.remote, body.mirror, body.strict))
     return respond(task_out(task), status=202)
+
+
+def _schedule_out(session: Session, schedule: SyncSchedule) -> ScheduleOut:
+    remote = session.get_one(Remote, schedule.remote_id)
+    return ScheduleOut(remote=remote.name, mirror=schedule.mirror,
+                       sync_interval=schedule.interval,
+                       next_run=datetime.fromtimestamp(schedule.next_run, UTC),
+                       last_task=schedule.task_id)
+
+
+async def show_schedule(request: web.Request) -> web.Response:
+    name = path_name(request)
+
+    def query(session: Session) -> ScheduleOut:
+        repository = by_name(session, Repository, name)
+        schedule = session.get(SyncSchedule, repository.id)
+        if schedule is None:
+            raise NotFound("schedule of repository", name)
+        return _schedule_out(session, schedule)
+    return respond(await read(request, query))
+
+
+async def set_schedule(request: web.Request) -> web.Response:
+    """Set (or, with `sync_interval` null, remove) the sync the server runs itself."""
+    name = path_name(request)
+    body = await parse_body(request, ScheduleIn)
+
+    def apply(session: Session) -> ScheduleOut | None:
+        repository = by_name(session, Repository, name)
+        remote = referenced(session, Remote, body.remote, "remote")
+        if not remote.upstream_name:
+            raise InvalidField("remote", f"remote {remote.name!r} has no upstream_name: give"
+                               " it one to sync from it")
+        schedule = session.get(SyncSchedule, repository.id)
+        if body.sync_interval is None:
+            if schedule is not None:
+                session.delete(schedule)
+            return None
+        if schedule is None:
+            schedule = SyncSchedule(repository_id=repository.id)
+            session.add(schedule)
+        schedule.remote_id, schedule.mirror = remote.id, body.mirror
+        schedule.interval = body.sync_interval
+        schedule.next_run = time.time() + body.sync_interval  # the first run, one interval on
+        session.flush()
+        return _schedule_out(session, schedule)
+    out = await write(request, apply)
+    return no_content() if out is None else respond(out)
+
+
+async def delete_schedule(request: web.Request) -> web.Response:
+    name = path_name(request)
+
+    def apply(session: Session) -> None:
+        repository = by_name(session, Repository, name)
+        schedule = session.get(SyncSchedule, repository.id)
+        if schedule is None:
+            raise NotFound("schedule of repository", name)
+        session.delete(schedule)
+    await write(request, apply)
+    return no_content()

@@ -26,6 +26,7 @@ from lazyreg.api.limits import (
     MAX_INT,
 )
 from lazyreg.auth.policy import Role as Role
+from lazyreg.oci import tagfilter
 from lazyreg.oci.names import (
     MAX_NAME_LENGTH,
     NAME_RE,
@@ -119,16 +120,52 @@ def _glob_error(glob: str, allowed: re.Pattern[str] = _TAG_CHAR, what: str = "ta
     return None
 
 
-def _globs(value: list[str] | None) -> list[str] | None:
+def _tag_pattern_error(pattern: str, digests: bool) -> str | None:
+    """Why a tag pattern (glob, `re:` regex, or digest to pin) is refused, or None."""
+    if tagfilter.is_regex(pattern):
+        return tagfilter.regex_error(pattern)
+    if tagfilter.is_digest_pattern(pattern):
+        if not digests:
+            return (f"{pattern!r}: a digest pins a manifest in include_tags; exclude_tags"
+                    " takes globs and 're:' patterns only")
+        return tagfilter.digest_error(pattern)
+    return _glob_error(pattern)
+
+
+def _tag_patterns(value: list[str] | None, digests: bool) -> list[str] | None:
     if value is None:
         return value
     if len(value) > MAX_GLOBS:
-        raise _invalid(f"at most {MAX_GLOBS} tag globs")
-    for glob in value:
-        error = _glob_error(glob)
+        raise _invalid(f"at most {MAX_GLOBS} tag patterns")
+    for pattern in value:
+        error = _tag_pattern_error(pattern, digests)
         if error:
             raise _invalid(error)
     return value
+
+
+def _include_tags(value: list[str] | None) -> list[str] | None:
+    return _tag_patterns(value, digests=True)
+
+
+def _exclude_tags(value: list[str] | None) -> list[str] | None:
+    return _tag_patterns(value, digests=False)
+
+
+_PLATFORM_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}/[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}"
+                          r"(/[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63})?\Z")
+
+
+def _platforms(value: list[str] | None) -> list[str] | None:
+    if value is None:
+        return value
+    if len(value) > MAX_GLOBS:
+        raise _invalid(f"at most {MAX_GLOBS} platforms")
+    for platform in value:
+        if not _PLATFORM_RE.match(platform):
+            raise _invalid(f"{platform[:100]!r}: a platform is os/architecture[/variant],"
+                           " such as linux/amd64 or linux/arm64/v8")
+    return list(dict.fromkeys(value))
 
 
 def _name_globs(value: list[str] | None) -> list[str] | None:
@@ -185,9 +222,12 @@ RepositoryPath = Annotated[str, AfterValidator(_repository_path), _documented(
 HttpUrl = Annotated[str, AfterValidator(_http_url), _documented(
     pattern=r"^https?://[^\s/?#@]+(/[^\s]*)?$")]
 PemText = Annotated[str, AfterValidator(_pem_certificates)]
-Glob = Annotated[str, _documented(pattern=r"^([A-Za-z0-9._*?-]|\[!?\]?[^\]]*\])+$",
-                                  maxLength=MAX_GLOB_LENGTH)]
-TagGlobs = Annotated[list[Glob] | None, AfterValidator(_globs)]
+# A glob, a `re:` regular expression, or (include only) a digest: `lazyreg.oci.tagfilter`.
+TagPattern = Annotated[str, _documented(maxLength=MAX_GLOB_LENGTH)]
+IncludeTags = Annotated[list[TagPattern] | None, AfterValidator(_include_tags)]
+ExcludeTags = Annotated[list[TagPattern] | None, AfterValidator(_exclude_tags)]
+Platforms = Annotated[list[str] | None, AfterValidator(_platforms)]
+Prefetch = Literal["none", "platform", "all"]
 NameGlob = Annotated[str, _documented(pattern=r"^([a-z0-9._/*?-]|\[!?\]?[^\]]*\])+$",
                                       maxLength=MAX_GLOB_LENGTH)]
 NameGlobs = Annotated[list[NameGlob] | None, AfterValidator(_name_globs)]
@@ -229,8 +269,18 @@ class RemoteIn(Input):
         None, description="Repository name on the upstream; needed to sync, not for a remote"
         " that only serves pull-through distributions (they take it from the request)")
     policy: Policy = "on_demand"
-    include_tags: TagGlobs = Field(None, description="Shell-style globs; null means all tags")
-    exclude_tags: TagGlobs = None
+    include_tags: IncludeTags = Field(
+        None, description="Shell-style globs, 're:' regular expressions (RE2, whole tag) and"
+        " digests to pin (even untagged); null means all tags")
+    exclude_tags: ExcludeTags = Field(
+        None, description="Shell-style globs and 're:' regular expressions")
+    platforms: Platforms = Field(
+        None, description="os/architecture[/variant] whose index children a sync fetches;"
+        " the others are fetched on demand. Null or empty: all")
+    prefetch: Prefetch = Field(
+        "none", description="On the first GET of an image manifest, start its layers'"
+        " downloads in the background: 'platform' for an image manifest, 'all' also for"
+        " every child of an index")
     username: str | None = Field(None, max_length=MAX_CREDENTIAL_LENGTH)
     password: str | None = Field(None, max_length=MAX_CREDENTIAL_LENGTH,
                                  description="Write-only: stored encrypted, never returned")
@@ -266,6 +316,8 @@ class RemoteOut(BaseModel):
     policy: Policy
     include_tags: list[str] | None
     exclude_tags: list[str] | None
+    platforms: list[str] | None
+    prefetch: Prefetch
     username: str | None
     has_password: bool
     tls_verify: bool
@@ -316,6 +368,22 @@ class SyncIn(Input):
     mirror: bool = Field(False, description="Make the new version equal to the upstream")
     strict: bool = Field(False, description="Fail the whole sync on any broken tag, instead"
                                             " of skipping it with a warning")
+
+
+class ScheduleIn(Input):
+    remote: str = Field(max_length=MAX_NAME_LENGTH, description="Name of the remote to sync from")
+    mirror: bool = Field(False, description="Make each new version equal to the upstream")
+    sync_interval: int | None = Field(
+        ge=1, le=MAX_INT, description="Seconds between the runs the server starts itself;"
+        " null: no schedule")
+
+
+class ScheduleOut(BaseModel):
+    remote: str
+    mirror: bool
+    sync_interval: int
+    next_run: Timestamp
+    last_task: str | None = Field(description="The task of the last scheduled run")
 
 
 class ExportIn(Input):

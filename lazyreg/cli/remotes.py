@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -23,7 +23,10 @@ app = typer.Typer(help="Upstream registries to sync from.", no_args_is_help=True
 
 COLUMNS = (col("name"), col("url"), col("upstream_name", "upstream"), col("policy"),
            col("include_tags", "include"), col("exclude_tags", "exclude"))
-Globs = Annotated[list[str] | None, typer.Option(help="Tag glob; repeat for several")]
+Globs = Annotated[list[str] | None, typer.Option(
+    help="Tag glob, or re:REGEX (RE2, the whole tag), or (include) a digest to pin;"
+    " repeat for several")]
+Prefetch = Literal["none", "platform", "all"]
 NameGlobs = Annotated[list[str] | None, typer.Option(
     help="Pull-through: glob on upstream repository names; repeat for several")]
 Text = Annotated[str | None, typer.Option()]
@@ -62,6 +65,11 @@ class RemoteFields:
         help="Pull-through: seconds an upstream 404 is remembered (default 30)")] = None
     include_names: NameGlobs = None
     exclude_names: NameGlobs = None
+    platforms: Annotated[list[str] | None, typer.Option(
+        "--platform", help="os/arch or os/arch/variant whose index children a sync fetches (the"
+        " others on demand); repeat for several")] = None
+    prefetch: Annotated[Prefetch | None, typer.Option(
+        help="Start an image's layer downloads on its manifest's first GET")] = None
 
 
 def body(fields: RemoteFields) -> dict[str, Any]:

@@ -148,6 +148,43 @@ def report_version(cli: Cli, task: dict[str, Any]) -> None:
                   f" {counts_text(version['content_counts'])} ({changes})", markup=False)
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_interval(text: str) -> int:
+    """Seconds of `30s`, `15m`, `1h`, `2d`, or a bare number of seconds."""
+    text = text.strip().lower()
+    unit = _UNITS.get(text[-1:])
+    number = text[:-1] if unit else text
+    if not number.isascii() or not number.isdigit() or len(number) > 9 or int(number) < 1:
+        raise CliError(f"--every {text!r}: give a whole number of seconds, or of s, m, h or d"
+                       " (30s, 15m, 1h, 2d)")
+    return int(number) * (unit or 1)
+
+
+@app.command("schedule")
+def schedule(ctx: typer.Context, name: Name,
+             remote: Annotated[str | None, typer.Option(help="The remote to sync from")] = None,
+             every: Annotated[str | None, typer.Option(
+                 help="How often the server syncs: 30s, 15m, 1h, 2d")] = None,
+             mirror: Annotated[bool, typer.Option(
+                 help="Remove what the upstream no longer has")] = False,
+             off: Annotated[bool, typer.Option("--off", help="Stop the scheduled syncs")
+                            ] = False) -> None:
+    """Make the server sync a repository from a remote on its own, every interval."""
+    cli = cli_of(ctx)
+    path = f"repositories/{quote(name)}/schedule/"
+    if off:
+        if remote or every:
+            raise CliError("--off takes no --remote or --every")
+        cli.delete(path, f"repository {name} is synced on demand only")
+        return
+    if not remote or not every:
+        raise CliError("give --remote and --every (or --off)")
+    body = {"remote": remote, "mirror": mirror, "sync_interval": parse_interval(every)}
+    cli.emit_record(cli.client.request("PUT", path, body))
+
+
 @app.command("export")
 def export(ctx: typer.Context, name: Name,
            output: Annotated[Path, typer.Option(

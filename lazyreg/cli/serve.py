@@ -48,6 +48,11 @@ def serve(
         show_default=False)] = None,
     workers: Annotated[str | None, typer.Option(
         help="Server processes on the port: a number, or auto (one per core) [1]")] = None,
+    cluster_listen: Annotated[str | None, typer.Option(
+        help="HOST:PORT of the internal endpoint peers read downloads from (a cluster node;"
+             " needs LAZYREG_CLUSTER_SECRET)")] = None,
+    cluster_url: Annotated[str | None, typer.Option(
+        help="How peers reach --cluster-listen [http://HOST:PORT of it]")] = None,
     config: ConfigFile = None,
 ) -> None:
     """Run the server: the OCI registry (/v2) and the management API (/api/v1)."""
@@ -58,7 +63,8 @@ def serve(
     flags = {"host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
              "storage_url": storage_url,
              "tls_cert": tls_cert, "tls_key": tls_key, "auth": auth, "log_format": log_format,
-             "migrate": migrate, "workers": workers}
+             "migrate": migrate, "cluster_listen": cluster_listen, "cluster_url": cluster_url,
+             "workers": workers}
     settings = load_settings(flags, config)
     try:
         run(settings)

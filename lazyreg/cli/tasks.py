@@ -15,7 +15,9 @@ from lazyreg.types import TASK_STATES
 app = typer.Typer(help="Background operations.", no_args_is_help=True)
 
 COLUMNS = (col("id"), col("kind"), col("state"), col("created"), col("finished"),
-           ("repository", lambda t: (t.get("params") or {}).get("repository")))
+           ("repository", lambda t: (t.get("params") or {}).get("repository")),
+           # A sync the server started itself (the repository's schedule).
+           ("by", lambda t: "schedule" if (t.get("params") or {}).get("scheduled") else ""))
 # The server checks the state, so its error names the field and the choices.
 StateOpt = Annotated[str | None, typer.Option(
     help=f"{', '.join(TASK_STATES[:-1])} or {TASK_STATES[-1]}")]

@@ -4,12 +4,13 @@ and deleting old ones (one at a time, or pruning to `retain_versions`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
-from sqlalchemy import Select, delete, exists, insert, or_, select, update
+from sqlalchemy import Select, Table, delete, exists, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from lazyreg.db.models import (
+    Base,
     Blob,
     Content,
     Distribution,
@@ -24,6 +25,12 @@ from lazyreg.db.models import (
 
 T = TypeVar("T")
 CHUNK = 900  # stays under every database's limit of bound parameters
+
+
+def table(model: type[Base]) -> Table:
+    """The Core table of a model: a bulk insert into it skips the ORM's per-row work
+    (measured: a third of `record_sync`'s CPU for 200 tags went to the ORM path)."""
+    return cast(Table, model.__table__)
 
 
 def chunked(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
@@ -136,7 +143,7 @@ def create_version(
             rc.version_removed.is_(None),
         ).values(version_removed=number))
     for batch in chunked(sorted(added), 250):  # 3 parameters a row
-        session.execute(insert(rc), [
+        session.execute(insert(table(rc)), [
             {"repository_id": repository.id, "content_id": cid, "version_added": number}
             for cid in batch])
     version = RepositoryVersion(

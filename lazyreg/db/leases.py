@@ -1,6 +1,8 @@
 """Leases: which server process does a job (downloading one blob), coordinated through the database.
 
-A lease row names its owner (a `WorkerId`), a state and an expiry. The owner of
+A lease row names its owner (a `WorkerId`), a state and an expiry, and where
+the owner's peers can reach it (its `cluster_url`, when it is in a cluster:
+followers on other nodes read a download's landed bytes there). The owner of
 a `running` lease keeps renewing it; when the job ends it marks it `done` (the
 bytes were verified, which followers need to know even when nothing is stored)
 or `failed`. Any process may take a lease that is finished, expired, or owned
@@ -38,6 +40,7 @@ class LeaseState(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    NOT_FOUND = "not_found"  # failed because what it was for does not exist (an upstream 404)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class LeaseView:
     owner: WorkerId | None  # None: the row names no worker this code can parse
     state: LeaseState
     expires: float
+    url: str | None = None  # the owner's cluster_url (None: not in a cluster)
 
     def takeable(self, now: float) -> bool:
         """May another process claim it now?"""
@@ -57,26 +61,31 @@ def _view(row: Lease) -> LeaseView:
         state = LeaseState(row.state)
     except ValueError:
         state = LeaseState.FAILED
-    return LeaseView(WorkerId.parse(row.owner), state, row.expires)
+    return LeaseView(WorkerId.parse(row.owner), state, row.expires, row.url)
 
 
-def claim(session: Session, key: str, me: WorkerId, ttl: float) -> LeaseView | None:
-    """Take the lease (None) or return the live lease of another process."""
+def claim(session: Session, key: str, me: WorkerId, ttl: float,
+          url: str | None = None) -> LeaseView | None:
+    """Take the lease (None) or return the live lease of another process.
+
+    `url`: where peers reach this process (its cluster_url), recorded with the lease.
+    """
     now = time.time()
     row = session.get(Lease, key, with_for_update=True)
     if row is None:
         session.add(Lease(key=key, owner=str(me), expires=now + ttl,
-                          state=LeaseState.RUNNING.value))
+                          state=LeaseState.RUNNING.value, url=url))
         return None
     current = _view(row)
     if current.owner != me and not current.takeable(now):
         return current
     row.owner, row.expires, row.state = str(me), now + ttl, LeaseState.RUNNING.value
+    row.url = url
     return None
 
 
 def claim_many(session: Session, keys: Sequence[str], me: WorkerId,
-               ttl: float) -> dict[str, LeaseView]:
+               ttl: float, url: str | None = None) -> dict[str, LeaseView]:
     """`claim` for each key: the live leases of other processes; every other key is ours."""
     now = time.time()
     rows: dict[str, Lease] = {}
@@ -90,10 +99,12 @@ def claim_many(session: Session, keys: Sequence[str], me: WorkerId,
             held[key] = current
         else:
             row.owner, row.expires, row.state = str(me), now + ttl, LeaseState.RUNNING.value
+            row.url = url
     new = sorted(set(keys) - set(rows))
-    for batch in chunked(new, 200):  # 4 parameters a row
+    for batch in chunked(new, 150):  # 5 parameters a row
         session.execute(insert(Lease), [{"key": k, "owner": str(me), "expires": now + ttl,
-                                         "state": LeaseState.RUNNING.value} for k in batch])
+                                         "state": LeaseState.RUNNING.value, "url": url}
+                                        for k in batch])
     return held
 
 
@@ -107,10 +118,15 @@ def renew(session: Session, key: str, me: WorkerId, ttl: float) -> bool:
 
 def finish(session: Session, key: str, me: WorkerId, ttl: float, verified: bool) -> None:
     """End this process's lease: `done` or `failed`, kept `ttl` seconds for followers."""
+    end(session, key, me, ttl, LeaseState.DONE if verified else LeaseState.FAILED)
+
+
+def end(session: Session, key: str, me: WorkerId, ttl: float, state: LeaseState) -> None:
+    """End this process's lease in `state`, kept `ttl` seconds for followers."""
     now = time.time()
     row = session.get(Lease, key, with_for_update=True)
     if row is not None and row.owner == str(me):
-        row.state = (LeaseState.DONE if verified else LeaseState.FAILED).value
+        row.state = state.value
         row.expires = now + ttl
     _purge(session, now)
 

@@ -53,6 +53,10 @@ class Remote(Base):
     policy: Mapped[str] = mapped_column(String(16), default="on_demand")
     include_tags: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     exclude_tags: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # os/architecture[/variant] whose index children a sync fetches; None or []: all.
+    platforms: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # none | platform | all: start an image's layer downloads on its manifest's first GET.
+    prefetch: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
     username: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # Secrets are stored encrypted (`lazyreg.auth.secrets`), never in plain text.
     password_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -135,12 +139,18 @@ class Manifest(Base):
     digest: Mapped[str] = mapped_column(String(DIGEST_LENGTH), unique=True)
     media_type: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger)
+    # Empty (PENDING, never a valid manifest): a child of an index that a sync with a
+    # platform filter recorded but did not fetch (`media_type` and `size` are its
+    # descriptor's); fetched on first request (`lazyreg.sync.pending`), then filled in.
     data: Mapped[bytes] = mapped_column(LargeBinary)
     config_digest: Mapped[str | None] = mapped_column(String(DIGEST_LENGTH), nullable=True)
     # OCI 1.1: the manifest this one refers to (a signature, an SBOM...), and its type.
     subject_digest: Mapped[str | None] = mapped_column(String(DIGEST_LENGTH), nullable=True,
                                                        index=True)
     artifact_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+PENDING = b""  # Manifest.data of a manifest recorded but not fetched
 
 
 class ManifestSource(Base):
@@ -365,6 +375,27 @@ class Task(Base):
     finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class SyncSchedule(Base):
+    """A repository's sync that the server runs itself every `interval` seconds.
+
+    A process claims a tick by moving `next_run` forward in one UPDATE that
+    only matches while `next_run` is due (`lazyreg.db.schedules`): one claim
+    per tick across every process. `task_id` is the task of the last run,
+    `claimed` when it was claimed (its task row may not be written yet).
+    """
+
+    __tablename__ = "sync_schedules"
+
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True)
+    remote_id: Mapped[int] = mapped_column(ForeignKey("remotes.id", ondelete="CASCADE"))
+    mirror: Mapped[bool] = mapped_column(Boolean, default=False)
+    interval: Mapped[int] = mapped_column(Integer)  # seconds
+    next_run: Mapped[float] = mapped_column(Float, index=True)  # Unix time
+    task_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    claimed: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
 class Lease(Base):
     """A claim on a named job (e.g. downloading one blob) by one server process.
 
@@ -378,6 +409,8 @@ class Lease(Base):
     owner: Mapped[str] = mapped_column(String(64))
     expires: Mapped[float] = mapped_column(Float)
     state: Mapped[str] = mapped_column(String(16), default="running", server_default="running")
+    # The owner's `cluster_url`: where its peers read what it downloads (None: not clustered).
+    url: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class CacheCounter(Base):

@@ -24,6 +24,7 @@ from lazyreg.db.models import (
     RepositoryVersion,
 )
 from lazyreg.oci.names import MAX_NAME_LENGTH
+from lazyreg.oci.tagfilter import TagFilter
 
 
 def prefixes(name: str) -> list[str]:
@@ -86,7 +87,7 @@ class Mirror:
         return f"{self.distribution}/{self.upstream_name}"
 
     def tag_allowed(self, tag: str) -> bool:
-        return globs_allow(tag, list(self.include_tags), list(self.exclude_tags))
+        return TagFilter.of(self.include_tags, self.exclude_tags).allows(tag)
 
 
 @dataclass(frozen=True)

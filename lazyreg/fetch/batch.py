@@ -122,7 +122,8 @@ async def _claim_many(fetcher: Fetcher, digests: list[str]) -> tuple[set[str], s
 
     def claim(session: Session) -> tuple[set[str], set[str]]:
         # The leases first, then the artifact rows, as `Fetcher._claim` does (and why).
-        held = leases.claim_many(session, [lease_key(d) for d in digests], me, ttl)
+        held = leases.claim_many(session, [lease_key(d) for d in digests], me, ttl,
+                                 services.cluster_url)
         recorded = artifacts.stored_digests(session, digests)
         # A recorded blob's lease we just took goes back: nothing of ours runs under it.
         leases.release_many(session, [lease_key(d) for d in recorded

@@ -9,9 +9,13 @@ never start two downloads. Across processes, the flight claims the blob's lease
 - leads: downloads it (`Leader`), renewing the lease, then commits it and
   records its artifact (`keep`), or relays it only (`streamed`, or a blob that
   could not be stored: a full disk) and discards it;
-- follows the process that holds the lease (`follower.follow`); when that one
-  is lost (dead, expired, shut down) the flight claims again and takes over,
-  its readers still attached.
+- follows the process that holds the lease (`follower.follow`): from its
+  staging when it is a process of this server, from its internal endpoint
+  (`peer.py`) when the lease names another server of the cluster; when that
+  one is lost (dead, expired, shut down) the flight claims again and takes
+  over, its readers still attached, starting from the bytes the lost process
+  staged when they can be read (its staging on a shared filesystem) and
+  resuming upstream with Range from there.
 
 A flight's lifetime is its own (`detached_fetch_timeout`): readers leaving do
 not stop it. Its outcome is recorded on its `Growing`, for every reader alike.
@@ -28,7 +32,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
@@ -42,10 +46,11 @@ from lazyreg.fetch.blocks import BlockPool
 from lazyreg.fetch.follower import LeaseStatus, follow
 from lazyreg.fetch.growing import FetchStopped, Growing, Phase
 from lazyreg.fetch.leader import Leader
+from lazyreg.fetch.peer import PeerClient
 from lazyreg.fetch.source import Source
 from lazyreg.redact import redact
 from lazyreg.services import Services
-from lazyreg.storage.base import StagedBlob
+from lazyreg.storage.base import BlobReader, StagedBlob
 from lazyreg.upstream.errors import (
     AuthError,
     DigestMismatch,
@@ -84,8 +89,9 @@ def lease_key(digest: str) -> str:
 
 
 class Fetcher:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, peers: PeerClient | None = None) -> None:
         self.services = services
+        self.peers = peers  # how to read other servers' downloads (None: not in a cluster)
         self._flights: dict[str, Flight] = {}
         # Commits of verified blobs under way: a stop waits for them (see `_lead`).
         self._committing: set[asyncio.Task[None]] = set()
@@ -201,6 +207,7 @@ class Fetcher:
 
     async def _fill(self, flight: Flight, sources: list[Source]) -> None:
         growing = flight.growing
+        lost: WorkerId | None = None  # the last process whose download of it was lost
         for _ in range(MAX_HANDOVERS):
             claim, holder = await self._claim(growing.digest)
             if claim is Claim.STORED:
@@ -210,26 +217,49 @@ class Fetcher:
                     growing.verified()
                     return
             elif claim is Claim.OURS:
-                await self._lead(flight, sources)
+                seed = None
+                if lost is not None:
+                    seed = await self.services.store.open_staging(lost, growing.digest)
+                await self._lead(flight, sources, seed)
                 return
             else:
-                assert holder is not None
-                if await follow(growing, self.services.store, holder,
-                                functools.partial(self._status, growing.digest, holder)):
+                assert holder is not None and holder.owner is not None
+                owner = holder.owner
+                if await follow(growing, self.services.store, owner,
+                                self._source_opener(growing, holder),
+                                functools.partial(self._status, growing.digest, owner)):
                     return
-                log.info("download of %s by %s was lost; taking over", growing.digest, holder)
+                lost = owner
+                log.info("download of %s by %s was lost; taking over", growing.digest, owner)
         raise Unavailable(f"the download of {growing.digest} changed hands too often")
 
-    async def _claim(self, digest: str) -> tuple[Claim, WorkerId | None]:
+    def _source_opener(self, growing: Growing, holder: leases.LeaseView
+                       ) -> Callable[[], Awaitable[BlobReader | None]]:
+        """Where this process reads the holder's download: its internal endpoint when it is
+        another server of the cluster, else its staging (a process sharing our storage)."""
+        url, peers = holder.url, self.peers
+        if url is not None and peers is not None and url != self.services.cluster_url:
+            log.info("following the download of %s by %s at %s", growing.digest,
+                     holder.owner, url)
+
+            async def from_peer() -> BlobReader:
+                return peers.open(url, growing)
+            return from_peer
+        owner = holder.owner
+        assert owner is not None
+        return functools.partial(self.services.store.open_staging, owner, growing.digest)
+
+    async def _claim(self, digest: str) -> tuple[Claim, leases.LeaseView | None]:
         services = self.services
         key, me, ttl = lease_key(digest), services.worker, services.settings.lease_ttl
+        url = services.cluster_url
 
         def claim(session: Session) -> tuple[bool, leases.LeaseView | None]:
             # The lease first, then the artifact row: a process that read "not stored"
             # before locking could find the lease finished by a leader that stored the
             # blob meanwhile, and download it again (PostgreSQL's READ COMMITTED lets
             # each statement see what committed before it, so the order is the fix).
-            held = leases.claim(session, key, me, ttl)
+            held = leases.claim(session, key, me, ttl, url)
             return artifacts.is_stored(session, digest), held
 
         for _ in range(MAX_CLAIM_RACES):
@@ -238,7 +268,7 @@ class Fetcher:
             except IntegrityError:
                 continue
             if held is not None:
-                return Claim.HELD, held.owner
+                return Claim.HELD, held  # a live lease names its owner (see `takeable`)
             # A row whose file is gone is fetched again.
             if recorded and await services.store.stat(digest) is not None:
                 await self._finish_lease(key, verified=True)
@@ -250,19 +280,23 @@ class Fetcher:
         key = lease_key(digest)
 
         def status(session: Session) -> LeaseStatus:
-            if artifacts.is_stored(session, digest):
-                return LeaseStatus.VERIFIED
+            # The owner's lease first: while it runs, an artifact row is one whose object
+            # went missing (the owner is fetching it again), not the owner's result.
             lease = leases.get(session, key)
-            if lease is None or lease.owner != owner:
-                return LeaseStatus.LOST
-            if lease.state is leases.LeaseState.DONE:
-                return LeaseStatus.VERIFIED
-            if lease.state is leases.LeaseState.FAILED:
-                return LeaseStatus.FAILED
-            return LeaseStatus.LOST if lease.takeable(time.time()) else LeaseStatus.RUNNING
+            if lease is not None and lease.owner == owner:
+                if lease.state is leases.LeaseState.DONE:
+                    return LeaseStatus.VERIFIED
+                if lease.state is leases.LeaseState.FAILED:
+                    return LeaseStatus.FAILED
+                if not lease.takeable(time.time()):
+                    return LeaseStatus.RUNNING
+            if artifacts.is_stored(session, digest):
+                return LeaseStatus.VERIFIED  # finished, and the lease moved on or was purged
+            return LeaseStatus.LOST
         return await self.services.db.read(status)
 
-    async def _lead(self, flight: Flight, sources: list[Source]) -> None:
+    async def _lead(self, flight: Flight, sources: list[Source],
+                    seed: BlobReader | None = None) -> None:
         key = lease_key(flight.growing.digest)
         flight.growing.led = True
         renewer = asyncio.create_task(self._keep_lease(key))
@@ -270,7 +304,7 @@ class Fetcher:
         finished = False  # the lease was finished with the artifact row
         try:
             leader = Leader(flight.growing, self.services.store, self._source_failed,
-                            self.pool)
+                            self.pool, seed)
             staged = await leader.run(sources)
             if staged is None:
                 # Verified, but not stored: our readers have it; other processes'

@@ -146,6 +146,10 @@ class Growing:
             old.drop()
         self._notify()
 
+    def source_reader(self) -> BlobReader | None:
+        """Where the file bytes are read from now."""
+        return self._source.reader if self._source is not None else None
+
     def landed_of_source(self) -> int:
         """What the current source says has landed (for a fill that cannot count it itself)."""
         return self._source.reader.landed() if self._source is not None else 0

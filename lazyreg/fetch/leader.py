@@ -20,6 +20,10 @@
   done with the staged blob before it is committed or aborted.
 - A body cut short is resumed with Range, MAX_RESUMES times with backoff; an
   upstream that ignores Range is skipped up to where we were.
+- A takeover (the process that led the download died) starts from the bytes it
+  staged, when they can be read (`seed`: its staging on a shared filesystem):
+  they are hashed, staged and given to readers as if received, and the upstream
+  is asked for the rest with Range (not at all when the seed is whole).
 - A source that fails before any byte was received is replaced by the next one.
   After bytes reached the window the download fails instead: readers cannot be
   told to start again.
@@ -40,7 +44,7 @@ from lazyreg.fetch.growing import Growing
 from lazyreg.fetch.pipeline import Pipeline
 from lazyreg.fetch.source import ChunkStream, PumpStream, Source
 from lazyreg.storage import base as storage
-from lazyreg.storage.base import BlobStore, Chunk, StagedBlob
+from lazyreg.storage.base import BlobReader, BlobStore, Chunk, StagedBlob
 from lazyreg.storage.layout import new_hash, split_digest
 from lazyreg.upstream.body import TooLong
 from lazyreg.upstream.errors import DigestMismatch, Unavailable, UpstreamError
@@ -87,10 +91,32 @@ class _Unstored:
                                          f" {algorithm}:{actual} ({self._hashed} bytes)")
 
 
+class _Replay:
+    """The first `limit` bytes of a reader, as a body (`ChunkStream`): a takeover's seed."""
+
+    def __init__(self, reader: BlobReader, limit: int) -> None:
+        self._reader, self._limit, self._pos = reader, limit, 0
+
+    async def read(self, n: int) -> bytes:
+        data = bytes(await self._reader.read(self._pos, min(n, self._limit - self._pos)))
+        self._pos += len(data)
+        return data
+
+    async def readinto(self, buffer: memoryview) -> int:
+        n = min(len(buffer), self._limit - self._pos)
+        if n <= 0:
+            return 0
+        data = await self._reader.read(self._pos, n)
+        buffer[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
 class Leader:
     def __init__(self, growing: Growing, store: BlobStore, on_source_failed: SourceFailed,
-                 pool: BlockPool) -> None:
+                 pool: BlockPool, seed: BlobReader | None = None) -> None:
         self.growing = growing
+        self.seed = seed  # bytes a lost download staged, to start from (closed once used)
         self.store = store
         self.on_source_failed = on_source_failed
         self.pool = pool
@@ -138,6 +164,8 @@ class Leader:
                 await self.staged.abort()
             raise
         finally:
+            if self.seed is not None:
+                self.seed.close()
             if self._pipeline is not None:
                 self._pipeline.close()
 
@@ -196,8 +224,27 @@ class Leader:
 
     # ------------------------------------------------------------ receiving
 
+    async def _replay_seed(self) -> None:
+        """Take the seed's landed bytes as the first ones received."""
+        seed, self.seed = self.seed, None
+        if seed is None:
+            return
+        try:
+            landed = min(seed.landed(), self.growing.size)
+            if landed:
+                if self._pipeline is None:
+                    await self._stage()
+                await self._receive(_Replay(seed, landed), 0)
+                log.info("blob %s: taking over from %d staged bytes", self.growing.digest,
+                         self.got)
+        finally:
+            seed.close()
+
     async def _fetch_from(self, source: Source) -> None:
         g = self.growing
+        await self._replay_seed()
+        if self.got >= g.size:
+            return  # the lost download had every byte: no upstream request
         resumes = 0
         while True:
             offset = self.got

@@ -21,8 +21,8 @@ Families (see `docs()` for the list with help texts):
     lazyreg_cache_hits_total{kind}, lazyreg_cache_joins_total{kind},
     lazyreg_cache_misses_total{kind}
     lazyreg_blob_served_bytes_total{source}                  source: storage | join | upstream
-    lazyreg_upstream_requests_total{kind,method,status}
-    lazyreg_upstream_blob_bytes_total                        received from upstreams
+    lazyreg_upstream_requests_total{kind,method,status,distribution}
+    lazyreg_upstream_blob_bytes_total{distribution}          received from upstreams
     lazyreg_downloads_in_flight
     lazyreg_tasks_total{kind,state}
     lazyreg_task_duration_seconds{kind,state}                histogram
@@ -41,6 +41,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.process_collector import ProcessCollector
 
 import lazyreg
+from lazyreg import accounting
 from lazyreg.observe.request_families import RequestFamilies, SharedRequestFamilies
 from lazyreg.observe.traffic import MinuteRing, Traffic
 
@@ -100,11 +101,15 @@ class Metrics:
             "lazyreg_upstream_requests",
             "HTTP requests sent to upstream registries (each retry counts), by kind"
             " (blob, manifest, tags, token, ping, referrers, catalog, other) and status"
-            " ('error' when no answer came)", ["kind", "method", "status"], registry=r)
+            " ('error' when no answer came), and the distribution whose request caused it"
+            " (its base path; '' for syncs and tasks)",
+            ["kind", "method", "status", "distribution"], registry=r)
         self._fetched = Counter(
             "lazyreg_upstream_blob_bytes",
-            "Blob bytes received from upstream registries (lazy downloads and syncs)",
-            registry=r)
+            "Blob bytes received from upstream registries (lazy downloads and syncs), by"
+            " the distribution whose request caused them ('' for syncs and tasks)",
+            ["distribution"], registry=r)
+        self._fetched.labels("")  # exported from the start, like an unlabelled counter
         self._in_flight = Gauge(
             "lazyreg_downloads_in_flight",
             "Blob downloads this process (or these workers) lead or follow", registry=r,
@@ -151,7 +156,7 @@ class Metrics:
         self._from_join = self._served.labels("join")
         self._from_upstream = self._served.labels("upstream")
         # labels() costs more than inc(): children are kept, keyed by their label values.
-        self._upstream_children: dict[tuple[str, str, str], Counter] = {}
+        self._upstream_children: dict[tuple[str, str, str, str], Counter] = {}
 
     # ------------------------------------------------------------ HTTP requests
 
@@ -211,16 +216,26 @@ class Metrics:
 
     def upstream_request(self, kind: str, method: str, status: int | None) -> None:
         label = "error" if status is None else str(status)
-        key = (kind, method, label)
+        account = accounting.current()
+        distribution = ""
+        if account is not None:
+            account.requests += 1
+            distribution = account.distribution
+        key = (kind, method, label, distribution)
         child = self._upstream_children.get(key)
         if child is None:
             child = self._upstream.labels(kind, method if method in METHODS else "other",
-                                          label)
+                                          label, distribution)
             self._upstream_children[key] = child
         child.inc()
 
     def upstream_blob_bytes(self, nbytes: int) -> None:
-        self._fetched.inc(nbytes)
+        account = accounting.current()
+        distribution = ""
+        if account is not None:
+            account.bytes += nbytes
+            distribution = account.distribution
+        self._fetched.labels(distribution).inc(nbytes)
         self.traffic.fetched_bytes += nbytes
         self.recent.now().fetched_bytes += nbytes
         self._pending_now().fetched_bytes += nbytes

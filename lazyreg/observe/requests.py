@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from lazyreg.accounting import ACCOUNT, Account
 from lazyreg.config import Settings
 from lazyreg.observe import health, login, shared, status_page
 from lazyreg.observe.keys import METRICS, blob_source
@@ -72,7 +73,20 @@ async def request_ids(request: web.Request, handler: Handler) -> web.StreamRespo
     # of the context), and what it logs after the handler, such as the traceback of an
     # unhandled exception ("Error handling request"), must carry the id too.
     REQUEST_ID.set(rid)
-    return await handler(request)
+    # What this request makes upstream, and what work it starts does (`lazyreg.accounting`).
+    account = Account()
+    ACCOUNT.set(account)
+    try:
+        return await handler(request)
+    finally:
+        if account.requests:
+            # Once the handler is done (a streamed body included): the totals it caused.
+            access.info(f"{request.method} {request.rel_url.raw_path} caused upstream"
+                        f" {account.requests} requests {account.bytes}B",
+                        extra={"request_id": rid, "fields": {
+                            "upstream_requests": account.requests,
+                            "upstream_bytes": account.bytes,
+                            "distribution": account.distribution}})
 
 
 def route_of(request: web.Request) -> str:

@@ -15,8 +15,14 @@ version) that holds the reference, fetching it from the upstream when needed:
    FAILURE_MEMORY seconds;
 4. anything else is one flight per (distribution, upstream name, reference):
    one task in this process that every request joins, and one lease in the
-   database across processes (a process that finds another's lease waits for it
-   and then reads what it wrote). The flight HEADs a tag the repository holds
+   database across processes and servers (a process that finds another's lease
+   waits for it and then reads what it wrote). A flight that failed leaves its
+   lease saying so (`not_found` for a 404) for BURST_MEMORY seconds: the
+   processes that followed it, or that come just after, fail alike, a 404 as a
+   404, rather than ask the upstream again: one upstream request per burst,
+   cluster-wide. Longer than that, each process remembers it in memory only
+   (below), which a change of the distribution or remote clears at once. The
+   flight HEADs a tag the repository holds
    and GETs only when its digest changed; a reference never seen is fetched
    with its closure and configs (`lazyreg.sync.one_tag`).
 
@@ -77,6 +83,7 @@ MAX_FRESH = 65_536  # confirmed tags remembered
 FAILURE_MEMORY = 5.0  # seconds an upstream failure (not a 404) is remembered, at most
 STALE_WAIT = 2.0  # seconds a request for a stored tag waits for its re-check
 FOLLOW_POLL = 0.05  # seconds between looks at another process's lease
+BURST_MEMORY = 2.0  # seconds a failed flight's lease answers for it, cluster-wide
 
 FlightKey = tuple[int, str, str]  # (distribution id, upstream name, reference)
 # What a flight may end with that is the upstream's doing (TimeoutError: MAX_FLIGHT).
@@ -308,35 +315,65 @@ class PullThrough:
         db, me, ttl = services.db, services.worker, services.settings.lease_ttl
         key = _lease_key(mirror, reference)
         async with asyncio.timeout(MAX_FLIGHT):
+            def claim(session: Session) -> leases.LeaseView | None:
+                """A failure still remembered (by any process), or the claim's answer."""
+                current = leases.get(session, key)
+                if current is not None and current.expires > time.time() and \
+                        current.state in (leases.LeaseState.NOT_FOUND, leases.LeaseState.FAILED):
+                    return current
+                return leases.claim(session, key, me, ttl, services.cluster_url)
+
             while True:
                 try:
-                    holder = await db.write(lambda s: leases.claim(s, key, me, ttl))
+                    holder = await db.write(claim)
                 except IntegrityError:
                     continue  # PostgreSQL: another process inserted the lease first
                 if holder is None:
                     break
-                await self._follow(key)
+                ended = await self._follow(key) \
+                    if holder.state is leases.LeaseState.RUNNING else holder
                 local = await db.read(lambda s: _local(s, mirror, reference, private))
                 if local.target is not None and local.fresh(mirror, time.time()):
                     return local.target
-                # The other process failed (or the upstream said 404): try ourselves.
+                if ended is not None and ended.state is leases.LeaseState.NOT_FOUND:
+                    raise NotFound(f"{mirror.upstream_name}:{reference}: not found upstream"
+                                   " (asked by another server)")
+                if ended is not None and ended.state is leases.LeaseState.FAILED:
+                    raise Unavailable(f"the upstream fetch of {mirror.upstream_name}:"
+                                      f"{reference} by another server failed")
+                # The other process is gone, gave up, or its content is stale: try ourselves.
             renewer = asyncio.create_task(self._renew(key))
-            ok = False
+            outcome: leases.LeaseState | None = leases.LeaseState.FAILED  # None: given up
             try:
                 found = await self._fetch(mirror, reference, private)
-                ok = True
+                outcome = leases.LeaseState.DONE
                 return found
+            except NotFound:
+                outcome = leases.LeaseState.NOT_FOUND
+                raise
+            except asyncio.CancelledError:
+                outcome = None  # shutting down: another process may take it at once
+                raise
             finally:
                 renewer.cancel()
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(db.write(lambda s: leases.finish(s, key, me, ttl, ok)))
 
-    async def _follow(self, key: str) -> None:
-        """Until another process's lease on `key` ends (done, given up or expired)."""
+                def end(session: Session) -> None:
+                    if outcome is None:
+                        leases.release(session, key, me)
+                    elif outcome is leases.LeaseState.DONE:
+                        leases.end(session, key, me, ttl, outcome)
+                    else:  # for the rest of the burst (see BURST_MEMORY)
+                        leases.end(session, key, me, BURST_MEMORY, outcome)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(db.write(end))
+
+    async def _follow(self, key: str) -> leases.LeaseView | None:
+        """Until another process's lease on `key` ends (done, failed, given up or expired):
+        how it ended (None: given up)."""
         while True:
             held = await self.services.db.read(lambda s: leases.get(s, key))
             if held is None or held.takeable(time.time()):
-                return
+                return held
             await asyncio.sleep(FOLLOW_POLL)
 
     async def _renew(self, key: str) -> None:

@@ -20,7 +20,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lazyreg.db.models import Manifest, ManifestChild, Tag
+from lazyreg.db.models import PENDING, Manifest, ManifestChild, Tag
 from lazyreg.errors import RegistryError
 from lazyreg.oci import mediatypes as mt
 from lazyreg.oci.names import is_tag
@@ -30,6 +30,7 @@ from lazyreg.registry.params import digest_param
 from lazyreg.registry.pullthrough import manifest_target
 from lazyreg.registry.resolve import Target, members
 from lazyreg.state import state
+from lazyreg.sync.pending import PendingUnavailable
 
 
 def accepted_types(values: list[str]) -> frozenset[str] | None:
@@ -87,10 +88,21 @@ def _by_tag(session: Session, target: Target, name: str, tag: str,
 
 
 def _bytes(session: Session, digest: str) -> bytes:
+    """Its bytes; empty (PENDING) for one recorded but not fetched yet."""
     data = session.scalar(select(Manifest.data).where(Manifest.digest == digest))
     if data is None:  # removed since it was found (orphan cleanup)
         raise RegistryError("MANIFEST_UNKNOWN", f"manifest {digest} unknown")
     return bytes(data)
+
+
+async def _fetch_pending(request: web.Request, digest: str) -> bytes:
+    try:
+        return await state(request).pending.fetch(digest)
+    except PendingUnavailable as exc:
+        raise RegistryError("UNAVAILABLE", str(exc)) from None
+    except TimeoutError:
+        raise RegistryError("UNAVAILABLE", f"manifest {digest}: the upstream is too slow"
+                            ) from None
 
 
 async def get_manifest(request: web.Request) -> web.Response:
@@ -129,5 +141,9 @@ async def get_manifest(request: web.Request) -> web.Response:
     if data is None:
         digest = found.digest
         data = await app.services.db.read(lambda s: _bytes(s, digest))
+        if data == PENDING:  # left by a sync's platform filter: fetched now, once
+            data = await _fetch_pending(request, digest)
         app.lookups.put(("manifest-bytes", digest), data)
+    # In the background, after this answer: no wait for it (a dict look-up once seen).
+    app.prefetch.manifest_got(found.digest, found.media_type)
     return web.Response(body=data, status=200, headers=headers)

@@ -17,6 +17,7 @@ import asyncio
 from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
+from lazyreg.accounting import label_distribution
 from lazyreg.db import content as q
 from lazyreg.db import routing
 from lazyreg.db.models import Distribution, Repository, RepositoryVersion
@@ -91,6 +92,7 @@ async def route_of(app: AppState, name: str) -> Target:
         if target is None and not feed.reachable:  # do not wait on a database known down
             target = app.lookups.kept_target(name)
         if target is not None:
+            _label(target, name)
             return target
     # Requests that miss together (when the answer expires) share one read.
     flight = app.lookups.target_flight(
@@ -101,8 +103,19 @@ async def route_of(app: AppState, name: str) -> Target:
         kept: Target | None = app.lookups.kept_target(name) if feed.serving else None
         if kept is None:
             raise
+        _label(kept, name)
         return kept
+    _label(found, name)
     return found
+
+
+def _label(target: Target, name: str) -> None:
+    """Name the distribution in the request's upstream accounting: its base path."""
+    mirror = target.mirror
+    if mirror is None:
+        label_distribution(name)  # a resolved name is a distribution's base path
+    else:
+        label_distribution(name[:len(name) - len(mirror.upstream_name)].rstrip("/"))
 
 
 def served(target: Target, name: str) -> Target:

@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from lazyreg.oci.digest import algorithm, digest_of, is_valid_digest, sha256_digest
-from lazyreg.oci.manifest import InvalidManifest, parse_manifest
+from lazyreg.oci.manifest import Descriptor, InvalidManifest, parse_manifest
+from lazyreg.oci.platforms import PlatformFilter
 from lazyreg.sync.record import FetchedManifest
 from lazyreg.upstream.client import UpstreamClient
 from lazyreg.upstream.errors import DigestMismatch
@@ -49,27 +50,37 @@ class Budget:
                                    " in one sync (10 per tag of the remote's max_tags)")
 
 
+ALL_PLATFORMS = PlatformFilter()
 GetChild = Callable[[str], Awaitable[FetchedManifest | None]]
 
 
 async def walk_closure(root: FetchedManifest, get_child: GetChild,
-                       max_depth: int = MAX_DEPTH, max_count: int = MAX_PER_ROOT
+                       max_depth: int = MAX_DEPTH, max_count: int = MAX_PER_ROOT,
+                       platforms: PlatformFilter = ALL_PLATFORMS,
+                       pending: dict[str, Descriptor] | None = None
                        ) -> dict[str, FetchedManifest]:
     """Every manifest fetched below `root`, and `root`, by digest.
 
     `get_child` gives a child's manifest, or None when its closure is already
     recorded (not walked further). Each digest is asked for once; the children
-    of one list are fetched concurrently.
+    of one list are fetched concurrently. Children of platforms outside
+    `platforms` are not fetched: their descriptors go into `pending`.
     """
     found: dict[str, FetchedManifest] = {root.digest: root}
     claimed = {root.digest}
 
     async def visit(m: FetchedManifest, depth: int) -> None:
         new = []
-        for digest in dict.fromkeys(c.descriptor.digest for c in m.parsed.children):
-            if digest not in claimed:
-                claimed.add(digest)
-                new.append(digest)
+        for child in m.parsed.children:
+            digest = child.descriptor.digest
+            if digest in claimed:
+                continue
+            if not platforms.fetches(child):
+                if pending is not None:
+                    pending.setdefault(digest, child.descriptor)
+                continue
+            claimed.add(digest)
+            new.append(digest)
         if not new:
             return
         if depth + 1 > max_depth:
@@ -80,6 +91,9 @@ async def walk_closure(root: FetchedManifest, get_child: GetChild,
         found.update((c.digest, c) for c in got)
         await asyncio.gather(*(visit(c, depth + 1) for c in got))
     await visit(root, 0)
+    if pending:
+        for digest in found.keys() & pending.keys():
+            del pending[digest]  # fetched after all, through another list
     _check_graph(root.digest, found, max_depth)
     return found
 
@@ -113,8 +127,12 @@ class ManifestGetter:
     """Fetches and verifies manifests of one upstream repository, once per digest."""
 
     def __init__(self, client: UpstreamClient, name: str, trusted: set[str],
-                 budget: Budget, on_fetched: Callable[[], None] = lambda: None) -> None:
+                 budget: Budget, on_fetched: Callable[[], None] = lambda: None,
+                 platforms: PlatformFilter = ALL_PLATFORMS) -> None:
         self.client = client
+        self.platforms = platforms
+        # Children left to be fetched on demand (the platform filter), by digest.
+        self.pending: dict[str, Descriptor] = {}
         self.name = name
         self.trusted = trusted
         self.budget = budget
@@ -171,7 +189,8 @@ class ManifestGetter:
         return None if digest in self.trusted else await self.by_digest(digest)
 
     async def closure(self, root: FetchedManifest) -> dict[str, FetchedManifest]:
-        return await walk_closure(root, self.child, max_count=self.budget.per_root)
+        return await walk_closure(root, self.child, max_count=self.budget.per_root,
+                                  platforms=self.platforms, pending=self.pending)
 
     async def close(self) -> None:
         """Stop fetches still running (a strict sync that gave up) and collect their errors."""

@@ -1,19 +1,13 @@
-"""Tag selection by shell-style globs."""
+"""Tag selection by a remote's include/exclude patterns (`lazyreg.oci.tagfilter`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from fnmatch import fnmatchcase
+
+from lazyreg.oci.tagfilter import TagFilter
 
 
 def filter_tags(tags: Iterable[str], include: Sequence[str] | None,
                 exclude: Sequence[str] | None) -> list[str]:
-    """Tags matching any `include` glob (all when none) and no `exclude` glob."""
-    selected = []
-    for tag in tags:
-        if include and not any(fnmatchcase(tag, pattern) for pattern in include):
-            continue
-        if exclude and any(fnmatchcase(tag, pattern) for pattern in exclude):
-            continue
-        selected.append(tag)
-    return selected
+    """Tags matching any `include` pattern (all when none) and no `exclude` pattern."""
+    return TagFilter.of(include, exclude).select(tags)

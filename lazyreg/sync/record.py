@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from lazyreg.db import content as q
 from lazyreg.db.models import (
+    PENDING,
     Blob,
     BlobSource,
     Content,
@@ -24,10 +25,11 @@ from lazyreg.db.models import (
     ManifestSource,
     Remote,
     Repository,
+    RepositoryContent,
     RepositoryVersion,
     Tag,
 )
-from lazyreg.oci.manifest import ParsedManifest
+from lazyreg.oci.manifest import Descriptor, ParsedManifest
 
 
 @dataclass
@@ -50,6 +52,8 @@ class SyncFindings:
     untagged: set[str] = field(default_factory=set)
     # Tags skipped this time (broken upstream): a mirror sync keeps what they were.
     keep_tags: set[str] = field(default_factory=set)
+    # Index children left by the platform filter: recorded (empty `data`), not fetched.
+    pending: dict[str, Descriptor] = field(default_factory=dict)
 
 
 def _new_content_ids(session: Session, kind: str, n: int) -> list[int]:
@@ -68,7 +72,7 @@ def _insert_blobs(session: Session, manifests: list[FetchedManifest]) -> dict[st
     new = [wanted[d] for d in sorted(wanted) if d not in ids]
     new_ids = _new_content_ids(session, "blob", len(new))
     if new:
-        session.execute(insert(Blob), [
+        session.execute(insert(q.table(Blob)), [
             {"id": i, "digest": d.digest, "size": d.size, "media_type": d.media_type}
             for i, d in zip(new_ids, new, strict=True)])
     ids.update((d.digest, i) for d, i in zip(new, new_ids, strict=True))
@@ -84,7 +88,7 @@ def _insert_manifests(session: Session, manifests: list[FetchedManifest],
     blob_ids = _insert_blobs(session, new)
     for m, i in zip(new, _new_content_ids(session, "manifest", len(new)), strict=True):
         manifest_ids[m.digest] = i
-    session.execute(insert(Manifest), [
+    session.execute(insert(q.table(Manifest)), [
         {"id": manifest_ids[m.digest], "digest": m.digest, "media_type": m.parsed.media_type,
          "size": len(m.data), "data": m.data,
          "config_digest": m.parsed.config.digest if m.parsed.config else None,
@@ -107,9 +111,22 @@ def _insert_manifests(session: Session, manifests: list[FetchedManifest],
                              "architecture": plat.architecture if plat else "",
                              "variant": plat.variant if plat else ""})
     if links:
-        session.execute(insert(ManifestBlob), links)
+        session.execute(insert(q.table(ManifestBlob)), links)
     if children:
-        session.execute(insert(ManifestChild), children)
+        session.execute(insert(q.table(ManifestChild)), children)
+
+
+def _insert_pending(session: Session, pending: dict[str, Descriptor],
+                    manifest_ids: dict[str, int]) -> list[int]:
+    """Rows for children recorded but not fetched (their descriptor's type and size)."""
+    new = [d for digest, d in sorted(pending.items()) if digest not in manifest_ids]
+    ids = _new_content_ids(session, "manifest", len(new))
+    if new:
+        session.execute(insert(q.table(Manifest)), [
+            {"id": i, "digest": d.digest, "media_type": d.media_type, "size": d.size,
+             "data": PENDING} for i, d in zip(ids, new, strict=True)])
+    manifest_ids.update((d.digest, i) for d, i in zip(new, ids, strict=True))
+    return ids
 
 
 def _tag_ids(session: Session, tags: dict[str, int]) -> set[int]:
@@ -122,7 +139,7 @@ def _tag_ids(session: Session, tags: dict[str, int]) -> set[int]:
     new = [(n, m) for n, m in sorted(tags.items()) if (n, m) not in existing]
     new_ids = _new_content_ids(session, "tag", len(new))
     if new:
-        session.execute(insert(Tag), [{"id": i, "name": n, "manifest_id": m}
+        session.execute(insert(q.table(Tag)), [{"id": i, "name": n, "manifest_id": m}
                                       for i, (n, m) in zip(new_ids, new, strict=True)])
     return {existing[pair] for pair in tags.items() if pair in existing} | set(new_ids)
 
@@ -166,9 +183,13 @@ def record_sync(session: Session, findings: SyncFindings,
     repository.sync_policy = session.get_one(Remote, findings.remote_id).policy
     manifest_ids = q.manifest_ids_by_digest(session, sorted(_referenced(findings)))
     _fill_referrer_columns(session, findings, manifest_ids)
+    pending = {d: desc for d, desc in findings.pending.items()
+               if d not in findings.new_manifests}
+    _insert_pending(session, pending, manifest_ids)
     _insert_manifests(session, _ordered(findings.new_manifests), manifest_ids)
+    # A pending child's source is the remote whose verified index named it.
     _record_manifest_sources(session, findings,
-                             {manifest_ids[d] for d in findings.new_manifests})
+                             {manifest_ids[d] for d in (*findings.new_manifests, *pending)})
     tag_ids = _tag_ids(session, {name: manifest_ids[digest]
                                  for name, digest in findings.tags.items()})
     top = {manifest_ids[d] for d in (*findings.tags.values(), *findings.untagged)}
@@ -226,7 +247,7 @@ def _record_manifest_sources(session: Session, findings: SyncFindings,
             ManifestSource.upstream_name == findings.upstream_name)))
     new = sorted(manifest_ids - existing)
     if new:
-        session.execute(insert(ManifestSource), [
+        session.execute(insert(q.table(ManifestSource)), [
             {"manifest_id": m, "remote_id": findings.remote_id,
              "upstream_name": findings.upstream_name} for m in new])
 
@@ -240,9 +261,46 @@ def _record_sources(session: Session, findings: SyncFindings, blob_ids: set[int]
             BlobSource.upstream_name == findings.upstream_name)))
     new = sorted(blob_ids - existing)
     for batch in q.chunked(new, 300):  # 3 parameters a row
-        session.execute(insert(BlobSource), [
+        session.execute(insert(q.table(BlobSource)), [
             {"blob_id": b, "remote_id": findings.remote_id,
              "upstream_name": findings.upstream_name} for b in batch])
+
+
+def fill_pending(session: Session, fetched: FetchedManifest, remote_id: int,
+                 upstream_name: str) -> bool:
+    """Fill in a manifest recorded but not fetched (`pending`), now that its bytes came.
+
+    Its blobs get rows, links and this source; every version that holds the
+    manifest then holds its blobs too (rows with the manifest's own ranges), so
+    that they are served through the distributions that serve it. False when
+    it was filled in already (another process) or is gone.
+    """
+    row = session.scalar(select(Manifest).where(Manifest.digest == fetched.digest))
+    if row is None or row.data != PENDING:
+        return False
+    parsed = fetched.parsed
+    row.data, row.media_type, row.size = fetched.data, parsed.media_type, len(fetched.data)
+    row.config_digest = parsed.config.digest if parsed.config else None
+    row.subject_digest = parsed.subject.digest if parsed.subject else None
+    row.artifact_type = parsed.artifact_type
+    blob_ids = _insert_blobs(session, [fetched])
+    links = [{"manifest_id": row.id, "position": pos, "blob_id": blob_ids[d.digest]}
+             for pos, d in parsed.linked_blobs]
+    if links:
+        session.execute(insert(q.table(ManifestBlob)), links)
+    ids = sorted(set(blob_ids.values()))
+    findings = SyncFindings(repository_id=0, remote_id=remote_id,
+                            upstream_name=upstream_name, mirror=False, tags={})
+    _record_sources(session, findings, set(ids))
+    rc = RepositoryContent
+    ranges = session.execute(select(rc.repository_id, rc.version_added, rc.version_removed)
+                             .where(rc.content_id == row.id)).all()
+    rows = [{"repository_id": repo, "content_id": blob, "version_added": added,
+             "version_removed": removed}
+            for repo, added, removed in ranges for blob in ids]
+    for batch in q.chunked(rows, 200):  # 4 parameters a row
+        session.execute(insert(q.table(rc)), batch)
+    return True
 
 
 def record_import(session: Session, repository_id: int, tags: dict[str, str],

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lazyreg.oci.names import is_tag
-from lazyreg.sync.filters import filter_tags
+from lazyreg.oci.tagfilter import TagFilter
 from lazyreg.upstream.client import UpstreamClient
 
 # The OCI referrers tag schema and cosign's signature/attestation/SBOM tags.
@@ -27,6 +27,7 @@ class TooManyTags(Exception):
 @dataclass
 class TagListing:
     selected: list[str] = field(default_factory=list)  # valid, after include/exclude
+    pinned: list[str] = field(default_factory=list)  # digests of include_tags
     invalid: list[str] = field(default_factory=list)  # selected but not valid tag names
     referrer_tags: set[str] = field(default_factory=set)  # before include/exclude
     listed: int = 0
@@ -42,6 +43,7 @@ async def list_tags(client: UpstreamClient, name: str, include: Sequence[str] | 
                     exclude: Sequence[str] | None, max_tags: int,
                     keep_referrer_tags: bool) -> TagListing:
     listing = TagListing()
+    selector = TagFilter.of(include, exclude)
     async for page in client.iter_tag_pages(name):
         listing.listed += len(page)
         if listing.listed > max_tags:
@@ -51,11 +53,12 @@ async def list_tags(client: UpstreamClient, name: str, include: Sequence[str] | 
         listing.invalid.extend(describe_tag(t) for t in page if not isinstance(t, str))
         if keep_referrer_tags:
             listing.referrer_tags.update(t for t in names if REFERRER_TAG_RE.fullmatch(t))
-        for tag in filter_tags(names, include, exclude):
+        for tag in selector.select(names):
             if is_tag(tag):
                 listing.selected.append(tag)
             else:
                 listing.invalid.append(describe_tag(tag))
     # A tag listed on two pages is one tag.
     listing.selected = list(dict.fromkeys(listing.selected))
+    listing.pinned = list(selector.pinned)
     return listing

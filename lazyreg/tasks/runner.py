@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lazyreg.accounting import ACCOUNT, Account
 from lazyreg.db.engine import Database
 from lazyreg.db.models import Task, utcnow
 from lazyreg.redact import redact
@@ -100,13 +101,15 @@ class TaskRunner:
             return n
         return await self.db.write(fail_orphans)
 
-    async def submit(self, kind: str, params: dict[str, Any]) -> Task:
-        """Record a `waiting` task of `kind` and start it; its row."""
+    async def submit(self, kind: str, params: dict[str, Any], task_id: str | None = None
+                     ) -> Task:
+        """Record a `waiting` task of `kind` and start it; its row. `task_id`: an id
+        chosen beforehand (a scheduled sync claims its run under it)."""
         found = self._kinds.get(kind)
         if found is None:
             raise UnknownTaskKind(f"no task kind {kind!r} is registered")
         lock_key = found.lock(params) if found.lock else None
-        task = Task(id=str(uuid.uuid4()), kind=kind, state="waiting", params=params,
+        task = Task(id=task_id or str(uuid.uuid4()), kind=kind, state="waiting", params=params,
                     lock_key=lock_key, worker=str(self.worker), progress={},
                     created_resources=[], warnings=[], created=utcnow())
 
@@ -165,6 +168,9 @@ class TaskRunner:
                    lock_key: str | None) -> None:
         ctx = TaskContext(task_id)
         progress = ctx.progress
+        # Its own account: not the request's that submitted it (`lazyreg.accounting`).
+        account = Account()
+        ACCOUNT.set(account)  # this asyncio task's own context
         lock = self._locks.setdefault(lock_key, asyncio.Lock()) if lock_key else None
         flusher: asyncio.Task[None] | None = None
         stop_flushing = asyncio.Event()
@@ -183,6 +189,9 @@ class TaskRunner:
             started = time.monotonic()
             created = await body(ctx, params)
             progress.message = progress.message or f"done in {time.monotonic() - started:.2f}s"
+            if account.requests:  # what it made upstream, its lazy downloads included
+                progress.counters["upstream"] = {"requests": account.requests,
+                                                 "bytes": account.bytes}
             await self._stop(flusher, stop_flushing)
             await self._update(task_id, state="completed", finished=utcnow(),
                                progress=progress.snapshot(), created_resources=created,
@@ -208,7 +217,8 @@ class TaskRunner:
             # The task's log line; it carries the id of the request that started it.
             warned = f", {len(ctx.warnings)} warnings" if ctx.warnings else ""
             log.log(logging.WARNING if outcome == "failed" else logging.INFO,
-                    "task %s %s %s in %.2fs%s%s", task_id, kind, outcome, seconds, warned,
+                    "task %s %s %s in %.2fs%s, upstream %d requests %dB%s", task_id, kind,
+                    outcome, seconds, warned, account.requests, account.bytes,
                     f": {error}" if error else "")
             if flusher:
                 flusher.cancel()  # only if the final update itself failed

@@ -24,10 +24,18 @@ from sqlalchemy.orm import Session
 
 from lazyreg.db import content as q
 from lazyreg.db.artifacts import stored_digests
-from lazyreg.db.models import Blob, Manifest, ManifestChild, Repository, RepositoryVersion
+from lazyreg.db.models import (
+    PENDING,
+    Blob,
+    Manifest,
+    ManifestChild,
+    Repository,
+    RepositoryVersion,
+)
 from lazyreg.fetch import BlobRef, LazyStore
 from lazyreg.services import Services
 from lazyreg.storage.base import Chunk
+from lazyreg.sync.pending import PendingManifests
 from lazyreg.taskcontext import Progress
 from lazyreg.transfer.layout import (
     INDEX_FILE,
@@ -141,7 +149,8 @@ async def _blob_chunks(lazy: LazyStore, blob: BlobRef, progress: Progress
 
 async def export_version(services: Services, lazy: LazyStore, progress: Progress,
                          repository: str, number: int | None, output: Path, *,
-                         since: int | None = None, stored_only: bool = False) -> str:
+                         since: int | None = None, stored_only: bool = False,
+                         pending: PendingManifests | None = None) -> str:
     """Write the layout to `output` (a directory, `.tar`, `.tar.gz`); a one-line summary."""
     plan = await services.db.read(lambda s: _plan(s, repository, number, since))
     if stored_only and plan.missing:
@@ -166,6 +175,11 @@ async def export_version(services: Services, lazy: LazyStore, progress: Progress
             found = await services.db.read(partial(_manifest_data, ids=ids))
             for manifest_id, digest in batch:
                 data: bytes = found[manifest_id]
+                if data == PENDING:  # left by a sync's platform filter: fetched now
+                    if pending is None or stored_only:
+                        raise ExportError(f"manifest {digest} was never fetched (the"
+                                          " remote's platforms): export without stored_only")
+                    data = await pending.fetch(digest)
                 await sink.add(blob_path(digest), len(data), _one(data))
                 progress.advance("manifests")
         for blob in plan.blobs:

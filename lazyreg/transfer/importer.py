@@ -151,7 +151,7 @@ class _Walk:
         if data is not None:
             return data
         known = self.session.scalar(select(Manifest.data).where(Manifest.digest == digest))
-        if known is not None:
+        if known:  # not None, nor PENDING (recorded by a platform filter, never fetched)
             self.known.add(digest)
             return known
         if digest in self.layout.sizes:

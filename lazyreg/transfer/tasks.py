@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from lazyreg.fetch import LazyStore
 from lazyreg.services import Services
+from lazyreg.sync.pending import PendingManifests
 from lazyreg.taskcontext import Params, TaskContext, TaskKinds
 from lazyreg.transfer.export import export_version
 from lazyreg.transfer.importer import import_layout
@@ -23,14 +24,16 @@ IMPORT = "import"
 
 
 def register(kinds: TaskKinds, services: Services, lazy: LazyStore,
-             imported: Callable[[], None] = lambda: None) -> None:
+             imported: Callable[[], None] = lambda: None,
+             pending: PendingManifests | None = None) -> None:
     """Make `export` and `import` task kinds; `imported` runs after an import wrote a version."""
     async def run_export(ctx: TaskContext, p: Params) -> list[str]:
         since = p.get("since")
         await export_version(services, lazy, ctx.progress, str(p["repository"]),
                              int(p["version"]), Path(str(p["output"])),
                              since=None if since is None else int(since),
-                             stored_only=bool(p.get("stored_only", False)))
+                             stored_only=bool(p.get("stored_only", False)),
+                             pending=pending or PendingManifests(services))
         return []
 
     async def run_import(ctx: TaskContext, p: Params) -> list[str]:

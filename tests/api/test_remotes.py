@@ -42,7 +42,7 @@ async def test_create_returns_the_remote_with_defaults(client: Client) -> None:
         "has_proxy_credentials": False, "download_concurrency": 8,
         "allow_private_redirects": False, "include_referrers": False, "max_tags": 100000,
         "tag_ttl": 300, "negative_ttl": 30, "include_names": None, "exclude_names": None,
-        "created": created["created"],
+        "platforms": None, "prefetch": "none", "created": created["created"],
     }
     assert created["created"].endswith("Z")
     assert await get(client, "remotes/hub/") == created
@@ -270,3 +270,44 @@ async def test_only_the_latest_and_served_versions_count(needed: Client) -> None
     assert "these repositories need: s;" in error["detail"], error
     await patch(needed, "distributions/old/", {"repository_version": None})
     assert (await delete_status(needed, "remotes/hub/"))[0] == 204
+
+
+# --- tag patterns: re: regexes and pinned digests (issue 24) ------------------
+
+PIN = "sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(("field", "pattern"), [
+    ("include_tags", "re:(unclosed"),
+    ("include_tags", r"re:(a)\1"),  # a back-reference: RE2 never backtracks
+    ("exclude_tags", "re:(?=x)"),
+    ("include_tags", "re:"),
+    ("include_tags", "sha256:abc"),
+    ("exclude_tags", PIN),  # digests are pinned in include_tags only
+])
+async def test_a_bad_tag_pattern_is_a_400_naming_field_and_pattern(
+        client: Client, field: str, pattern: str) -> None:
+    error = await post(client, "remotes/", {**remote_body(), field: ["v*", pattern]},
+                       status=400)
+    assert error["field"] == field, error
+    assert repr(pattern) in error["detail"], error
+
+
+async def test_regexes_digests_platforms_and_prefetch_are_kept(client: Client) -> None:
+    created = await post(client, "remotes/", remote_body(
+        include_tags=[r"re:^v1\.[0-9]+$", PIN, "latest"], exclude_tags=["re:.*-rc[0-9]*"],
+        platforms=["linux/amd64", "linux/arm64/v8", "linux/amd64"], prefetch="platform"))
+    assert created["include_tags"] == [r"re:^v1\.[0-9]+$", PIN, "latest"]
+    assert created["exclude_tags"] == ["re:.*-rc[0-9]*"]
+    assert created["platforms"] == ["linux/amd64", "linux/arm64/v8"]
+    assert created["prefetch"] == "platform"
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("platforms", ["linux"]), ("platforms", ["linux/amd64/v8/x"]), ("platforms", ["../x"]),
+    ("prefetch", "some"),
+])
+async def test_bad_platforms_and_prefetch_are_refused(client: Client, field: str,
+                                                      value: object) -> None:
+    error = await post(client, "remotes/", {**remote_body(), field: value}, status=400)
+    assert error["field"] == field, error

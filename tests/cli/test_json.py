@@ -63,6 +63,10 @@ def test_every_command_answers_json(cli: Runner, servers: Servers, tmp_path: Pat
     assert run("repository versions delete", "app", "0") == {
         "deleted": "repositories/app/versions/0/"}
     assert run("repository reclaim", "app")["state"] == "completed"
+    scheduled = run("repository schedule", "app", "--remote", "up", "--every", "1h")
+    assert scheduled["sync_interval"] == 3600 and scheduled["remote"] == "up"
+    assert run("repository schedule", "app", "--off") == {
+        "deleted": "repositories/app/schedule/"}
     layout = tmp_path / "app.tar"
     assert run("repository export", "app", "--output", str(layout))["state"] == "completed"
     assert run("repository import", "copy", "--input", str(layout))["created_resources"] == [

@@ -112,6 +112,21 @@ def test_a_batch_finishes_or_releases_only_its_own_leases(db: Database) -> None:
     assert views[3] is not None and views[3].owner == B and views[3].state is LeaseState.RUNNING
 
 
+def test_a_lease_says_where_its_owner_is_reached_and_a_taker_replaces_it(db: Database) -> None:
+    other = "blob:sha256:" + "b" * 64
+    with db.write_session() as s:
+        assert leases.claim(s, KEY, A, 30, "http://10.0.0.1:5001") is None
+        assert leases.claim_many(s, [other], A, 30, "http://10.0.0.1:5001") == {}
+    with db.write_session() as s:
+        held = leases.claim(s, KEY, B, 30, "http://10.0.0.2:5001")
+        assert held is not None and held.url == "http://10.0.0.1:5001"
+        assert leases.claim_many(s, [other], B, 30)[other].url == "http://10.0.0.1:5001"
+        leases.end(s, KEY, A, 30, LeaseState.NOT_FOUND)
+    with db.write_session() as s:
+        assert leases.claim(s, KEY, B, 30, "http://10.0.0.2:5001") is None
+    with db.read_session() as s:
+        view = leases.get(s, KEY)
+    assert view is not None and (view.owner, view.url) == (B, "http://10.0.0.2:5001")
 def test_liveness_says_which_leases_live_owners_run(db: Database) -> None:
     """What the staging sweep keeps: a download a live process runs (this one's too)."""
     proc = subprocess.Popen(["true"])

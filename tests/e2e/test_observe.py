@@ -130,12 +130,16 @@ def test_metrics_follow_traffic_exactly(pulled: Pulled) -> None:
         log.index["blobs"][d] for d in truth["configs"])  # the sync fetched the configs
     assert before.value("lazyreg_tasks_total", kind="sync", state="completed") == 1
     assert before.value("lazyreg_task_duration_seconds_count", kind="sync") == 1
-    # Requests by route template; no label holds a digest or a repository name.
+    # Requests by route template; no label holds a digest or a repository name. The
+    # upstream metrics' `distribution` is a distribution's base path (bounded, issue 24).
     route = "/v2/{name}/blobs/{digest}"
     assert moved(before, second, "lazyreg_http_requests_total", method="GET", route=route,
                  status="200") == 2 * len(v1["blobs"])
     for sample in second.samples:
-        for value in sample.labels.values():
+        for key, value in sample.labels.items():
+            if key == "distribution":
+                assert value in ("", "mirror"), sample
+                continue
             assert "sha256:" not in value and "mirror" not in value, sample
     # Stored bytes, read from the database at scrape time (reused for a few seconds).
     later = until(lambda: scrape(pulled.server.url),
@@ -208,9 +212,14 @@ def test_each_request_logs_the_id_it_answers_with(pulled: Pulled) -> None:
     assert re.search(rf"GET /v2/mirror/manifests/nope 404 .* request_id={refused}$", text, re.M)
     # skopeo's pulls: a line per request, each with an id.
     access = [line for line in text.splitlines() if " lazyreg.access: " in line]
-    blob_lines = [line for line in access if "/blobs/sha256:" in line]
+    blob_lines = [line for line in access if "/blobs/sha256:" in line
+                  and " caused upstream " not in line]
     v1 = pulled.upstream.tag("fixtures/small", "v1")
     assert len(blob_lines) == 2 * len(v1["blobs"])
+    # and, once done, a line with what each lazy layer GET caused upstream (issue 24)
+    caused = [line for line in access if "/blobs/sha256:" in line
+              and re.search(r" caused upstream 1 requests \d+B request_id=", line)]
+    assert len(caused) == len(v1["layers"])
     assert all(re.search(r" request_id=[0-9a-f]{32}$", line) for line in blob_lines)
     # and one line for the sync task, carrying the id of the request that started it
     task_lines = [line for line in text.splitlines() if re.search(r"task \S+ sync completed", line)]
@@ -245,8 +254,11 @@ def test_failed_fetch_is_logged_with_digest_and_status_never_a_credential(
     assert digest in failed[0]["message"] and "503" in failed[0]["message"]
     assert failed[0]["request_id"] == "pull-1"  # the request that started the download
     answered = [e for e in entries if e["logger"] == "lazyreg.access"
-                and e["request_id"] == "pull-1"]
+                and e["request_id"] == "pull-1" and "upstream_requests" not in e]
     assert len(answered) == 1
+    # What the failed pull cost upstream: its tries, each counted (issue 24).
+    caused = [e for e in entries if e["request_id"] == "pull-1" and "upstream_requests" in e]
+    assert len(caused) == 1 and caused[0]["upstream_requests"] >= 1, caused
     assert (answered[0]["status"], answered[0]["route"]) == (502, "/v2/{name}/blobs/{digest}")
     basic = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     assert PASSWORD not in text and basic not in text

@@ -56,10 +56,11 @@ def test_each_upward_import_is_one_line_and_fails(
         "oci/__init__.py": "",
     })
     code, _, err = run(root, capsys)
+    tasks = layers.layer_of()["tasks"]  # layers are added above sync now and then
     assert code == 1
     assert err == [
         "lazyreg/db/__init__.py:3: db imports storage: upward (layer 2 imports layer 2)",
-        "lazyreg/sync/pipeline.py:4: sync imports tasks: upward (layer 6 imports layer 11)",
+        f"lazyreg/sync/pipeline.py:4: sync imports tasks: upward (layer 6 imports layer {tasks})",
         "lazyreg/worker.py:1: worker imports oci: upward (layer 0 imports layer 1)",
     ]
 

@@ -1,7 +1,7 @@
 """workers: blob traffic of the whole deployment, per minute
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0014
 
 Every server process adds its hits, joins, misses and bytes to the row of the
 minute (and to the all-time row, minute -1), so that every node's status page
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0013'
-down_revision = '0010'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 
