@@ -31,7 +31,7 @@ from tests.rig import ROOT
 BENCH = Path(__file__).resolve().parent
 ALIASES = {"1": "cached", "2": "lazy", "3": "images", "4": "small", "5": "sync", "6": "memory",
            "7": "metrics", "8": "pullthrough", "9": "airgap", "10": "objectstore",
-           "11": "prefetch"}
+           "11": "prefetch", "12": "workers"}
 TOOLS = ("docker-registry", "skopeo", "curl")
 
 

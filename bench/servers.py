@@ -219,13 +219,15 @@ class Servers:
             shutil.rmtree(workdir, ignore_errors=True)
 
     @contextmanager
-    def lazyreg(self, env: dict[str, str] | None = None) -> Iterator[Lazyreg]:
+    def lazyreg(self, env: dict[str, str] | None = None,
+                args: list[str] | None = None) -> Iterator[Lazyreg]:
         """A fresh lazyreg server: SQLite and storage in a new data directory.
 
-        `env`: LAZYREG_* settings for it (e.g. LAZYREG_REQUEST_METRICS=false).
+        `env`: LAZYREG_* settings for it (e.g. LAZYREG_REQUEST_METRICS=false);
+        `args`: more `lazyreg serve` options (e.g. --workers 2).
         """
         workdir = self.root / f"lazyreg-{next(self._ids)}"
-        server = start_lazyreg(workdir / "data", env=env)
+        server = start_lazyreg(workdir / "data", env=env, args=args)
         try:
             yield server
         finally:

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(5000, ge=0, le=65535)
+    # Server processes on the one port: a number, or "auto" (one per core).
+    workers: str = Field("1", pattern=r"^(auto|[1-9][0-9]{0,2})$")
     data_dir: Path = Path("./lazyreg-data")
     database_url: str | None = None
     # Bring an older database schema up to date at start; unset, such a server refuses to

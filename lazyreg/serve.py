@@ -20,25 +20,32 @@ that the line "lazyreg serving URL" names the port actually bound (`--port 0`
 picks a free one); under systemd (`Type=notify`), READY=1 is sent once the
 application has started, and STOPPING=1 when a stop begins. A database whose
 schema is older than this lazyreg's is refused unless `migrate` is set (see
-`lazyreg.db.schema`).
+`lazyreg.db.schema`). Both the check and the migration run in a forked child when
+the schema is not current (Alembic stays out of the server's memory), once for
+every worker with `--workers N` (`lazyreg.supervisor`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import socket
 import ssl
+import sys
+import traceback
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from pydantic import SecretStr
 
+from lazyreg import memory, supervisor
 from lazyreg.app import create_app
 from lazyreg.auth.startup import open_secrets
 from lazyreg.config import Settings, bind_refusal, cluster_refusal
 from lazyreg.configfile import unknown_variables
-from lazyreg.db.engine import Database
+from lazyreg.db.engine import Database, is_current, make_engine
 from lazyreg.db.schema import SchemaState, schema_state
 from lazyreg.observe import logs
 from lazyreg.redact import RedactingFilter
@@ -146,11 +153,98 @@ def sd_notify(message: str) -> None:
 
 
 async def _ready(_app: web.Application) -> None:
-    sd_notify("READY=1")
+    memory.trim()  # start-up's garbage: an idle worker holds what it uses, no more
+    if supervisor.is_worker():
+        supervisor.say_ready()  # its supervisor starts the next, and tells systemd at the end
+    else:
+        sd_notify("READY=1")
 
 
 async def _stopping(_app: web.Application) -> None:
     sd_notify("STOPPING=1")
+
+
+def _schema_in_child(settings: Settings) -> None:
+    """Refuse an older schema (unless `migrate`), else bring it up to date, in a child.
+
+    Alembic costs a process 10 MiB for the rest of its life once loaded: when
+    the schema is current (`is_current` reads one row without it) nothing is
+    loaded; else a forked child loads it, checks, migrates and exits.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        if is_current(engine):
+            return
+    finally:
+        engine.dispose()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    pid = os.fork()  # no thread runs yet
+    if pid == 0:
+        os.close(read_end)
+        code = 1
+        try:
+            refusal = None if settings.migrate else schema_refusal(database_state(settings))
+            if refusal:
+                os.write(write_end, refusal.encode())
+                code = 2
+            else:
+                db = Database(settings.resolved_database_url)
+                db.migrate(open_secrets(settings))
+                db.dispose()
+                code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        said = pipe.read(4096).decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code == 2:
+        raise StartRefused(said)
+    if code != 0:
+        raise StartRefused("the database could not be migrated (the error is above)")
+
+
+def _as_environment(settings: Settings) -> dict[str, str]:
+    """The settings as LAZYREG_* variables: a worker reads them as its own (every one
+    set, so that they win over a config file's), and never loads the command line."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, list | tuple | dict | set):
+            text = json.dumps(sorted(value) if isinstance(value, set) else value, default=str)
+        else:
+            text = str(value)
+        env[f"LAZYREG_{name.upper()}"] = text
+    return env
+
+
+def worker_main() -> None:
+    """A worker of `lazyreg serve --workers N`, started by its supervisor."""
+    try:
+        serve(Settings())
+    except StartRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _banner(settings: Settings, scheme: str, host: str, port: int | str, workers: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    procs = f", {workers} workers" if workers > 1 else ""
+    return (f"lazyreg serving {scheme}://{shown}:{port}"
+            f" (data: {settings.data_dir.resolve()}, database:"
+            f" {settings.resolved_database_url.split('@')[-1]}, storage:"
+            f" {settings.storage_url or 'the data directory'}, auth: {settings.auth}{procs})")
 
 
 def _terminated(signum: int, _frame: object) -> None:
@@ -164,34 +258,46 @@ def serve(settings: Settings) -> None:
     refusal = bind_refusal(settings) or cluster_refusal(settings)
     if refusal:
         raise StartRefused(refusal)
-    if not settings.migrate:
-        refusal = schema_refusal(database_state(settings))
-        if refusal:
-            raise StartRefused(refusal)
+    worker = supervisor.is_worker()
+    memory.few_arenas()
+    if not worker:  # a worker's supervisor did it, once for all
+        _schema_in_child(settings)
     # No URL credentials in any log line.
     logs.configure(settings.log_format, settings.log_level, filters=(RedactingFilter(),))
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestsInOneLine())
     for name in unknown_variables(os.environ):  # a typo would otherwise go unnoticed
-        log.warning("%s is not a lazyreg setting: it is ignored (`lazyreg config show`"
-                    " lists the settings)", name)
+        if not name.startswith(supervisor.OWN_VARIABLES):
+            log.warning("%s is not a lazyreg setting: it is ignored (`lazyreg config show`"
+                        " lists the settings)", name)
+    scheme = "https" if settings.tls_cert else "http"
+    count = supervisor.worker_count(settings.workers)
+    if count > 1 and settings.cluster_listen:
+        # Each worker would open its own internal listener on the one address.
+        raise StartRefused("--workers above 1 does not go with cluster_listen yet: run one"
+                           " server process per cluster node")
+    if count > 1 and not worker:  # see lazyreg/supervisor.py
+        banner = _banner(settings, scheme, settings.host, "{port}", count)
+        # A stop lasts at most about twice `shutdown_timeout` (see above): then it kills.
+        grace = 2 * settings.shutdown_timeout + 15
+        supervisor.supervise(count, settings.host, settings.port, _as_environment(settings),
+                             banner, grace, on_ready=lambda: sd_notify("READY=1"))
+        return
     ssl_context = None
     if settings.tls_cert and settings.tls_key:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    scheme = "https" if ssl_context else "http"
-    sock = bind(settings.host, settings.port)
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    print(f"lazyreg serving {scheme}://{shown}:{port}"
-          f" (data: {settings.data_dir.resolve()}, database:"
-          f" {settings.resolved_database_url.split('@')[-1]}, storage:"
-          f" {settings.storage_url or 'the data directory'}, auth: {settings.auth})",
-          flush=True)
+    port = supervisor.worker_port()  # a worker: its supervisor's port, with SO_REUSEPORT
+    sock = None
+    if port is None:
+        sock = bind(settings.host, settings.port)
+        host, port = sock.getsockname()[:2]
+        print(_banner(settings, scheme, host, port, 1), flush=True)
     app = create_app(settings)
     app.on_startup.append(_ready)  # after the lifespan's start: the app is ready
     app.on_shutdown.append(_stopping)
     try:
-        web.run_app(app, sock=sock,
+        web.run_app(app, sock=sock, host=settings.host if worker else None,
+                    port=port if worker else None, reuse_port=worker or None,
                     ssl_context=ssl_context, print=None, access_log=None,
                     handler_cancellation=False, keepalive_timeout=IDLE_TIMEOUT,
                     shutdown_timeout=settings.shutdown_timeout, lingering_time=LINGER_TIME,

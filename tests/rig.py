@@ -238,14 +238,17 @@ class Lazyreg:
 
 
 def start_lazyreg(data_dir: Path, *, database_url: str | None = None, port: int | None = None,
-                  env: dict[str, str] | None = None, prefix: list[str] | None = None) -> Lazyreg:
-    """`prefix`: a command that execs the server (e.g. in a namespace), keeping its pid."""
+                  env: dict[str, str] | None = None, prefix: list[str] | None = None,
+                  args: list[str] | None = None) -> Lazyreg:
+    """`prefix`: a command that execs the server (e.g. in a namespace), keeping its pid;
+    `args`: more options of `lazyreg serve` (e.g. `--workers 2`)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     cmd = [*(prefix or []), str(LAZYREG_BIN), "serve", "--host", "127.0.0.1", "--port", str(port),
            "--data-dir", str(data_dir)]
     if database_url:
         cmd += ["--database-url", database_url]
+    cmd += args or []
     logfile = data_dir.parent / f"{data_dir.name}-server-{port}.log"
     with logfile.open("ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,

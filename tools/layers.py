@@ -30,7 +30,7 @@ PACKAGE = "lazyreg"
 LAYERS: tuple[tuple[str, ...], ...] = (
     # Leaf modules: they import nothing of lazyreg.
     ("lazyreg", "types", "errors", "worker", "redact", "config", "cache", "taskcontext",
-     "clusterauth", "accounting"),
+     "clusterauth", "accounting", "supervisor", "memory"),
     # oci: pure data, no I/O; configfile: the settings in force (file, environment, flags)
     ("oci", "configfile"),
     ("storage", "upstream", "db"),

@@ -41,9 +41,10 @@ def registry() -> dict[str, Scenario]:
         pullthrough,
         small,
         sync,
+        workers,
     )
 
     return {"cached": cached.run, "lazy": lazy.run, "images": images.run,
             "small": small.run, "sync": sync.run, "memory": memory.run,
             "metrics": metrics.run, "pullthrough": pullthrough.run, "airgap": airgap.run,
-            "objectstore": objectstore.run, "prefetch": prefetch.run}
+            "objectstore": objectstore.run, "prefetch": prefetch.run, "workers": workers.run}

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import jwt
-
 ISSUER = "lazyreg"
 SERVICE = "lazyreg"  # the registry's `service` in the token protocol, and its audience
 API_AUDIENCE = "lazyreg-api"
@@ -108,6 +106,8 @@ def _holder_claims(holder: Holder | None) -> tuple[str, dict[str, Any]]:
 
 def _encode(key: bytes, audience: str, holder: Holder | None, ttl: int,
             extra: dict[str, Any], expires: int | None = None) -> Issued:
+    import jwt  # with auth on only: PyJWT loads `cryptography` (memory every worker pays)
+
     now = int(time.time())
     exp = now + ttl if expires is None else min(now + ttl, expires)
     subject, more = _holder_claims(holder)
@@ -120,6 +120,8 @@ def _encode(key: bytes, audience: str, holder: Holder | None, ttl: int,
 def _decode(key: bytes, token: str, audience: str) -> dict[str, Any]:
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken("token missing or too long")
+    import jwt  # see _encode
+
     try:
         claims: dict[str, Any] = jwt.decode(
             token, key, algorithms=[ALGORITHM], audience=audience, issuer=ISSUER,

@@ -46,6 +46,8 @@ def serve(
     migrate: Annotated[bool | None, typer.Option(
         "--migrate", help="Bring an older database schema up to date first (else refuse)",
         show_default=False)] = None,
+    workers: Annotated[str | None, typer.Option(
+        help="Server processes on the port: a number, or auto (one per core) [1]")] = None,
     cluster_listen: Annotated[str | None, typer.Option(
         help="HOST:PORT of the internal endpoint peers read downloads from (a cluster node;"
              " needs LAZYREG_CLUSTER_SECRET)")] = None,
@@ -56,15 +58,17 @@ def serve(
     """Run the server: the OCI registry (/v2) and the management API (/api/v1)."""
     from lazyreg.serve import StartRefused
     from lazyreg.serve import serve as run
+    from lazyreg.supervisor import SupervisorError
 
     flags = {"host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
              "storage_url": storage_url,
              "tls_cert": tls_cert, "tls_key": tls_key, "auth": auth, "log_format": log_format,
-             "migrate": migrate, "cluster_listen": cluster_listen, "cluster_url": cluster_url}
+             "migrate": migrate, "cluster_listen": cluster_listen, "cluster_url": cluster_url,
+             "workers": workers}
     settings = load_settings(flags, config)
     try:
         run(settings)
-    except StartRefused as exc:
+    except (StartRefused, SupervisorError) as exc:
         raise CliError(str(exc), EX_CONFIG) from None
 
 

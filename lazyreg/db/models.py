@@ -444,3 +444,21 @@ class CacheNode(Base):
     worker: Mapped[str] = mapped_column(String(255), primary_key=True)
     seen: Mapped[int] = mapped_column(BigInteger, default=0)
     heartbeat: Mapped[float] = mapped_column(Float)
+
+
+class TrafficMinute(Base):
+    """Blob traffic of every server process in one minute (`minute` -1: all time).
+
+    See `lazyreg.db.traffic`.
+    """
+
+    __tablename__ = "traffic_minutes"
+
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hits: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    joins: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    misses: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    storage_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    joined_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    upstream_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    fetched_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

@@ -9,16 +9,21 @@ simply created. A schema newer than this lazyreg's is never touched.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 
 from lazyreg.db.engine import MIGRATIONS
 
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
+
 
 def _scripts() -> ScriptDirectory:
+    # Alembic when asked only: it costs a server process 10 MiB (`lazyreg.serve`).
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return ScriptDirectory.from_config(cfg)
@@ -41,6 +46,8 @@ class SchemaState:
 
 
 def schema_state(engine: Engine) -> SchemaState:
+    from alembic.runtime.migration import MigrationContext
+
     scripts = _scripts()
     head = scripts.get_current_head()
     assert head is not None, "lazyreg ships its migrations"

@@ -11,8 +11,8 @@
 from lazyreg.fetch.body import BlobBody, StoredBody
 from lazyreg.fetch.fetcher import Fetcher
 from lazyreg.fetch.growing import Growing, Phase
-from lazyreg.fetch.lazystore import BlobRef, LazyStore
+from lazyreg.fetch.lazystore import BlobRef, FetchedBody, LazyStore
 from lazyreg.fetch.source import Source
 
-__all__ = ["BlobBody", "BlobRef", "Fetcher", "Growing", "LazyStore", "Phase", "Source",
-           "StoredBody"]
+__all__ = ["BlobBody", "BlobRef", "FetchedBody", "Fetcher", "Growing", "LazyStore", "Phase",
+           "Source", "StoredBody"]

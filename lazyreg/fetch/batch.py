@@ -53,6 +53,7 @@ async def run_batch(fetcher: Fetcher, flights: dict[str, Flight], sources: list[
             if held or growing.digest not in ours:
                 await fetcher._fill(flight, sources)  # leased elsewhere, or a row without file
                 return
+            growing.led = True
             try:
                 async with at_once:
                     location = await _put_small(fetcher, growing.digest, growing.size, sources)
@@ -120,10 +121,13 @@ async def _claim_many(fetcher: Fetcher, digests: list[str]) -> tuple[set[str], s
     me, ttl = services.worker, services.settings.lease_ttl
 
     def claim(session: Session) -> tuple[set[str], set[str]]:
-        recorded = artifacts.stored_digests(session, digests)
-        held = leases.claim_many(session, [lease_key(d) for d in digests
-                                           if d not in recorded], me, ttl,
+        # The leases first, then the artifact rows, as `Fetcher._claim` does (and why).
+        held = leases.claim_many(session, [lease_key(d) for d in digests], me, ttl,
                                  services.cluster_url)
+        recorded = artifacts.stored_digests(session, digests)
+        # A recorded blob's lease we just took goes back: nothing of ours runs under it.
+        leases.release_many(session, [lease_key(d) for d in recorded
+                                      if lease_key(d) not in held], me)
         return {d for d in digests if lease_key(d) in held}, recorded
 
     for _ in range(MAX_CLAIM_RACES):

@@ -255,8 +255,12 @@ class Fetcher:
         url = services.cluster_url
 
         def claim(session: Session) -> tuple[bool, leases.LeaseView | None]:
-            return (artifacts.is_stored(session, digest),
-                    leases.claim(session, key, me, ttl, url))
+            # The lease first, then the artifact row: a process that read "not stored"
+            # before locking could find the lease finished by a leader that stored the
+            # blob meanwhile, and download it again (PostgreSQL's READ COMMITTED lets
+            # each statement see what committed before it, so the order is the fix).
+            held = leases.claim(session, key, me, ttl, url)
+            return artifacts.is_stored(session, digest), held
 
         for _ in range(MAX_CLAIM_RACES):
             try:
@@ -294,6 +298,7 @@ class Fetcher:
     async def _lead(self, flight: Flight, sources: list[Source],
                     seed: BlobReader | None = None) -> None:
         key = lease_key(flight.growing.digest)
+        flight.growing.led = True
         renewer = asyncio.create_task(self._keep_lease(key))
         verified: bool | None = False  # None: given up (shutdown), for others to take over
         finished = False  # the lease was finished with the artifact row

@@ -111,6 +111,10 @@ class Growing:
         self.received = 0  # bytes received into the window (its end)
         self.relaying = False  # storing failed: the window is all there is past `landed`
         self.closed = False  # no reader may attach any more
+        # This process downloads it from the upstream (rather than following another's);
+        # its first reader caused that download, every later one joined it.
+        self.led = False
+        self.attached = 0  # readers that ever attached
         self.blocks: deque[Block] = deque()  # the window, oldest first, contiguous
         self._source: _Shared | None = None
         self._bodies: set[GrowingBody] = set()
@@ -220,6 +224,8 @@ class Growing:
         if self.closed:
             return None
         body = GrowingBody(self)
+        self.attached += 1
+        body.first = self.attached == 1
         if self._source is not None:
             body.hold(self._source.take())
         self._bodies.add(body)
@@ -251,6 +257,13 @@ class GrowingBody:
         self.digest = growing.digest
         self.size = growing.size
         self.pos = 0  # every byte before it was read (the leader paces itself on this)
+        self.first = False  # the first reader of the blob's flight in this process
+
+    @property
+    def joined(self) -> bool:
+        """Whether this reader joined a download (rather than caused it): decided once the
+        first span came, when the flight knows whether it leads or follows."""
+        return not (self.first and self._growing.led)
 
     def hold(self, shared: _Shared) -> None:
         self._held.append(shared)

@@ -63,12 +63,17 @@ def as_registry_error(exc: BaseException) -> RegistryError:
                          status=502)
 
 
-class _FetchedBody:
+class FetchedBody:
     """A body on a download in flight, whose failures come out as registry errors."""
 
     def __init__(self, body: GrowingBody) -> None:
         self._body = body
         self.digest, self.size = body.digest, body.size
+
+    @property
+    def joined(self) -> bool:
+        """A reader of a download it did not cause (see `GrowingBody.joined`)."""
+        return self._body.joined
 
     async def spans(self, start: int, end: int) -> AsyncGenerator[Span, None]:
         try:
@@ -112,7 +117,7 @@ class LazyStore:
                                             keep=chosen[0].policy != "streamed", kind="layer")
             body = growing.attach()
             if body is not None:
-                return _FetchedBody(body)
+                return FetchedBody(body)
             # That download ended before we attached: stored, failed, or relayed and gone.
             if growing.phase is Phase.FAILED and growing.error is not None:
                 raise as_registry_error(growing.error)

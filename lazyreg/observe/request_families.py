@@ -17,6 +17,7 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 REQUESTS = ("lazyreg_http_requests", "HTTP requests answered, by route template and status")
@@ -66,6 +67,31 @@ class RequestFamilies:
                 cumulative.append((bound, float(running)))
             duration.add_metric((method, route), cumulative, latency.total)
         yield duration
+
+
+class SharedRequestFamilies:
+    """The same families as prometheus-client's own, for a worker of `--workers N`.
+
+    Their values live in the multiprocess directory, where `/metrics` sums every
+    worker's; each observation takes prometheus-client's lock (microseconds).
+    """
+
+    def __init__(self, buckets: Sequence[float], registry: CollectorRegistry) -> None:
+        self._requests = Counter(REQUESTS[0], REQUESTS[1], ["method", "route", "status"],
+                                 registry=registry)
+        self._duration = Histogram(DURATION[0], DURATION[1], ["method", "route"],
+                                   buckets=buckets, registry=registry)
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self._requests.labels(method, route, str(status)),
+                self._duration.labels(method, route))
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def _le(bound: float) -> str:

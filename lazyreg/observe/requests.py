@@ -4,7 +4,7 @@
 starts its clock. When the response's headers go out (`on_response_prepare`,
 so that a file response's final status, such as 206 or 304, is the one
 counted) the hook sends `X-Request-Id`, counts the request under its route
-template, counts a blob GET as a hit or a miss with its length (as the blob
+template, counts a blob GET as a hit, a join or a miss with its length (as the blob
 handler marked it, `keys.served_from`), and writes the request's log line on
 `lazyreg.access`: INFO, except probes and scrapes (QUIET_PATHS) at DEBUG so
 that they do not drown the rest.
@@ -30,8 +30,8 @@ from aiohttp import web
 
 from lazyreg.accounting import ACCOUNT, Account
 from lazyreg.config import Settings
-from lazyreg.observe import health, login, status_page
-from lazyreg.observe.keys import BLOB_SOURCE, METRICS
+from lazyreg.observe import health, login, shared, status_page
+from lazyreg.observe.keys import METRICS, blob_source
 from lazyreg.observe.logs import REQUEST_ID, request_id_for
 from lazyreg.observe.metrics import CONTENT_TYPE, Metrics
 from lazyreg.observe.queries import stored_by_kind
@@ -105,7 +105,7 @@ async def on_response_prepare(request: web.Request, response: web.StreamResponse
     metrics = request.app[METRICS]
     metrics.request(request.method, route, status, seconds)
     length = response.content_length
-    source = request.get(BLOB_SOURCE)
+    source = blob_source(request)
     if source is not None and request.method == "GET" and status in (200, 206):
         metrics.blob_served(source, length or 0)
     level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
@@ -183,6 +183,7 @@ def setup(app: web.Application, settings: Settings) -> Metrics:
     app[ACCESS_FIELDS] = settings.log_format == "json"
     app[health.READINESS] = health.Readiness()
     app.on_response_prepare.append(on_response_prepare)
+    shared.setup(app, settings.usage_flush_interval)
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)

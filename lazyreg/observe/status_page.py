@@ -1,12 +1,15 @@
 """`GET /`: the status page, server-rendered HTML with inline SVG and no JavaScript.
 
 It shows, for people rather than for Prometheus: the cache hit ratio and the
-upstream bytes saved (since this process started and over the last hour, with
-a column per minute), stored bytes by kind against the bound on them, the
-downloads in flight with their progress, repositories and distributions, and
-the recent tasks with their state and warnings. With auth on it needs a login
-(any user: it shows what the API lets a viewer read), by the form of
-`lazyreg.observe.login`, never by a Basic challenge.
+upstream bytes saved (all time and over the last hour, with a column per
+minute), stored bytes by kind against the bound on them, the downloads in
+flight with their progress, repositories and distributions, and the recent
+tasks with their state and warnings. Every figure but the downloads in flight
+describes the whole deployment and comes from the database (every server
+process adds its traffic there: `lazyreg.observe.shared`), so every node
+shows the same page; the downloads are this process's, and the page says so.
+With auth on it needs a login (any user: it shows what the API lets a viewer
+read), by the form of `lazyreg.observe.login`, never by a Basic challenge.
 
 Bounded: one database round trip of a few queries whose lists are cut at a
 fixed length (`lazyreg.observe.queries`), at most MAX_DOWNLOADS downloads,
@@ -26,6 +29,8 @@ from html import escape
 from aiohttp import web
 
 import lazyreg
+from lazyreg.db import traffic
+from lazyreg.observe import shared
 from lazyreg.observe.keys import METRICS
 from lazyreg.observe.login import HEADERS as LOGIN_HEADERS
 from lazyreg.observe.login import logout_form, page_identity, see_other
@@ -35,7 +40,7 @@ from lazyreg.observe.traffic import Traffic
 from lazyreg.state import state
 
 MAX_DOWNLOADS = 20
-HIT, MISS = "#3a9d5d", "#e08a2c"
+HIT, JOIN, MISS = "#3a9d5d", "#8bc34a", "#e08a2c"
 KIND_COLORS = {"manifest": "#7b61c9", "config": "#2b7bba", "layer": "#3a9d5d"}
 STATE_COLORS = {"completed": "#3a9d5d", "failed": "#c83c3c", "canceled": "#7f7f7f",
                 "running": "#2b7bba", "waiting": "#b59a2c"}
@@ -112,37 +117,44 @@ def _when(value: datetime | None) -> str:
 
 
 def _traffic_row(label: str, t: Traffic, key: str) -> str:
-    hit_bar = bar([Part(t.hits, HIT, f"{t.hits} hits"), Part(t.misses, MISS, f"{t.misses} misses")],
+    hit_bar = bar([Part(t.hits, HIT, f"{t.hits} hits"), Part(t.joins, JOIN, f"{t.joins} joins"),
+                   Part(t.misses, MISS, f"{t.misses} misses")],
                   t.requests, width=160, label=f"hit ratio {label}")
     return (f"<tr><th>{label}</th><td>{_ratio(t, f'hit-ratio-{key}')}</td><td>{hit_bar}</td>"
             f'<td id="hits-{key}" data-count="{t.hits}">{t.hits:,}</td>'
+            f'<td id="joins-{key}" data-count="{t.joins}">{t.joins:,}</td>'
             f'<td id="misses-{key}" data-count="{t.misses}">{t.misses:,}</td>'
-            f"<td>{_bytes(t.storage_bytes, f'saved-{key}')}</td>"
+            f"<td>{_bytes(t.saved_bytes, f'saved-{key}')}</td>"
             f"<td>{_bytes(t.fetched_bytes, f'fetched-{key}')}</td></tr>")
 
 
 def _cache(page: Page) -> str:
-    hits = columns([[Part(m.hits, HIT, f"{m.hits} hits"),
+    hits = columns([[Part(m.hits, HIT, f"{m.hits} hits"), Part(m.joins, JOIN, f"{m.joins} joins"),
                      Part(m.misses, MISS, f"{m.misses} misses")] for m in page.minutes],
                    label="blob GETs per minute, last hour")
-    saved = columns([[Part(m.storage_bytes, HIT, f"{human_bytes(m.storage_bytes)} from storage"),
+    saved = columns([[Part(m.saved_bytes, HIT, f"{human_bytes(m.saved_bytes)} saved"),
                       Part(m.fetched_bytes, MISS, f"{human_bytes(m.fetched_bytes)} from upstream")]
                      for m in page.minutes], label="blob bytes per minute, last hour")
     since = datetime.fromtimestamp(page.started, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"""<section id="cache"><h2>Cache</h2>
-<table><tr><th></th><th>hit ratio</th><th></th><th>hits</th><th>misses</th>
+    return f"""<section id="cache"><h2>Cache (every server process)</h2>
+<table><tr><th></th><th>hit ratio</th><th></th><th>hits</th><th>joins</th><th>misses</th>
 <th>upstream bytes saved</th><th>fetched upstream</th></tr>
 {_traffic_row("last hour", page.last_hour, "hour")}
-{_traffic_row("since start", page.overall, "overall")}
+{_traffic_row("all time", page.overall, "overall")}
 </table>
 <p class="pictures"><span>blob GETs per minute, last hour {hits}</span>
 <span>bytes per minute {saved}</span>
 <span><span class="swatch" style="background:{HIT}"></span>from storage
+<span class="swatch" style="background:{JOIN}"></span>joined a download
 <span class="swatch" style="background:{MISS}"></span>from the upstream</span></p>
-<p class="note">A hit is a blob GET answered from storage; a miss one answered from an upstream
-download. Bytes saved are blob bytes served from storage. These are the figures of this server
-process since it started ({since}, up {_duration(page.now - page.started)});
-each process of a scaled-out setup counts its own, as its <a href="/metrics">/metrics</a> do.</p>
+<p class="note">A hit is a blob GET answered from storage; a join one that joined a download
+already in flight (on this node or another); a miss one that started a download from the
+upstream. The hit ratio counts hits and joins; bytes saved are the bytes sent from storage and
+from joined downloads. These figures are those of every server process sharing this
+database (each adds its own every few seconds), so every node shows the same.
+This process (<code>{escape(page.worker)}</code>) started {since}, up
+{_duration(page.now - page.started)}; its own figures are its
+<a href="/metrics">/metrics</a>.</p>
 </section>"""
 
 
@@ -171,7 +183,7 @@ def _storage(page: Page) -> str:
 
 def _downloads(page: Page) -> str:
     if not page.downloads:
-        return ('<section id="downloads"><h2>Downloads in flight (0)</h2>'
+        return ('<section id="downloads"><h2>Downloads in flight on this process (0)</h2>'
                 "<p>None: every blob asked for lately was stored.</p></section>")
     rows = "".join(
         f"<tr><td><code>{escape(d.digest[:19])}…</code></td>"
@@ -181,7 +193,8 @@ def _downloads(page: Page) -> str:
         for d in page.downloads)
     more = (f"<p>… and {page.downloads_total - len(page.downloads)} more.</p>"
             if page.downloads_total > len(page.downloads) else "")
-    return (f'<section id="downloads"><h2>Downloads in flight ({page.downloads_total})</h2>'
+    return (f'<section id="downloads"><h2>Downloads in flight on this process'
+            f" ({page.downloads_total})</h2>"
             f"<table><tr><th>blob</th><th>progress</th><th></th></tr>{rows}</table>{more}"
             "</section>")
 
@@ -294,15 +307,20 @@ async def status_page(request: web.Request) -> web.Response:
     app = state(request)
     if app.auth.enabled and await page_identity(request) is None:
         return see_other("/login")  # a form, never a Basic challenge a browser would keep
-    snap = await app.services.db.read(snapshot)
+    await shared.flush(request.app)  # this process's latest requests count too
+    now = time.time()
+    snap, (overall, minutes) = await app.services.db.read(
+        lambda s: (snapshot(s), traffic.read(s, int(now // 60))))
+    last_hour = Traffic()
+    for minute in minutes:
+        last_hour.add(minute)
     progress = app.fetcher.progress()
     settings = app.services.settings
     page = Page(
         version=lazyreg.__version__,
         database="SQLite" if app.services.db.is_sqlite else "PostgreSQL",
-        worker=app.services.worker_id, started=metrics.started, now=time.time(),
-        overall=metrics.traffic, last_hour=metrics.recent.total(),
-        minutes=metrics.recent.series(), snapshot=snap,
+        worker=app.services.worker_id, started=metrics.started, now=now,
+        overall=overall, last_hour=last_hour, minutes=minutes, snapshot=snap,
         downloads=_downloads_of(progress), downloads_total=len(progress),
         bound=getattr(settings, "max_cache_bytes", None), logout=logout_form(request))
     return web.Response(text=render(page), content_type="text/html", headers=HEADERS)

@@ -1,6 +1,7 @@
-"""Blob traffic as the status page shows it: overall, and per minute over the last hour.
+"""One process's blob traffic: overall, and per minute over the last hour.
 
-`Traffic` is a few counters; `MinuteRing` keeps one `Traffic` per minute for
+`Traffic` is a few counters (`lazyreg.db.traffic.Counts`: what the database
+adds up for every process); `MinuteRing` keeps one `Traffic` per minute for
 the last `minutes` minutes in a fixed list (a slot is reused when its minute
 comes round again), so memory stays bounded however long the server runs.
 """
@@ -9,29 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
 
+from lazyreg.db.traffic import Counts
 
-@dataclass
-class Traffic:
-    hits: int = 0  # blob GETs answered from storage
-    misses: int = 0  # blob GETs answered from a download (started or joined)
-    storage_bytes: int = 0  # blob bytes served from storage: what the upstream was spared
-    upstream_bytes: int = 0  # blob bytes served from a download as it arrived
-    fetched_bytes: int = 0  # blob bytes received from upstreams (downloads and syncs)
-
-    def add(self, other: Traffic) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-    @property
-    def requests(self) -> int:
-        return self.hits + self.misses
-
-    @property
-    def hit_ratio(self) -> float | None:
-        """Hits over blob GETs; None before the first one."""
-        return self.hits / self.requests if self.requests else None
+# One set of counters, whether one process's (here) or every process's (the database).
+Traffic = Counts
 
 
 class MinuteRing:

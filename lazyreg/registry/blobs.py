@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from lazyreg.db.models import Blob
 from lazyreg.errors import RegistryError
-from lazyreg.fetch import BlobRef, StoredBody
+from lazyreg.fetch import BlobRef, FetchedBody, StoredBody
 from lazyreg.observe.keys import served_from
 from lazyreg.registry.conditional import etag_of, not_modified
 from lazyreg.registry.listing import API_HEADERS
@@ -84,6 +84,9 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     # Used, and not to be evicted, from before it is opened until it is sent.
     with app.services.usage.sending(digest):
         body = await app.blobs.open(blob)
-        served_from(request, "storage" if isinstance(body, StoredBody) else "upstream")
+        if isinstance(body, StoredBody):
+            served_from(request, "storage")
+        else:
+            served_from(request, "upstream", body if isinstance(body, FetchedBody) else None)
         return await send_body(request, body, span, headers,
                                app.services.settings.send_timeout)

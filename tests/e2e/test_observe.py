@@ -283,7 +283,7 @@ def test_downloads_in_flight_show_their_progress(upstream: Upstream, tmp_path: P
         def page() -> str:
             return get(f"{server.url}/")[2].decode()
         html = until(page, lambda h: re.search(r'data-landed="[1-9]\d*"', h) is not None)
-        assert "Downloads in flight (1)" in html
+        assert "Downloads in flight on this process (1)" in html
         assert layer["digest"][:19] in html
         assert f'data-size="{layer["size"]}"' in html
         assert scrape(server.url).value("lazyreg_downloads_in_flight") == 1

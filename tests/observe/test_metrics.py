@@ -125,3 +125,35 @@ def test_request_families_match_prometheus_client_own_histogram() -> None:
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         assert got[key] == pytest.approx(value), key
+
+
+def test_joins_count_apart_and_their_bytes_are_saved() -> None:
+    m = Metrics(clock=lambda: 120.0)
+    m.blob_served("upstream", 100)
+    for _ in range(19):
+        m.blob_served("join", 100)
+    s = parse(m.render().decode())
+    assert s.value("lazyreg_cache_misses_total") == 1
+    assert s.value("lazyreg_cache_joins_total") == 19
+    assert s.value("lazyreg_blob_served_bytes_total", source="join") == 1900
+    assert (m.traffic.misses, m.traffic.joins, m.traffic.saved_bytes) == (1, 19, 1900)
+    taken = m.take_pending()
+    assert list(taken) == [2] and taken[2].joins == 19 and not m.pending
+    m.give_back(taken)  # a flush that failed: kept for the next one
+    assert m.pending[2].joins == 19
+
+
+def test_multiprocess_mode_sums_the_files_of_every_worker(tmp_path, monkeypatch) -> None:
+    import subprocess
+    import sys
+
+    code = ("from lazyreg.observe.metrics import Metrics; m = Metrics();"
+            " m.request('GET', '/v2/', 200, 0.001); m.blob_served('join', 5);"
+            " import sys; sys.stdout.buffer.write(m.render())")
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    outputs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              check=True).stdout.decode() for _ in range(2)]
+    s = parse(outputs[-1])  # the second worker's scrape: both workers' counts
+    assert s.value("lazyreg_http_requests_total", route="/v2/") == 2
+    assert s.value("lazyreg_cache_joins_total") == 2
+    assert "process_resident_memory_bytes" not in outputs[-1]

@@ -102,10 +102,10 @@ def test_stored_bytes_against_a_bound() -> None:
 def test_downloads_in_flight_with_progress() -> None:
     downloads = [Download("sha256:" + "ab" * 32, 4096, 1024)]
     html = render(page(downloads=downloads, downloads_total=25))
-    assert "Downloads in flight (25)" in html
+    assert "Downloads in flight on this process (25)" in html
     assert "1.0 KiB of 4.0 KiB (25%)" in html
     assert "… and 24 more." in html
-    assert "Downloads in flight (0)" in render(page())
+    assert "Downloads in flight on this process (0)" in render(page())
 
 
 def test_tasks_with_state_warnings_and_errors_escaped() -> None:
