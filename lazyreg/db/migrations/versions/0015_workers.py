@@ -1,6 +1,6 @@
 """workers: blob traffic of the whole deployment, per minute
 
-Revision ID: 0013
+Revision ID: 0015
 Revises: 0014
 
 Every server process adds its hits, joins, misses and bytes to the row of the
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0013'
+revision = '0015'
 down_revision = '0014'
 branch_labels = None
 depends_on = None
