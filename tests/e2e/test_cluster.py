@@ -30,11 +30,24 @@ from lazyreg.clusterauth import HEADER, sign
 from tests.e2e.test_faults import big_layer, blob_gets, via
 from tests.e2e.test_pullthrough import MANIFESTS, _concurrently, manifest, pull_through
 from tests.postgres import PostgresServer
-from tests.rig import FaultProxy, Lazyreg, Upstream, http_json, start_lazyreg
+from tests.rig import (
+    FaultProxy,
+    Lazyreg,
+    Upstream,
+    dir_blobs,
+    http_json,
+    podman_pull,
+    skopeo_copy,
+    start_lazyreg,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 SECRET = "a-cluster-secret-for-tests"
+
+
+def sha256_file(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 LEASE_TTL = 5.0
 
 
@@ -226,6 +239,41 @@ def test_pull_through_burst_over_three_servers_one_manifest_get(cluster: Cluster
                             nodes * 10)
     assert [a.status for a in answers] == [404] * 30
     assert upstream.count("GET", r"^/v2/fixtures/oci/manifests/nope$", mark) == 1
+
+
+def _until_served(server: Lazyreg, path: str, timeout: float = 10.0) -> None:
+    """Wait until `server` answers the manifest at `path` (a distribution made through
+    another node reaches this one through the change feed)."""
+    deadline = time.monotonic() + timeout
+    while manifest(server, path).status != 200:
+        assert time.monotonic() < deadline, f"{server.url} does not serve {path}"
+        time.sleep(0.1)
+
+
+def test_skopeo_and_podman_pull_through_the_cluster_each_pinned_to_a_node(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """An on_demand distribution and a pull-through distribution, made through node 0 and
+    pulled by real clients from nodes 1 and 2: the content, whichever node serves it."""
+    nodes, upstream = cluster.nodes, cluster.upstream
+    nodes[0].server.setup_mirror(upstream, "clients", "fixtures/small")
+    pull_through(nodes[0].server, upstream.url, base_path="hubc", name="hubc")
+    v1, oci = upstream.tag("fixtures/small", "v1"), upstream.tag("fixtures/oci", "1.0")
+    for node in nodes[1:]:
+        _until_served(node.server, "clients/manifests/v1")
+
+    skopeo_copy(f"{nodes[1].server.host}/clients:v1", tmp_path / "on-demand")
+    assert sha256_file(tmp_path / "on-demand" / "manifest.json") == v1["digest"]
+    assert dir_blobs(tmp_path / "on-demand") == v1["blobs"]
+    podman_pull(f"{nodes[2].server.host}/clients:v1", tmp_path / "podman-on-demand")
+
+    mark = upstream.mark()
+    skopeo_copy(f"{nodes[2].server.host}/hubc/fixtures/oci:1.0", tmp_path / "pulled-through")
+    assert sha256_file(tmp_path / "pulled-through" / "manifest.json") == oci["digest"]
+    assert dir_blobs(tmp_path / "pulled-through") == oci["blobs"]
+    podman_pull(f"{nodes[1].server.host}/hubc/fixtures/oci:1.0", tmp_path / "podman-through")
+    # Each blob came from the upstream once, whichever node the client asked.
+    for digest in oci["blobs"]:
+        assert upstream.count("GET", rf"^/v2/fixtures/oci/blobs/{digest}$", mark) <= 1, digest
 
 
 async def _pull_retrying(session: aiohttp.ClientSession, urls: list[str]) -> tuple[str, int]:
