@@ -31,7 +31,7 @@ from tests.rig import ROOT
 BENCH = Path(__file__).resolve().parent
 ALIASES = {"1": "cached", "2": "lazy", "3": "images", "4": "small", "5": "sync", "6": "memory",
            "7": "metrics", "8": "pullthrough", "9": "airgap", "10": "objectstore",
-           "11": "prefetch", "12": "workers"}
+           "11": "prefetch", "12": "workers", "13": "fleet"}
 TOOLS = ("docker-registry", "skopeo", "curl")
 
 
@@ -79,7 +79,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="repetitions per measurement (default 5, quick 2)")
     parser.add_argument("--only", nargs="+", metavar="SCENARIO",
                         choices=names + list(ALIASES),
-                        help=f"run only these scenarios: {', '.join(names)} (or 1-10)")
+                        help=f"run only these scenarios: {', '.join(names)} (or 1-13)")
     parser.add_argument("--output", type=Path, default=None,
                         help="the markdown file to write (the plot goes beside it as .png)")
     parser.add_argument("--keep", action="store_true",

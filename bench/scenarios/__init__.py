@@ -32,6 +32,7 @@ def registry() -> dict[str, Scenario]:
     from bench.scenarios import (
         airgap,
         cached,
+        fleet,
         images,
         lazy,
         memory,
@@ -47,4 +48,5 @@ def registry() -> dict[str, Scenario]:
     return {"cached": cached.run, "lazy": lazy.run, "images": images.run,
             "small": small.run, "sync": sync.run, "memory": memory.run,
             "metrics": metrics.run, "pullthrough": pullthrough.run, "airgap": airgap.run,
-            "objectstore": objectstore.run, "prefetch": prefetch.run, "workers": workers.run}
+            "objectstore": objectstore.run, "prefetch": prefetch.run, "workers": workers.run,
+            "fleet": fleet.run}
