@@ -153,10 +153,17 @@ async def test_a_blob_that_cannot_be_stored_is_relayed_to_every_reader(
         while not growing.relaying:
             await asyncio.sleep(0.01)
     # Relaying, the window waits for its slowest reader: memory is all there is.
-    assert leftovers(disk) == []  # the half-written staging file went at once
+    # The half-written staging file goes as the relay starts (an abort in the
+    # background, which a busy machine may run a moment later).
+    async with asyncio.timeout(WAIT):
+        while leftovers(disk):
+            await asyncio.sleep(0.01)
     for _ in range(50):
         await asyncio.sleep(0)
-    assert growing.received <= len(slow.received) + 2 * BLOCK
+    # Memory holds at most the window past what the slowest reader has read, or past
+    # what landed on disk before the disk filled, if the download got that far
+    # (then the slow reader reads those bytes from the file it holds open).
+    assert growing.received <= max(len(slow.received), growing.landed) + 2 * BLOCK
     slow.go.set()
     assert await fast.result() == BIG
     assert await slow.result() == BIG
