@@ -32,7 +32,8 @@ dist: venv
 # Debian packages for the end-to-end tests: the CNCF registry, skopeo, podman
 # (via the rig's install-deps), the S3 server (Swift with its S3 API, via s3-server
 # install), a PostgreSQL server, Chromium (the status page test), umoci (it reads
-# the OCI layouts that exports write), and promtool and systemd-analyze (deploy/).
+# the OCI layouts that exports write), promtool and systemd-analyze (deploy/), and
+# containerd (`ctr --user` logs in through POST /token; the test runs its own daemon).
 deps:
 	@test -x $(SHARED)/upstream/install-deps || { echo "no test rig in $(SHARED): set SHARED=/path/to/shared"; exit 1; }
 	@set -e; if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -49,6 +50,9 @@ deps:
 	fi; \
 	if ! command -v promtool >/dev/null 2>&1 || ! command -v systemd-analyze >/dev/null 2>&1; then \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq prometheus systemd >/dev/null; \
+	fi; \
+	if ! command -v containerd >/dev/null 2>&1 || ! command -v ctr >/dev/null 2>&1; then \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq containerd >/dev/null; \
 	fi
 
 test: deps venv
