@@ -56,7 +56,10 @@ def test_a_page_elsewhere_and_a_rebound_name_cannot_write_through_chromium(
     if shutil.which("chromium") is None:
         pytest.fail("chromium is not installed: run `make test`, which installs it")
     with attacker_site(ATTACK.format(target=lazyreg.url)) as url:
-        dom = chromium(url, tmp_path, "--dump-dom", "--virtual-time-budget=10000")
+        for _ in range(3):
+            dom = chromium(url, tmp_path, "--dump-dom", "--virtual-time-budget=10000")
+            if dom.strip():  # headless Chromium now and then dumps nothing after a navigation
+                break
     assert "Content-Type: application/json" in dom or "another origin" in dom, dom[:2000]
     names = [r["name"] for r in lazyreg.ok("GET", "repositories/")["results"]]
     assert "evil" not in names
