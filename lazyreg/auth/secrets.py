@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
-import hmac
 import logging
 import os
 import secrets
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,23 +33,32 @@ MIN_KEY_LENGTH = 32
 
 
 def _derive(master: bytes, purpose: bytes) -> bytes:
-    """HKDF-SHA256 (RFC 5869) of 32 bytes, no salt: what `cryptography`'s HKDF gives, in
-    the standard library, so that a server that never decrypts a secret never loads
-    `cryptography` (6 MiB of a worker's memory)."""
-    prk = hmac.new(b"\0" * 32, master, hashlib.sha256).digest()
-    return hmac.new(prk, b"lazyreg " + purpose + b"\x01", hashlib.sha256).digest()
+    """HKDF-SHA256 of 32 bytes, no salt (`cryptography`'s). Imported at the first key
+    derived, not at start-up: a server that neither decrypts a secret nor signs a token
+    (auth off, no remote password) never loads `cryptography` (6 MiB of a worker)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=b"lazyreg " + purpose).derive(master)
 
 
 @dataclass(frozen=True)
 class SecretBox:
-    fernet_key: bytes
-    signing_key: bytes
+    master: bytes = field(repr=False)  # never in a log line or a traceback's locals
     source: str  # where the master key came from, for error messages
 
     @classmethod
     def from_master(cls, master: bytes, source: str) -> SecretBox:
-        fernet_key = base64.urlsafe_b64encode(_derive(master, b"secrets"))
-        return cls(fernet_key, _derive(master, b"jwt"), source)
+        return cls(master, source)
+
+    @functools.cached_property
+    def fernet_key(self) -> bytes:
+        return base64.urlsafe_b64encode(_derive(self.master, b"secrets"))
+
+    @functools.cached_property
+    def signing_key(self) -> bytes:
+        return _derive(self.master, b"jwt")
 
     @functools.cached_property
     def fernet(self) -> Fernet:
