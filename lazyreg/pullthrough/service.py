@@ -17,11 +17,11 @@ version) that holds the reference, fetching it from the upstream when needed:
    one task in this process that every request joins, and one lease in the
    database across processes and servers (a process that finds another's lease
    waits for it and then reads what it wrote). A flight that failed leaves its
-   lease saying so (`not_found` for a 404) for BURST_MEMORY seconds: the
-   processes that followed it, or that come just after, fail alike, a 404 as a
-   404, rather than ask the upstream again: one upstream request per burst,
-   cluster-wide. Longer than that, each process remembers it in memory only
-   (below), which a change of the distribution or remote clears at once. The
+   lease saying so for BURST_MEMORY seconds (a 404: `not_found`, for the
+   remote's `negative_ttl`): the processes that followed it, or that come
+   after, fail alike, a 404 as a 404, rather than ask the upstream again: one
+   upstream request per burst, cluster-wide. Each process also remembers it in
+   memory (below), which a change of the distribution or remote clears at once. The
    flight HEADs a tag the repository holds
    and GETs only when its digest changed; a reference never seen is fetched
    with its closure and configs (`lazyreg.sync.one_tag`).
@@ -362,6 +362,11 @@ class PullThrough:
                         leases.release(session, key, me)
                     elif outcome is leases.LeaseState.DONE:
                         leases.end(session, key, me, ttl, outcome)
+                    elif outcome is leases.LeaseState.NOT_FOUND:
+                        # A 404 answers for every server as long as each remembers it
+                        # (`negative_ttl`): a burst slower than BURST_MEMORY is one GET too.
+                        leases.end(session, key, me,
+                                   max(BURST_MEMORY, mirror.negative_ttl), outcome)
                     else:  # for the rest of the burst (see BURST_MEMORY)
                         leases.end(session, key, me, BURST_MEMORY, outcome)
                 with contextlib.suppress(Exception):
