@@ -201,16 +201,17 @@ def _schedule_out(session: Session, schedule: SyncSchedule) -> ScheduleOut:
                        last_task=schedule.task_id)
 
 
+def _schedule_of(session: Session, name: str) -> SyncSchedule:
+    """The schedule of repository `name`; NotFound for the repository or its schedule."""
+    schedule = session.get(SyncSchedule, by_name(session, Repository, name).id)
+    if schedule is None:
+        raise NotFound("schedule of repository", name)
+    return schedule
+
+
 async def show_schedule(request: web.Request) -> web.Response:
     name = path_name(request)
-
-    def query(session: Session) -> ScheduleOut:
-        repository = by_name(session, Repository, name)
-        schedule = session.get(SyncSchedule, repository.id)
-        if schedule is None:
-            raise NotFound("schedule of repository", name)
-        return _schedule_out(session, schedule)
-    return respond(await read(request, query))
+    return respond(await read(request, lambda s: _schedule_out(s, _schedule_of(s, name))))
 
 
 async def set_schedule(request: web.Request) -> web.Response:
@@ -244,11 +245,5 @@ async def set_schedule(request: web.Request) -> web.Response:
 async def delete_schedule(request: web.Request) -> web.Response:
     name = path_name(request)
 
-    def apply(session: Session) -> None:
-        repository = by_name(session, Repository, name)
-        schedule = session.get(SyncSchedule, repository.id)
-        if schedule is None:
-            raise NotFound("schedule of repository", name)
-        session.delete(schedule)
-    await write(request, apply)
+    await write(request, lambda s: s.delete(_schedule_of(s, name)))
     return no_content()
