@@ -71,6 +71,17 @@ def rss_kib(pid: int) -> int:
     return int(match.group(1))
 
 
+def private_kib(pid: int) -> int:
+    """USS: the resident memory only this process holds (Private_Clean + Private_Dirty of
+    /proc/PID/smaps_rollup), what one more worker adds; RSS also counts the shared
+    libraries' pages, resident once for all processes."""
+    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    fields = dict(re.findall(r"^(Private_Clean|Private_Dirty):\s+(\d+)", rollup, re.M))
+    if len(fields) != 2:
+        raise RuntimeError(f"no private memory figures for pid {pid}")
+    return sum(int(v) for v in fields.values())
+
+
 def reset_peak_rss(pid: int) -> None:
     """Start VmHWM again from the current RSS (Linux >= 4.0: `5` to clear_refs)."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")

@@ -13,7 +13,7 @@ variables that are not server settings.
 
 from __future__ import annotations
 
-import difflib
+import json
 import os
 import re
 import tomllib
@@ -89,6 +89,8 @@ def _refuse_unknown(path: Path, data: Mapping[str, Any]) -> None:
     known = known_keys()
     for key in data:
         if key not in known:
+            import difflib  # only for this error: a server never loads it
+
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"{path}: unknown key '{key}'{hint}")
@@ -172,3 +174,23 @@ def _toml_value(value: Any) -> str:
     # JSON's string escapes are TOML's basic string escapes.
     text = redact(str(value))
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def as_environment(settings: Settings) -> dict[str, str]:
+    """The settings as LAZYREG_* variables, every one set (so that they win over a config
+    file's): how `lazyreg serve` hands them to the server process it becomes, and a
+    supervisor to its workers."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, list | tuple | dict | set):
+            text = json.dumps(sorted(value) if isinstance(value, set) else value, default=str)
+        else:
+            text = str(value)
+        env[f"LAZYREG_{name.upper()}"] = text
+    return env

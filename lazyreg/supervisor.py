@@ -2,7 +2,7 @@
 
 The supervisor reserves the port (a socket bound with SO_REUSEPORT, never
 listening: it also fixes the port when `--port 0` asked for any), then starts
-each worker (`lazyreg.serve.worker_main`, the server without the command line:
+each worker (`lazyreg.serve.main`, the server without the command line:
 its settings come as LAZYREG_* variables, the port in `LAZYREG_WORKER_PORT`).
 Each worker listens on that port with SO_REUSEPORT, and the kernel spreads
 new connections evenly over the listening workers (a shared listening socket
@@ -127,7 +127,7 @@ class Supervisor:
         env = {**os.environ, **self.settings_env, WORKER_PORT: str(self.sock.getsockname()[1]),
                READY_FD: str(ready_w), METRICS_DIR: str(self.metrics_dir)}
         env.pop("NOTIFY_SOCKET", None)  # systemd hears from the supervisor, its main process
-        cmd = [sys.executable, "-c", "from lazyreg.serve import worker_main; worker_main()"]
+        cmd = [sys.executable, "-c", "from lazyreg.serve import main; main()"]
         try:
             proc = subprocess.Popen(cmd, env=env, pass_fds=(ready_w,))
         finally:

@@ -14,6 +14,16 @@ from tests.s3rig import S3Server, start_s3
 from tests.sqlite import migrated_template
 
 
+@pytest.fixture(autouse=True)
+def no_exec_of_the_test_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`lazyreg serve` becomes the server with exec: run in a test's own process (not as a
+    subprocess), it would replace pytest. Such a test fails here instead."""
+    def refuse(*_args: object) -> None:
+        raise AssertionError("exec in the test process: run `lazyreg serve` as a subprocess,"
+                             " or patch lazyreg.cli.serve.os.execve")
+    monkeypatch.setattr("lazyreg.cli.serve.os.execve", refuse)
+
+
 def _need(tool: str) -> None:
     if shutil.which(tool) is None:
         pytest.fail(f"{tool} is not installed: run `make test`, which installs it")

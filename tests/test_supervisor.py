@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from lazyreg.config import Settings
-from lazyreg.serve import _as_environment
+from lazyreg.configfile import as_environment
 from lazyreg.supervisor import worker_count
 
 
@@ -23,7 +23,7 @@ def test_a_worker_reads_the_settings_its_supervisor_was_given(
     given = Settings(port=0, data_dir=tmp_path, workers="2", auth="on", lease_ttl=7.5,
                      request_metrics=False, secret_key=SecretStr("k" * 40),
                      max_cache_bytes=10_000, transfer_paths=[tmp_path / "a", tmp_path / "b"])
-    for name, value in _as_environment(given).items():
+    for name, value in as_environment(given).items():
         monkeypatch.setenv(name, value)
     assert Settings() == given
 

@@ -25,7 +25,7 @@ from lazyreg.db.models import Repository
 from lazyreg.errors import InvalidField
 from lazyreg.state import state
 from lazyreg.transfer import tasks as transfer_tasks
-from lazyreg.transfer.sink import kind_of
+from lazyreg.transfer.layout import kind_of
 
 
 def allowed_path(settings: Settings, raw: str, field: str) -> Path:

@@ -8,27 +8,42 @@ their own). Inputs longer than the limits are refused before hashing.
 from __future__ import annotations
 
 import secrets
+from functools import cache
+from typing import TYPE_CHECKING
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 MAX_PASSWORD_LENGTH = 1024
 
-_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)  # immutable
-# Verified against when the user does not exist, so that timing does not tell.
-_DUMMY_HASH = _HASHER.hash("lazyreg: no such user")
+
+@cache
+def _hasher() -> PasswordHasher:
+    # Loaded at the first password: a server that only serves pulls with tokens (or
+    # with auth off) never carries argon2 and cffi (2.5 MiB).
+    from argon2 import PasswordHasher
+
+    return PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)  # immutable
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so that timing does not tell."""
+    return _hasher().hash("lazyreg: no such user")
 
 
 def hash_password(password: str) -> str:
-    return _HASHER.hash(password)
+    return _hasher().hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Whether `password` matches; with no hash, the same work and False."""
     if len(password) > MAX_PASSWORD_LENGTH:
         return False
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     try:
-        return _HASHER.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+        return _hasher().verify(password_hash or _dummy_hash(), password) and bool(password_hash)
     except (VerificationError, InvalidHashError):
         return False
 

@@ -14,10 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from lazyreg.db.content import chunked
+from lazyreg.db.engine import upsert
 from lazyreg.db.models import Artifact, utcnow
 
 
@@ -37,8 +37,7 @@ def record_artifacts(session: Session, artifacts: Iterable[NewArtifact]) -> None
             for a in artifacts}
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = upsert(session)
     for batch in chunked(list(rows.values()), 150):  # 6 parameters a row
         session.execute(insert(Artifact).on_conflict_do_nothing(index_elements=["digest"]),
                         batch)

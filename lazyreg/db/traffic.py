@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from sqlalchemy import Table, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from lazyreg.db.engine import upsert
 from lazyreg.db.models import TrafficMinute
 
 ALL_TIME = -1
@@ -63,8 +63,7 @@ def add(session: Session, by_minute: Mapping[int, Counts]) -> None:
     for counts in by_minute.values():
         total.add(counts)
     rows = {**by_minute, ALL_TIME: total}
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = upsert(session)
     table = TrafficMinute.__table__
     assert isinstance(table, Table)
     for minute in sorted(rows):  # one order in every process: no deadlock between them

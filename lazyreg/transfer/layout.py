@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from lazyreg.oci.digest import ALGORITHMS
 
@@ -127,3 +127,13 @@ def parse_index(data: bytes) -> list[IndexEntry]:
 
 def _path_or_empty(digest: str) -> str:
     return blob_path(digest) if ":" in digest else ""
+
+
+def kind_of(target: Path) -> str:
+    """`tar`, `tar.gz` or `dir`, from the target's name."""
+    name = target.name
+    if name.endswith((".tar.gz", ".tgz")):
+        return "tar.gz"
+    if name.endswith(".tar"):
+        return "tar"
+    return "dir"

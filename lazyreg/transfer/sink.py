@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from lazyreg.storage.base import Chunk
+from lazyreg.transfer.layout import kind_of
 
 BLOCK = tarfile.BLOCKSIZE  # 512: a tar member's data is padded to it
 # Gzip level of `.tar.gz` exports: layers are compressed already, so a higher
@@ -40,16 +41,6 @@ class Sink(Protocol):
     async def discard(self) -> None:
         """Remove everything written so far."""
         ...
-
-
-def kind_of(target: Path) -> str:
-    """`tar`, `tar.gz` or `dir`, from the target's name."""
-    name = target.name
-    if name.endswith((".tar.gz", ".tgz")):
-        return "tar.gz"
-    if name.endswith(".tar"):
-        return "tar"
-    return "dir"
 
 
 def open_sink(target: Path) -> Sink:

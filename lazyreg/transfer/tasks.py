@@ -16,8 +16,6 @@ from lazyreg.fetch import LazyStore
 from lazyreg.services import Services
 from lazyreg.sync.pending import PendingManifests
 from lazyreg.taskcontext import Params, TaskContext, TaskKinds
-from lazyreg.transfer.export import export_version
-from lazyreg.transfer.importer import import_layout
 
 EXPORT = "export"
 IMPORT = "import"
@@ -27,7 +25,11 @@ def register(kinds: TaskKinds, services: Services, lazy: LazyStore,
              imported: Callable[[], None] = lambda: None,
              pending: PendingManifests | None = None) -> None:
     """Make `export` and `import` task kinds; `imported` runs after an import wrote a version."""
+    # The export and import code (tarfile among it) loads at the first such task: a
+    # server that never runs one does not carry it.
     async def run_export(ctx: TaskContext, p: Params) -> list[str]:
+        from lazyreg.transfer.export import export_version
+
         since = p.get("since")
         await export_version(services, lazy, ctx.progress, str(p["repository"]),
                              int(p["version"]), Path(str(p["output"])),
@@ -37,6 +39,8 @@ def register(kinds: TaskKinds, services: Services, lazy: LazyStore,
         return []
 
     async def run_import(ctx: TaskContext, p: Params) -> list[str]:
+        from lazyreg.transfer.importer import import_layout
+
         name = str(p["repository"])
         number, warnings = await import_layout(services, ctx.progress, name,
                                                Path(str(p["input"])), ctx.task_id)

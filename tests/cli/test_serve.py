@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from lazyreg.cli import main
+from lazyreg.cli.serve import SERVER
 from lazyreg.config import Settings
 
 
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """The settings each `lazyreg serve` hands to the server process it becomes (exec), as
+    that process reads them back from its environment."""
     calls: list[Settings] = []
-    monkeypatch.setattr("lazyreg.serve.serve", calls.append)
+
+    def execve(path: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        assert path == sys.executable and list(argv[1:]) == ["-c", SERVER, "serve"]
+        with pytest.MonkeyPatch.context() as server_env:
+            for name in os.environ:
+                if name.startswith("LAZYREG_"):
+                    server_env.delenv(name)
+            for name, value in env.items():
+                server_env.setenv(name, value)
+            calls.append(Settings())
+
+    monkeypatch.setattr("lazyreg.cli.serve.os.execve", execve)
     for var in ("LAZYREG_HOST", "LAZYREG_PORT", "LAZYREG_DATA_DIR", "LAZYREG_CONFIG",
                 "LAZYREG_DATABASE_URL", "LAZYREG_TLS_CERT", "LAZYREG_TLS_KEY"):
         monkeypatch.delenv(var, raising=False)
@@ -81,7 +98,8 @@ def test_a_bad_file_is_one_line_naming_the_key(
 def test_an_unknown_variable_is_named_at_start(monkeypatch: pytest.MonkeyPatch,
                                                caplog: pytest.LogCaptureFixture,
                                                tmp_path: Path) -> None:
-    """A log line (JSON with --log-format json) names it; known variables are not named."""
+    """The server process logs a line (JSON with --log-format json) that names it; known
+    variables are not named."""
     from lazyreg import serve
 
     monkeypatch.setattr(serve.web, "run_app", lambda app, sock, **k: sock.close())
@@ -90,8 +108,10 @@ def test_an_unknown_variable_is_named_at_start(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("LAZYREG_STORAGE_URLL", "s3://bucket")  # a typo
     monkeypatch.setenv("LAZYREG_SERVER", "http://127.0.0.1:1")  # the CLI's, not a setting
     monkeypatch.setenv("LAZYREG_LEASE_TTL", "9")  # a setting
+    monkeypatch.setenv("LAZYREG_PORT", "0")
+    monkeypatch.setenv("LAZYREG_DATA_DIR", str(tmp_path / "data"))
     with caplog.at_level("WARNING", logger="lazyreg.serve"):
-        assert main(["serve", "--port", "0", "--data-dir", str(tmp_path / "data")]) == 0
+        serve.main()  # the server process `lazyreg serve` becomes
     named = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("LAZYREG_STORAGE_URLL is not a lazyreg setting") for m in named)
     assert not any("LAZYREG_SERVER" in m or "LAZYREG_LEASE_TTL" in m for m in named)

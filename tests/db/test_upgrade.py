@@ -9,6 +9,7 @@ mirror synced and pulled, a pull-through distribution used once, users.
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from lazyreg.serve import database_state, schema_refusal
 from tests.db.build_schema_0007 import OUT as DUMP
 from tests.db.build_schema_0007 import SECRET_KEY
 from tests.db.test_migration_0006 import _to
+from tests.rig import LAZYREG_BIN
 
 
 def _load_0007(data_dir: Path) -> Path:
@@ -98,8 +100,7 @@ def test_a_server_on_the_upgraded_database_reads_it(tmp_path: Path) -> None:
     assert tags == 3
 
 
-def test_an_older_schema_is_refused_in_one_line(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_older_schema_is_refused_in_one_line(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     engine = make_engine(f"sqlite:///{data / 'lazyreg.db'}", immediate=True)
@@ -108,9 +109,11 @@ def test_an_older_schema_is_refused_in_one_line(tmp_path: Path,
     settings = Settings(data_dir=data)
     refusal = schema_refusal(database_state(settings))
     assert refusal is not None and "revision 0005" in refusal and "lazyreg db upgrade" in refusal
-    assert main(["serve", "--data-dir", str(data), "--port", "0"]) == 78
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "schema is at revision 0005" in err
+    # the real command: the server process it becomes refuses, with EX_CONFIG
+    proc = subprocess.run([str(LAZYREG_BIN), "serve", "--data-dir", str(data), "--port", "0"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 78, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "schema is at revision 0005" in proc.stderr
     assert main(["db", "upgrade", "--data-dir", str(data)]) == 0
     assert schema_refusal(database_state(settings)) is None
 
