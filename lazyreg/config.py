@@ -164,6 +164,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# sysexits' EX_CONFIG: the exit status of a server that refuses to start (settings, or a
+# database it must not start on). A supervisor does not restart on it
+# (systemd: RestartPreventExitStatus=78).
+EX_CONFIG = 78
+
+
+class StartRefused(Exception):
+    """Settings a server must not start with; the message says why and what to do."""
+
+
 def bind_refusal(settings: Settings) -> str | None:
     """Why these settings must not start a server, or None."""
     if not settings.auth_enabled and not is_loopback(settings.host):

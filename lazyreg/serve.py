@@ -21,8 +21,9 @@ picks a free one); under systemd (`Type=notify`), READY=1 is sent once the
 application has started, and STOPPING=1 when a stop begins. A database whose
 schema is older than this lazyreg's is refused unless `migrate` is set (see
 `lazyreg.db.schema`). Both the check and the migration run in a forked child when
-the schema is not current (Alembic stays out of the server's memory), once for
-every worker with `--workers N` (`lazyreg.supervisor`).
+the schema is not current (Alembic stays out of the server's memory); with
+`--workers N`, once for all workers, in a child of the supervisor
+(`lazyreg.workers`, which never loads the application).
 """
 
 from __future__ import annotations
@@ -38,20 +39,16 @@ import traceback
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from lazyreg import memory, supervisor
+from lazyreg import memory, supervisor, workers
 from lazyreg.app import create_app
 from lazyreg.auth.startup import open_secrets
-from lazyreg.config import Settings, bind_refusal, cluster_refusal
-from lazyreg.configfile import as_environment, unknown_variables
+from lazyreg.config import EX_CONFIG, Settings, StartRefused, bind_refusal, cluster_refusal
 from lazyreg.db.engine import Database, is_current, make_engine
 from lazyreg.db.schema import SchemaState, schema_state
 from lazyreg.observe import logs
 from lazyreg.redact import RedactingFilter
 from lazyreg.storage.base import Misconfigured
 
-# sysexits' EX_CONFIG: settings or a database this lazyreg must not start with. A
-# supervisor does not restart on it (systemd: RestartPreventExitStatus=78).
-EX_CONFIG = 78
 IDLE_TIMEOUT = 15.0
 MAX_REQUEST_LINE = 8190  # bytes; also bounds a URL, so every name and query in it
 MAX_HEADER_FIELD = 8190  # bytes of one header (a bearer token is a few KiB)
@@ -62,10 +59,6 @@ MAX_HEADERS = 128
 LINGER_TIME = 2.0
 
 log = logging.getLogger(__name__)
-
-
-class StartRefused(Exception):
-    """Settings a server must not start with; the message says why and what to do."""
 
 
 class MalformedRequestsInOneLine(logging.Filter):
@@ -138,31 +131,16 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def sd_notify(message: str) -> None:
-    """Tell systemd (Type=notify) how the service is doing; nothing outside systemd."""
-    path = os.environ.get("NOTIFY_SOCKET")
-    if not path:
-        return
-    if path.startswith("@"):  # an abstract socket
-        path = "\0" + path[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.connect(path)
-            sock.sendall(message.encode())
-    except OSError as exc:
-        log.warning("cannot notify systemd (%s): %s", path, exc)
-
-
 async def _ready(_app: web.Application) -> None:
     memory.trim()  # start-up's garbage: an idle worker holds what it uses, no more
     if supervisor.is_worker():
         supervisor.say_ready()  # its supervisor starts the next, and tells systemd at the end
     else:
-        sd_notify("READY=1")
+        workers.sd_notify("READY=1")
 
 
 async def _stopping(_app: web.Application) -> None:
-    sd_notify("STOPPING=1")
+    workers.sd_notify("STOPPING=1")
 
 
 def _schema_in_child(settings: Settings) -> None:
@@ -225,13 +203,14 @@ def main() -> None:
         raise SystemExit(EX_CONFIG) from None
 
 
-def _banner(settings: Settings, scheme: str, host: str, port: int | str, workers: int) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    procs = f", {workers} workers" if workers > 1 else ""
-    return (f"lazyreg serving {scheme}://{shown}:{port}"
-            f" (data: {settings.data_dir.resolve()}, database:"
-            f" {settings.resolved_database_url.split('@')[-1]}, storage:"
-            f" {settings.storage_url or 'the data directory'}, auth: {settings.auth}{procs})")
+def prepare() -> None:
+    """The schema check of `lazyreg serve --workers N`, in a child of its supervisor (which
+    never loads the database code): refuse an older schema, or migrate it, once."""
+    try:
+        _schema_in_child(Settings())
+    except StartRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(EX_CONFIG) from None
 
 
 def _terminated(signum: int, _frame: object) -> None:
@@ -239,36 +218,28 @@ def _terminated(signum: int, _frame: object) -> None:
 
 
 def serve(settings: Settings) -> None:
+    """Run one server process: a server of its own, or a worker of `--workers N`."""
+    count = supervisor.worker_count(settings.workers)
+    worker = supervisor.is_worker()
+    if count > 1 and not worker:  # the supervisor: lazyreg/workers.py
+        code = workers.run(settings, count)
+        if code:
+            raise SystemExit(code)
+        return
     # Until aiohttp installs its own handler, SIGTERM must still stop the process: as
     # PID 1 of a container, a process without a handler never receives it.
     signal.signal(signal.SIGTERM, _terminated)
     refusal = bind_refusal(settings) or cluster_refusal(settings)
     if refusal:
         raise StartRefused(refusal)
-    worker = supervisor.is_worker()
     memory.few_arenas()
     if not worker:  # a worker's supervisor did it, once for all
         _schema_in_child(settings)
     # No URL credentials in any log line.
     logs.configure(settings.log_format, settings.log_level, filters=(RedactingFilter(),))
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestsInOneLine())
-    for name in unknown_variables(os.environ):  # a typo would otherwise go unnoticed
-        if not name.startswith(supervisor.OWN_VARIABLES):
-            log.warning("%s is not a lazyreg setting: it is ignored (`lazyreg config show`"
-                        " lists the settings)", name)
+    workers.warn_unknown_variables(log)
     scheme = "https" if settings.tls_cert else "http"
-    count = supervisor.worker_count(settings.workers)
-    if count > 1 and settings.cluster_listen:
-        # Each worker would open its own internal listener on the one address.
-        raise StartRefused("--workers above 1 does not go with cluster_listen yet: run one"
-                           " server process per cluster node")
-    if count > 1 and not worker:  # see lazyreg/supervisor.py
-        banner = _banner(settings, scheme, settings.host, "{port}", count)
-        # A stop lasts at most about twice `shutdown_timeout` (see above): then it kills.
-        grace = 2 * settings.shutdown_timeout + 15
-        supervisor.supervise(count, settings.host, settings.port, as_environment(settings),
-                             banner, grace, on_ready=lambda: sd_notify("READY=1"))
-        return
     ssl_context = None
     if settings.tls_cert and settings.tls_key:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -278,7 +249,7 @@ def serve(settings: Settings) -> None:
     if port is None:
         sock = bind(settings.host, settings.port)
         host, port = sock.getsockname()[:2]
-        print(_banner(settings, scheme, host, port, 1), flush=True)
+        print(workers.banner(settings, scheme, host, port, 1), flush=True)
     app = create_app(settings)
     app.on_startup.append(_ready)  # after the lifespan's start: the app is ready
     app.on_shutdown.append(_stopping)

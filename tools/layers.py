@@ -50,6 +50,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tasks",),  # runs registered task kinds
     ("api",),
     ("app",),
+    ("workers",),  # the supervisor of --workers N: it never loads the application
     ("serve",),
     ("cli",),
 )

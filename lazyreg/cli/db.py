@@ -27,7 +27,8 @@ def upgrade(
     config: ConfigFile = None,
 ) -> None:
     """Run the database migrations up to this lazyreg's schema (keeps every row)."""
-    from lazyreg.serve import StartRefused, upgrade_database
+    from lazyreg.config import StartRefused
+    from lazyreg.serve import upgrade_database
 
     settings = load_settings({"data_dir": data_dir, "database_url": database_url}, config)
     try:

@@ -22,11 +22,8 @@ from lazyreg.cli.client import CliError
 if TYPE_CHECKING:
     from lazyreg.config import Settings
 
-# sysexits' EX_CONFIG: settings this lazyreg must not start with (the server uses the same
-# code for a database it must not start on). A supervisor does not restart on it
-# (systemd: RestartPreventExitStatus=78).
-EX_CONFIG = 78
 SERVER = "from lazyreg.serve import main; main()"
+SUPERVISOR = "from lazyreg.workers import main; main()"  # --workers N: N servers
 
 ConfigFile = Annotated[Path | None, typer.Option(
     "--config", help="TOML file of settings; LAZYREG_* variables and flags override it"
@@ -63,6 +60,7 @@ def serve(
 ) -> None:
     """Run the server: the OCI registry (/v2) and the management API (/api/v1)."""
     from lazyreg.configfile import as_environment
+    from lazyreg.supervisor import worker_count
 
     flags = {"host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
              "storage_url": storage_url,
@@ -74,13 +72,15 @@ def serve(
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        os.execve(sys.executable, [sys.executable, "-c", SERVER, "serve"], env)
+        code = SUPERVISOR if worker_count(settings.workers) > 1 else SERVER
+        os.execve(sys.executable, [sys.executable, "-c", code, "serve"], env)
     except OSError as exc:
         raise CliError(f"cannot start the server ({sys.executable}): {exc}") from None
 
 
 def load_settings(flags: dict[str, Any], config: Path | None) -> Settings:
     """The settings in force; a fault is one CliError line naming the key."""
+    from lazyreg.config import EX_CONFIG
     from lazyreg.configfile import ConfigError, load
 
     given = {k: v for k, v in flags.items() if v is not None}

@@ -21,7 +21,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
     calls: list[Settings] = []
 
     def execve(path: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
-        assert path == sys.executable and list(argv[1:]) == ["-c", SERVER, "serve"]
+        assert path == sys.executable and list(argv[1:]) == ["-c", SERVER, "serve"], argv
         with pytest.MonkeyPatch.context() as server_env:
             for name in os.environ:
                 if name.startswith("LAZYREG_"):

@@ -109,11 +109,14 @@ def test_an_older_schema_is_refused_in_one_line(tmp_path: Path) -> None:
     settings = Settings(data_dir=data)
     refusal = schema_refusal(database_state(settings))
     assert refusal is not None and "revision 0005" in refusal and "lazyreg db upgrade" in refusal
-    # the real command: the server process it becomes refuses, with EX_CONFIG
-    proc = subprocess.run([str(LAZYREG_BIN), "serve", "--data-dir", str(data), "--port", "0"],
-                          capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 78, proc.stderr
-    assert proc.stderr.count("\n") == 1 and "schema is at revision 0005" in proc.stderr
+    # the real command: the server process it becomes refuses, with EX_CONFIG; with
+    # --workers 2, the supervisor's schema check (a child process) does
+    for extra in ([], ["--workers", "2"]):
+        proc = subprocess.run([str(LAZYREG_BIN), "serve", "--data-dir", str(data), "--port",
+                               "0", *extra], capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert proc.returncode == 78, proc.stderr
+        assert proc.stderr.count("\n") == 1 and "schema is at revision 0005" in proc.stderr
     assert main(["db", "upgrade", "--data-dir", str(data)]) == 0
     assert schema_refusal(database_state(settings)) is None
 
