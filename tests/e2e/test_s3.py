@@ -235,12 +235,16 @@ def _get(url: str, timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
             return exc.code, dict(exc.headers), exc.read()
 
 
+OUTAGE = 30.0  # seconds the store stays away
+
+
 def test_an_outage_of_the_store_under_a_running_pull(
         s3_server: S3Server, bucket: str, upstream: Upstream, faults: FaultProxy,
         tmp_path: Path) -> None:
-    """The store goes away mid-download: the pull under way is relayed whole and nothing is
-    stored; a stored blob gets 503 + Retry-After, fast; /readyz fails; when the store is
-    back, everything works again without a restart of lazyreg."""
+    """The store goes away mid-download, for OUTAGE seconds: the pull under way is relayed
+    whole and nothing is stored; a stored blob gets 503 + Retry-After, fast, all along;
+    /readyz fails; when the store is back, everything works again without a restart of
+    lazyreg."""
     relay = TcpRelay(s3_server.endpoint)
     env = s3_server.env(bucket, LAZYREG_S3_ENDPOINT_URL=relay.url,
                         LAZYREG_STAGING_SWEEP_INTERVAL="1")
@@ -272,8 +276,12 @@ def test_an_outage_of_the_store_under_a_running_pull(
         assert status == 503 and json.loads(body)["checks"]["storage"] != "ok"
         pull.join(120)
         assert pulled and "sha256:" + hashlib.sha256(pulled[0]).hexdigest() == digest
-        while time.monotonic() - outage < 10:  # down a while longer, pulls or not
-            time.sleep(0.5)
+        while time.monotonic() - outage < OUTAGE:  # all along, a pull is a fast 503
+            asked = time.monotonic()
+            status, headers, _ = _get(f"{server.url}/v2/mirror/blobs/{stored}")
+            assert status == 503 and headers.get("Retry-After") == "10"
+            assert time.monotonic() - asked < 10, "a pull waited on the missing store"
+            time.sleep(2)
 
         if s3_server.dir is not None:
             s3_server.resume()
