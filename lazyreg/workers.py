@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 def main() -> None:
     """The process `lazyreg serve --workers N` becomes; its settings are LAZYREG_* variables."""
+    # Until the supervisor installs its own handler, SIGTERM must still stop the process:
+    # as PID 1 of a container, a process without a handler never receives it.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         settings = Settings()
         code = run(settings, supervisor.worker_count(settings.workers))
@@ -45,6 +49,10 @@ def main() -> None:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(EX_CONFIG) from None
     raise SystemExit(code)
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def run(settings: Settings, count: int) -> int:
