@@ -213,10 +213,6 @@ def prepare() -> None:
         raise SystemExit(EX_CONFIG) from None
 
 
-def _terminated(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def serve(settings: Settings) -> None:
     """Run one server process: a server of its own, or a worker of `--workers N`."""
     count = supervisor.worker_count(settings.workers)
@@ -228,7 +224,7 @@ def serve(settings: Settings) -> None:
         return
     # Until aiohttp installs its own handler, SIGTERM must still stop the process: as
     # PID 1 of a container, a process without a handler never receives it.
-    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGTERM, workers.terminated)
     refusal = bind_refusal(settings) or cluster_refusal(settings)
     if refusal:
         raise StartRefused(refusal)

@@ -41,7 +41,7 @@ def main() -> None:
     """The process `lazyreg serve --workers N` becomes; its settings are LAZYREG_* variables."""
     # Until the supervisor installs its own handler, SIGTERM must still stop the process:
     # as PID 1 of a container, a process without a handler never receives it.
-    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGTERM, terminated)
     try:
         settings = Settings()
         code = run(settings, supervisor.worker_count(settings.workers))
@@ -51,7 +51,8 @@ def main() -> None:
     raise SystemExit(code)
 
 
-def _terminated(signum: int, _frame: object) -> None:
+def terminated(signum: int, _frame: object) -> None:
+    """A SIGTERM handler for the time before a process installs its own: exit 128 + 15."""
     raise SystemExit(128 + signum)
 
 
