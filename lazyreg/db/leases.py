@@ -65,18 +65,24 @@ def _view(row: Lease) -> LeaseView:
 
 
 def claim(session: Session, key: str, me: WorkerId, ttl: float,
-          url: str | None = None) -> LeaseView | None:
+          url: str | None = None, answers: frozenset[LeaseState] = frozenset()
+          ) -> LeaseView | None:
     """Take the lease (None) or return the live lease of another process.
 
     `url`: where peers reach this process (its cluster_url), recorded with the lease.
+    `answers`: ended states that, until the lease expires, are the answer for everyone
+    (a 404 upstream), returned rather than taken over: read on the locked row, so
+    that a lease ending between a look and a claim is never claimed again.
     """
     now = time.time()
-    row = session.get(Lease, key, with_for_update=True)
+    row = session.get(Lease, key, with_for_update=True, populate_existing=True)
     if row is None:
         session.add(Lease(key=key, owner=str(me), expires=now + ttl,
                           state=LeaseState.RUNNING.value, url=url))
         return None
     current = _view(row)
+    if current.state in answers and current.expires > now:
+        return current
     if current.owner != me and not current.takeable(now):
         return current
     row.owner, row.expires, row.state = str(me), now + ttl, LeaseState.RUNNING.value

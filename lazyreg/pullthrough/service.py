@@ -84,6 +84,8 @@ FAILURE_MEMORY = 5.0  # seconds an upstream failure (not a 404) is remembered, a
 STALE_WAIT = 2.0  # seconds a request for a stored tag waits for its re-check
 FOLLOW_POLL = 0.05  # seconds between looks at another process's lease
 BURST_MEMORY = 2.0  # seconds a failed flight's lease answers for it, cluster-wide
+# Ended leases that answer every process until they expire (see BURST_MEMORY).
+FAILURE_STATES = frozenset({leases.LeaseState.NOT_FOUND, leases.LeaseState.FAILED})
 
 FlightKey = tuple[int, str, str]  # (distribution id, upstream name, reference)
 # What a flight may end with that is the upstream's doing (TimeoutError: MAX_FLIGHT).
@@ -317,11 +319,8 @@ class PullThrough:
         async with asyncio.timeout(MAX_FLIGHT):
             def claim(session: Session) -> leases.LeaseView | None:
                 """A failure still remembered (by any process), or the claim's answer."""
-                current = leases.get(session, key)
-                if current is not None and current.expires > time.time() and \
-                        current.state in (leases.LeaseState.NOT_FOUND, leases.LeaseState.FAILED):
-                    return current
-                return leases.claim(session, key, me, ttl, services.cluster_url)
+                return leases.claim(session, key, me, ttl, services.cluster_url,
+                                    answers=FAILURE_STATES)
 
             while True:
                 try:

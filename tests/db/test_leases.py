@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from lazyreg.db import leases
 from lazyreg.db.engine import Database
@@ -145,3 +145,23 @@ def test_liveness_says_which_leases_live_owners_run(db: Database) -> None:
         answer = leases.liveness(s, [*keys.values(), "blob:sha256:" + "f" * 64])
     assert answer == {keys["a"]: True, keys["b"]: True, keys["c"]: False,
                       keys["d"]: False, keys["e"]: False}  # no row: not in the answer
+
+
+def test_an_ended_lease_that_answers_is_returned_not_taken_until_it_expires(
+        db: Database) -> None:
+    """A pull-through 404 answers every process for its lease's life: the claim reads it on
+    the locked row, so a lease that ended between a look and a claim is not fetched again."""
+    answers = frozenset({LeaseState.NOT_FOUND, LeaseState.FAILED})
+    with db.write_session() as s:
+        assert leases.claim(s, KEY, A, 30) is None
+    with db.write_session() as s:
+        looked = leases.get(s, KEY)  # B looks: A's download runs
+        assert looked is not None and looked.state is LeaseState.RUNNING
+        # meanwhile A ends it with a 404 (a statement the session's objects do not see)
+        s.connection().execute(text("UPDATE leases SET state = 'not_found'"))
+        held = leases.claim(s, KEY, B, 30, answers=answers)
+    assert held is not None and held.state is LeaseState.NOT_FOUND and held.owner == A
+    with db.write_session() as s:
+        s.execute(update(Lease).values(expires=time.time() - 1))
+    with db.write_session() as s:
+        assert leases.claim(s, KEY, B, 30, answers=answers) is None  # expired: B's now
