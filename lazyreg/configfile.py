@@ -137,6 +137,13 @@ def load(flags: Mapping[str, Any], config_file: Path | None = None,
     return Loaded(settings, origins, path)
 
 
+def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
+    """A server process's settings: its LAZYREG_* variables alone (`as_environment` wrote
+    every one); ConfigError names a bad one, as at the command line."""
+    values = _env_values(os.environ if environ is None else environ)
+    return _validate(values, {k: f"env {env_name(k)}" for k in values})
+
+
 def check_file(path: Path) -> Settings:
     """The settings the file alone gives (over the defaults); ConfigError if it has a fault."""
     values = read_file(path)

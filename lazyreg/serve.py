@@ -42,7 +42,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from lazyreg import memory, supervisor, workers
 from lazyreg.app import create_app
 from lazyreg.auth.startup import open_secrets
-from lazyreg.config import EX_CONFIG, Settings, StartRefused, bind_refusal, cluster_refusal
+from lazyreg.config import Settings, StartRefused, bind_refusal, cluster_refusal
 from lazyreg.db.engine import Database, is_current, make_engine
 from lazyreg.db.schema import SchemaState, schema_state
 from lazyreg.observe import logs
@@ -196,21 +196,13 @@ def main() -> None:
     A fresh interpreter, without the command line's modules: the server never
     carries typer, rich and click (4.5 MiB a process).
     """
-    try:
-        serve(Settings())
-    except (StartRefused, supervisor.SupervisorError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(EX_CONFIG) from None
+    workers.start(serve)
 
 
 def prepare() -> None:
     """The schema check of `lazyreg serve --workers N`, in a child of its supervisor (which
     never loads the database code): refuse an older schema, or migrate it, once."""
-    try:
-        _schema_in_child(Settings())
-    except StartRefused as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(EX_CONFIG) from None
+    workers.start(_schema_in_child)
 
 
 def serve(settings: Settings) -> None:

@@ -46,6 +46,9 @@ from pathlib import Path
 WORKER_PORT = "LAZYREG_WORKER_PORT"
 READY_FD = "LAZYREG_READY_FD"
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# What a worker runs: the server, its settings read from LAZYREG_* variables (also what
+# `lazyreg serve` becomes with one process).
+SERVER = "from lazyreg.serve import main; main()"
 OWN_VARIABLES = (WORKER_PORT, READY_FD)  # what the supervisor tells its workers
 READY_TIMEOUT = 120.0  # seconds a worker may take to start (migrations included)
 YOUNG = 10.0  # seconds: a worker that dies younger than this is crash-looping
@@ -127,7 +130,7 @@ class Supervisor:
         env = {**os.environ, **self.settings_env, WORKER_PORT: str(self.sock.getsockname()[1]),
                READY_FD: str(ready_w), METRICS_DIR: str(self.metrics_dir)}
         env.pop("NOTIFY_SOCKET", None)  # systemd hears from the supervisor, its main process
-        cmd = [sys.executable, "-c", "from lazyreg.serve import main; main()"]
+        cmd = [sys.executable, "-c", SERVER]
         try:
             proc = subprocess.Popen(cmd, env=env, pass_fds=(ready_w,))
         finally:

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 
 from lazyreg import supervisor
 from lazyreg.config import (
@@ -27,7 +28,7 @@ from lazyreg.config import (
     bind_refusal,
     cluster_refusal,
 )
-from lazyreg.configfile import as_environment, unknown_variables
+from lazyreg.configfile import ConfigError, as_environment, from_environment, unknown_variables
 from lazyreg.observe import logs
 from lazyreg.redact import RedactingFilter
 
@@ -42,13 +43,20 @@ def main() -> None:
     # Until the supervisor installs its own handler, SIGTERM must still stop the process:
     # as PID 1 of a container, a process without a handler never receives it.
     signal.signal(signal.SIGTERM, terminated)
+    start(lambda settings: run(settings, supervisor.worker_count(settings.workers)))
+
+
+def start(body: Callable[[Settings], int | None]) -> None:
+    """How each process of a server starts (the one `lazyreg serve` becomes, a worker, a
+    supervisor, its schema check): the settings from LAZYREG_* variables, `body` with
+    them; a refusal, or a variable that does not validate, is one line and exit 78."""
     try:
-        settings = Settings()
-        code = run(settings, supervisor.worker_count(settings.workers))
-    except (StartRefused, supervisor.SupervisorError) as exc:
+        code = body(from_environment())
+    except (ConfigError, StartRefused, supervisor.SupervisorError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(EX_CONFIG) from None
-    raise SystemExit(code)
+    if code:
+        raise SystemExit(code)
 
 
 def terminated(signum: int, _frame: object) -> None:

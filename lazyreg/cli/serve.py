@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from lazyreg.cli.client import CliError
+from lazyreg.supervisor import SERVER
 
 if TYPE_CHECKING:
     from lazyreg.config import Settings
 
-SERVER = "from lazyreg.serve import main; main()"
 SUPERVISOR = "from lazyreg.workers import main; main()"  # --workers N: N servers
 
 ConfigFile = Annotated[Path | None, typer.Option(

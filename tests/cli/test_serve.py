@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lazyreg.cli import main
-from lazyreg.cli.serve import SERVER
+from lazyreg.cli.serve import SERVER, SUPERVISOR
 from lazyreg.config import Settings
 
 
@@ -115,3 +116,18 @@ def test_an_unknown_variable_is_named_at_start(monkeypatch: pytest.MonkeyPatch,
     named = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("LAZYREG_STORAGE_URLL is not a lazyreg setting") for m in named)
     assert not any("LAZYREG_SERVER" in m or "LAZYREG_LEASE_TTL" in m for m in named)
+
+
+@pytest.mark.parametrize("code", [SERVER, SUPERVISOR])
+def test_a_server_process_with_a_bad_variable_says_so_in_one_line(code: str,
+                                                                  tmp_path: Path) -> None:
+    """What `lazyreg serve` execs (one server, or the supervisor of N) reads its settings
+    from LAZYREG_* variables: one that does not validate is one line, exit 78."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAZYREG_")}
+    env |= {"LAZYREG_PORT": "lots", "LAZYREG_DATA_DIR": str(tmp_path / "data"),
+            "LAZYREG_WORKERS": "2"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 78, proc.stderr
+    assert proc.stderr.startswith("error: port (from env LAZYREG_PORT): ")
+    assert proc.stderr.count("\n") == 1
