@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from lazyreg.cli.client import CliError
-from lazyreg.supervisor import SERVER
 
 if TYPE_CHECKING:
     from lazyreg.config import Settings
@@ -60,7 +59,7 @@ def serve(
 ) -> None:
     """Run the server: the OCI registry (/v2) and the management API (/api/v1)."""
     from lazyreg.configfile import as_environment
-    from lazyreg.supervisor import worker_count
+    from lazyreg.supervisor import SERVER, worker_count
 
     flags = {"host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
              "storage_url": storage_url,

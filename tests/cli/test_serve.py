@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from lazyreg.cli import main
-from lazyreg.cli.serve import SERVER, SUPERVISOR
+from lazyreg.cli.serve import SUPERVISOR
 from lazyreg.config import Settings
+from lazyreg.supervisor import SERVER
 
 
 @pytest.fixture
